@@ -1,0 +1,30 @@
+# Set-up and the two everyday commands: `make demo` (the main job) and `make test`.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RAY_USAGE_STATS_ENABLED := 0
+export HF_HUB_OFFLINE := 1
+
+.PHONY: install demo test bench clean
+
+install: $(STAMP)
+
+# Installs through constraints.txt: pinned, tested versions (torch 2.13.0 CPU among them).
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,text]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/recengine quickstart
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/feature_store.py
+
+clean:
+	rm -rf $(VENV) recengine.duckdb recengine.snapshots recengine-demo

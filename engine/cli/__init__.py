@@ -1,0 +1,37 @@
+"""The ``recengine`` command line: one click group, commands in one module per area."""
+
+from __future__ import annotations
+
+import click
+
+from engine.cli import data, plugins_cmd, store
+from engine.cli.common import friendly_errors
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="recengine")
+def cli() -> None:
+    """recengine: a plugin-based recommendation engine.
+
+    Typical flow: `recengine data generate` (or bring CSV/Parquet/RecBole files),
+    `recengine store ingest`, then train, evaluate, recommend and serve.
+    """
+
+
+cli.add_command(store.store)
+cli.add_command(data.data)
+cli.add_command(plugins_cmd.plugins)
+
+
+def _add_plugin_commands() -> None:
+    from engine.plugin_manager import get_plugin_manager
+
+    get_plugin_manager().add_commands(cli)
+
+
+def main() -> None:
+    """Console-script entry point: load plugin commands, then run with friendly errors."""
+    with friendly_errors():
+        _add_plugin_commands()
+    with friendly_errors():
+        cli(standalone_mode=True)

@@ -1,0 +1,38 @@
+"""Shared CLI pieces: the --store option, JSON output, and turning errors into messages."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from typing import Any, Iterator
+
+import click
+from rich.console import Console
+
+console = Console()
+err_console = Console(stderr=True)
+
+store_option = click.option(
+    "--store", "store_path", envvar="RECENGINE_STORE", default="recengine.duckdb", show_default=True,
+    type=click.Path(dir_okay=False), help="DuckDB file of the feature store (or set RECENGINE_STORE).",
+)
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+@contextlib.contextmanager
+def friendly_errors() -> Iterator[None]:
+    """Show expected errors (bad input, locked store, unknown names) as one clear message."""
+    from feature_store.errors import StoreError
+
+    try:
+        yield
+    except (StoreError, LookupError, ValueError) as exc:
+        if isinstance(exc, click.ClickException):
+            raise
+        err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        sys.exit(1)

@@ -1,0 +1,18 @@
+"""Small helpers over DuckDB 2.x connections, whose results hold the connection until read."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import duckdb
+
+
+def run(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple]:
+    """Execute a statement and read its whole result, freeing the connection."""
+    return con.execute(sql, params).fetchall() if params else con.execute(sql).fetchall()
+
+
+def one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple | None:
+    """The first row of a query (None when empty); the result is read to the end."""
+    rows = run(con, sql, params)
+    return rows[0] if rows else None

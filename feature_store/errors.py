@@ -1,0 +1,73 @@
+"""Errors the feature store raises: each says where the problem is and what was expected."""
+
+from __future__ import annotations
+
+
+class StoreError(Exception):
+    """Base class of every feature-store error."""
+
+
+class IngestError(StoreError):
+    """Input that cannot be ingested; names the source, row, column and what was expected.
+
+    ``row`` is the 1-based line number in text files (the header is line 1) and the
+    1-based data row in Parquet files and frames.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        problem: str,
+        *,
+        row: int | None = None,
+        column: str | None = None,
+        expected: str | None = None,
+        row_label: str = "row",
+    ) -> None:
+        self.source = source
+        self.problem = problem
+        self.row = row
+        self.column = column
+        self.expected = expected
+        where = [source]
+        if row is not None:
+            where.append(f"{row_label} {row}")
+        if column is not None:
+            where.append(f"column {column!r}")
+        message = f"{', '.join(where)}: {problem}"
+        if expected:
+            message += f" (expected {expected})"
+        super().__init__(message)
+
+
+class UnknownEntitiesError(IngestError):
+    """Events that name users or items the store does not have."""
+
+    def __init__(self, source: str, kind: str, count: int, examples: list[str]) -> None:
+        self.kind = kind
+        self.count = count
+        self.examples = examples
+        column = "user_id" if kind == "users" else "item_id"
+        super().__init__(
+            source,
+            f"{count} event(s) name {kind} not in the store, e.g. {examples}",
+            column=column,
+            expected=f"ingest the {kind} first, or pass create_missing=True (--create-missing)",
+        )
+
+
+class StoreLockedError(StoreError):
+    """The DuckDB file is held open for writing by another process."""
+
+    def __init__(self, path: str, pid: int | None, detail: str) -> None:
+        self.path = path
+        self.pid = pid
+        holder = f"PID {pid}" if pid is not None else "another process"
+        super().__init__(
+            f"store {path} is locked by {holder}: only one process may open it for writing. "
+            f"Stop that process, or read a snapshot instead ({detail.splitlines()[0]})"
+        )
+
+
+class SchemaError(StoreError):
+    """A store or schema declaration problem (wrong domain, unknown column...)."""

@@ -1,0 +1,150 @@
+"""Online lookups from a published snapshot held in memory (never the live DuckDB file).
+
+:class:`OnlineStore` answers "user attributes + last-N history" and "item features and
+vectors" with dictionary lookups into frames loaded from Parquet. :meth:`OnlineStore.refresh`
+loads a newer published snapshot beside the current one and swaps a single reference, so
+concurrent readers see either the old snapshot or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from feature_store.schema import ITEM_ID, USER_ID, VALID_FROM
+from feature_store.snapshot import current_version_dir, read_manifest
+
+
+@dataclass(frozen=True)
+class UserFeatures:
+    """A user's current attributes and most recent items, oldest first."""
+
+    user_id: str
+    attributes: dict[str, Any]
+    history: list[str]
+    history_ts: list[datetime]
+    history_event_types: list[str]
+
+
+@dataclass(frozen=True)
+class ItemVectors:
+    """One named vector set: ``matrix[i]`` is the vector of ``ids[i]``."""
+
+    name: str
+    ids: list[str]
+    matrix: np.ndarray
+    index: dict[str, int]
+
+
+@dataclass
+class SnapshotData:
+    """Everything one snapshot version holds, indexed for lookups; immutable once built."""
+
+    version: int
+    path: Path
+    users: pl.DataFrame
+    items: pl.DataFrame
+    histories: pl.DataFrame
+    user_index: dict[str, int]
+    item_index: dict[str, int]
+    history_index: dict[str, int]
+    vectors: dict[str, ItemVectors] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "SnapshotData":
+        path = Path(path)
+        info = read_manifest(path)
+        users = _latest(pl.read_parquet(path / "users.parquet"), USER_ID)
+        items = _latest(pl.read_parquet(path / "items.parquet"), ITEM_ID)
+        histories = pl.read_parquet(path / "histories.parquet")
+        vectors = _load_vectors(pl.read_parquet(path / "item_vectors.parquet"))
+        return cls(
+            version=info.version, path=path, users=users, items=items, histories=histories,
+            user_index=_index(users[USER_ID]), item_index=_index(items[ITEM_ID]),
+            history_index=_index(histories[USER_ID]), vectors=vectors,
+        )
+
+
+def _latest(frame: pl.DataFrame, id_column: str) -> pl.DataFrame:
+    """Each id's newest attribute version, without the ``valid_from`` bookkeeping column."""
+    return frame.sort(id_column, VALID_FROM).unique(id_column, keep="last", maintain_order=True).drop(VALID_FROM)
+
+
+def _index(ids: pl.Series) -> dict[str, int]:
+    return dict(zip(ids.to_list(), range(ids.len())))
+
+
+def _load_vectors(frame: pl.DataFrame) -> dict[str, ItemVectors]:
+    vectors = {}
+    for (name,), group in frame.group_by("name", maintain_order=True):
+        ids = group[ITEM_ID].to_list()
+        matrix = np.asarray(group["vector"].to_list(), dtype=np.float32)
+        vectors[str(name)] = ItemVectors(str(name), ids, matrix, dict(zip(ids, range(len(ids)))))
+    return vectors
+
+
+class OnlineStore:
+    """Lookups from the published snapshot under ``root``; call :meth:`refresh` to pick up a newer one."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        self._swap_lock = threading.Lock()
+        self._data = SnapshotData.load(current_version_dir(self.root))
+
+    @property
+    def data(self) -> SnapshotData:
+        """The snapshot in use; take it once per request to read one consistent version."""
+        return self._data
+
+    @property
+    def version(self) -> int:
+        return self._data.version
+
+    def refresh(self) -> bool:
+        """Load the published snapshot if it is newer than the one in use; True if swapped."""
+        with self._swap_lock:
+            path = current_version_dir(self.root)
+            if read_manifest(path).version == self._data.version:
+                return False
+            self._data = SnapshotData.load(path)  # a single reference swap
+            return True
+
+    def user(self, user_id: str) -> UserFeatures | None:
+        """Attributes and last-N history of a user; None for a user the snapshot lacks."""
+        data = self._data
+        row = data.user_index.get(user_id)
+        hist_row = data.history_index.get(user_id)
+        if row is None and hist_row is None:
+            return None
+        attributes = data.users.row(row, named=True) if row is not None else {USER_ID: user_id}
+        attributes.pop(USER_ID, None)
+        if hist_row is None:
+            return UserFeatures(user_id, attributes, [], [], [])
+        _, items, ts, types = data.histories.row(hist_row)
+        return UserFeatures(user_id, attributes, items, ts, types)
+
+    def item(self, item_id: str) -> dict[str, Any] | None:
+        """Current features of one item; None if unknown."""
+        data = self._data
+        row = data.item_index.get(item_id)
+        return None if row is None else data.items.row(row, named=True)
+
+    def items(self, item_ids: list[str]) -> pl.DataFrame:
+        """Features of several items, in the order asked (unknown ids are left out)."""
+        data = self._data
+        rows = [data.item_index[i] for i in item_ids if i in data.item_index]
+        return data.items[rows]
+
+    def item_vectors(self, name: str) -> ItemVectors:
+        """A named vector set; KeyError listing the sets the snapshot has."""
+        data = self._data
+        try:
+            return data.vectors[name]
+        except KeyError:
+            raise KeyError(f"no item vectors named {name!r}; snapshot has {sorted(data.vectors)}") from None

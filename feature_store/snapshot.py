@@ -1,0 +1,144 @@
+"""Versioned Parquet snapshots of a store: exported for training, published for serving.
+
+Layout under the snapshot root (default: ``<store>.snapshots/`` beside the DuckDB file)::
+
+    v000003/  users.parquet items.parquet events.parquet item_vectors.parquet
+              histories.parquet manifest.json
+    CURRENT   the published version's directory name (replaced atomically)
+
+A version directory is written under a temporary name and renamed when complete, so a
+reader never sees half a snapshot.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from feature_store.db import one, run
+from feature_store.errors import StoreError
+
+if TYPE_CHECKING:
+    from feature_store.store import FeatureStore
+
+CURRENT = "CURRENT"
+DEFAULT_HISTORY = 200
+TABLES = ("users", "items", "events", "item_vectors", "histories")
+
+
+@dataclass
+class SnapshotInfo:
+    """Where a snapshot lies and what it holds."""
+
+    version: int
+    path: str
+    created_at: str
+    counts: dict[str, int]
+    history: int
+    schema: dict[str, Any]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def default_root(store_path: str | Path) -> Path:
+    path = Path(store_path)
+    return path.with_name(path.stem + ".snapshots")
+
+
+def version_name(version: int) -> str:
+    return f"v{version:06d}"
+
+
+def export_snapshot(store: "FeatureStore", root: str | Path | None = None,
+                    history: int = DEFAULT_HISTORY) -> SnapshotInfo:
+    """Write a consistent, numbered snapshot of every table (one read transaction)."""
+    if history < 1:
+        raise ValueError(f"history must be >= 1, got {history}")
+    root = Path(root) if root else default_root(store.path)
+    root.mkdir(parents=True, exist_ok=True)
+    con = store.con
+    with store._lock:
+        con.begin()
+        try:
+            version = int(one(con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0]) + 1
+            final = root / version_name(version)
+            staging = root / f".{version_name(version)}.tmp-{os.getpid()}"
+            shutil.rmtree(staging, ignore_errors=True)
+            staging.mkdir()
+            queries = {
+                "users": "SELECT * FROM users ORDER BY user_id, valid_from",
+                "items": "SELECT * FROM items ORDER BY item_id, valid_from",
+                "events": "SELECT user_id, item_id, event_type, value, ts, seq FROM events ORDER BY user_id, ts, seq",
+                "item_vectors": "SELECT item_id, name, vector FROM item_vectors ORDER BY name, item_id",
+                "histories": f"""
+                    SELECT user_id, list(item_id ORDER BY ts, seq) AS items,
+                           list(ts ORDER BY ts, seq) AS ts, list(event_type ORDER BY ts, seq) AS event_types
+                    FROM (SELECT * FROM events QUALIFY row_number() OVER
+                          (PARTITION BY user_id ORDER BY ts DESC, seq DESC) <= {int(history)})
+                    GROUP BY user_id ORDER BY user_id""",
+            }
+            counts = {}
+            for table, query in queries.items():
+                target = staging / f"{table}.parquet"
+                run(con, f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+                counts[table] = int(one(con, f"SELECT count(*) FROM '{target}'")[0])
+            info = SnapshotInfo(
+                version=version, path=str(final), created_at=datetime.now(timezone.utc).isoformat(),
+                counts=counts, history=history, schema=store.schema.model_dump(mode="json"),
+            )
+            (staging / "manifest.json").write_text(json.dumps(info.to_dict(), indent=2))
+            os.replace(staging, final)
+            run(con, "UPDATE store_meta SET value = ? WHERE key = 'snapshot_version'", [str(version)])
+            con.commit()
+        except BaseException:
+            con.rollback()
+            raise
+    return info
+
+
+def publish(store: "FeatureStore", root: str | Path | None = None, version: int | None = None,
+            history: int = DEFAULT_HISTORY) -> SnapshotInfo:
+    """Make a snapshot the one serving reads: a new export, or an existing ``version``."""
+    root = Path(root) if root else default_root(store.path)
+    info = export_snapshot(store, root, history) if version is None else read_manifest(root / version_name(version))
+    set_current(root, info.version)
+    return info
+
+
+def set_current(root: str | Path, version: int) -> None:
+    """Point ``CURRENT`` at a version, atomically (write a temp file, then rename)."""
+    root = Path(root)
+    if not (root / version_name(version) / "manifest.json").exists():
+        raise StoreError(f"snapshot {version_name(version)} does not exist under {root}")
+    temp = root / f".{CURRENT}.tmp-{os.getpid()}"
+    temp.write_text(version_name(version) + "\n")
+    os.replace(temp, root / CURRENT)
+
+
+def current_version_dir(root: str | Path) -> Path:
+    """The published snapshot directory, or a clear error if none was published."""
+    root = Path(root)
+    pointer = root / CURRENT
+    if not pointer.exists():
+        raise StoreError(f"no published snapshot under {root}; run `recengine store publish` first")
+    return root / pointer.read_text().strip()
+
+
+def read_manifest(path: str | Path) -> SnapshotInfo:
+    manifest = Path(path) / "manifest.json"
+    if not manifest.exists():
+        raise StoreError(f"{path} is not a snapshot (no manifest.json)")
+    return SnapshotInfo(**json.loads(manifest.read_text()))
+
+
+def list_snapshots(root: str | Path) -> list[SnapshotInfo]:
+    root = Path(root)
+    if not root.exists():
+        return []
+    return [read_manifest(p) for p in sorted(root.glob("v[0-9]*")) if (p / "manifest.json").exists()]

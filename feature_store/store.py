@@ -1,0 +1,375 @@
+"""The feature store: users, items, events and item vectors in one DuckDB file.
+
+One process opens the live file for writing (DuckDB locks it); training reads exported
+snapshots and serving reads published ones (see :mod:`feature_store.snapshot`).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+import polars as pl
+
+from feature_store import snapshot, training
+from feature_store.db import one, run
+from feature_store.errors import IngestError, SchemaError, StoreError, StoreLockedError, UnknownEntitiesError
+from feature_store.readers import RawTable, expand_paths, read_source
+from feature_store.schema import ITEM_ID, USER_ID, VALID_FROM, ColumnType, StoreSchema, table_columns
+from feature_store.validate import conform, infer_kind, new_columns, normalise_names
+
+DEFAULT_PATH = "recengine.duckdb"
+KIND_ORDER = {"users": 0, "items": 1, "events": 2}
+_LOCK_PID = re.compile(r"PID (\d+)")
+
+
+def default_store_path() -> str:
+    """``$RECENGINE_STORE`` or ``./recengine.duckdb``."""
+    return os.environ.get("RECENGINE_STORE", DEFAULT_PATH)
+
+
+@dataclass
+class IngestResult:
+    """What one source added to the store."""
+
+    source: str
+    kind: str
+    rows_read: int
+    rows_added: int
+    created_missing: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class FeatureStore:
+    """A DuckDB-backed feature store; use as a context manager or call :meth:`close`."""
+
+    def __init__(self, path: str | Path | None = None, *, read_only: bool = False,
+                 schema: StoreSchema | None = None) -> None:
+        self.path = Path(path or default_store_path())
+        self.read_only = read_only
+        if read_only and not self.path.exists():
+            raise StoreError(f"store {self.path} does not exist; create it with `recengine store init`")
+        self.con = _connect(self.path, read_only)
+        self._lock = threading.RLock()
+        if not read_only:
+            self._create_tables(schema)
+        self._schema = self._load_schema()
+        if schema is not None and schema != self._schema:
+            raise SchemaError(
+                f"store {self.path} was created for the {self._schema.name!r} schema, not {schema.name!r}"
+            )
+
+    # -- lifecycle ---------------------------------------------------------------------
+    def close(self) -> None:
+        self.con.close()
+
+    def __enter__(self) -> "FeatureStore":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema(self) -> StoreSchema:
+        return self._schema
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A cursor for one thread (DuckDB connections are not shared across threads)."""
+        return self.con.cursor()
+
+    def sql(self, query: str, params: list[Any] | None = None) -> pl.DataFrame:
+        """Run a read query and return a polars frame."""
+        with self._lock:
+            return self.con.sql(query, params=params).pl()
+
+    # -- schema ------------------------------------------------------------------------
+    def _create_tables(self, schema: StoreSchema | None) -> None:
+        con = self.con
+        run(con, "CREATE TABLE IF NOT EXISTS store_meta (key VARCHAR PRIMARY KEY, value VARCHAR)")
+        if one(con, "SELECT 1 FROM store_meta WHERE key = 'schema'"):
+            return
+        schema = schema or StoreSchema()
+        con.begin()
+        for kind in ("users", "items", "events"):
+            columns = table_columns(schema, kind)
+            if kind == "events":
+                columns = {**columns, "seq": ColumnType.int}
+            ddl = ", ".join(f'"{name}" {ctype.sql}' for name, ctype in columns.items())
+            extra = ", occurrence INTEGER NOT NULL" if kind == "events" else ""
+            run(con, f"CREATE TABLE {kind} ({ddl}{extra})")
+        run(con, "CREATE TABLE item_vectors (item_id VARCHAR NOT NULL, name VARCHAR NOT NULL, vector FLOAT[] NOT NULL)")
+        run(con, "CREATE TABLE vector_sets (name VARCHAR PRIMARY KEY, dim INTEGER NOT NULL, updated_at TIMESTAMP)")
+        run(con, "CREATE TABLE ingests (source VARCHAR, kind VARCHAR, rows_read BIGINT, rows_added BIGINT, ingested_at TIMESTAMP)")
+        run(con, "INSERT INTO store_meta VALUES ('schema', ?), ('snapshot_version', '0')",
+                    [schema.model_dump_json()])
+        con.commit()
+
+    def _load_schema(self) -> StoreSchema:
+        row = one(self.con, "SELECT value FROM store_meta WHERE key = 'schema'")
+        if row is None:
+            raise StoreError(f"{self.path} is not a recengine store (no schema); create it with `recengine store init`")
+        return StoreSchema.model_validate_json(row[0])
+
+    # -- ingest ------------------------------------------------------------------------
+    def ingest(self, source: Any, kind: str | None = None, *, create_missing: bool = False,
+               name: str | None = None) -> IngestResult:
+        """Ingest one file, polars frame or Arrow table; all or nothing."""
+        return self.ingest_many([source], kind, create_missing=create_missing, names=[name])[0]
+
+    def ingest_paths(self, paths: Iterable[str | Path], kind: str | None = None, *,
+                     create_missing: bool = False) -> list[IngestResult]:
+        """Ingest files and directories (their CSV/Parquet/RecBole files) in one transaction."""
+        return self.ingest_many(expand_paths(list(paths)), kind, create_missing=create_missing)
+
+    def ingest_many(self, sources: list[Any], kind: str | None = None, *, create_missing: bool = False,
+                    names: list[str | None] | None = None) -> list[IngestResult]:
+        """Validate every source, then write them all in one transaction (users, items, events order).
+
+        Nothing is written if any source fails: validation runs before the transaction, and
+        checks that need the store (unknown users/items) roll it back.
+        """
+        if self.read_only:
+            raise StoreError(f"store {self.path} is open read-only")
+        if kind is not None and kind not in KIND_ORDER:
+            raise StoreError(f"unknown kind {kind!r}; expected one of {list(KIND_ORDER)}")
+        names = names or [None] * len(sources)
+        prepared = [self._prepare(read_source(source, name), kind) for source, name in zip(sources, names)]
+        prepared.sort(key=lambda item: KIND_ORDER[item[1]])
+        with self._lock:
+            self.con.begin()
+            try:
+                results = [self._write(raw, table_kind, frame, declared, create_missing)
+                           for raw, table_kind, frame, declared in prepared]
+                self.con.commit()
+            except BaseException:
+                self.con.rollback()
+                self._schema = self._load_schema()
+                raise
+        return results
+
+    def _prepare(self, raw: RawTable, kind: str | None) -> tuple[RawTable, str, pl.DataFrame, dict[str, ColumnType]]:
+        table_kind = kind or infer_kind(raw)
+        if raw.kind and kind and raw.kind != kind:
+            raise IngestError(raw.source, f"a RecBole .{raw.source.rsplit('.', 1)[-1]} file holds {raw.kind}, not {kind}")
+        raw = normalise_names(raw, table_kind)
+        declared = new_columns(raw, table_kind, self._schema)
+        schema = self._schema.with_columns(table_kind, declared) if declared else self._schema
+        return raw, table_kind, conform(raw, table_kind, schema), declared
+
+    def _write(self, raw: RawTable, kind: str, frame: pl.DataFrame, declared: dict[str, ColumnType],
+               create_missing: bool) -> IngestResult:
+        con = self.con
+        if declared:
+            for column, ctype in declared.items():
+                run(con, f'ALTER TABLE {kind} ADD COLUMN "{column}" {ctype.sql}')
+            self._schema = self._schema.with_columns(kind, declared)
+            run(con, "UPDATE store_meta SET value = ? WHERE key = 'schema'", [self._schema.model_dump_json()])
+        if kind == "events":
+            frame = frame.with_row_index("_row")  # file order, for seq and stable ties
+        con.register("staged", frame)
+        try:
+            if kind == "events":
+                created = self._add_missing_entities(raw, create_missing)
+                added = self._insert_events()
+            else:
+                created = 0
+                added = self._upsert_entities(kind, frame.columns)
+        finally:
+            con.unregister("staged")
+        run(con, "INSERT INTO ingests VALUES (?, ?, ?, ?, now()::TIMESTAMP)", [raw.source, kind, frame.height, added])
+        return IngestResult(raw.source, kind, frame.height, added, created)
+
+    def _upsert_entities(self, kind: str, columns: list[str]) -> int:
+        """Replace rows with the same (id, valid_from), insert the rest; identical re-ingests add nothing."""
+        id_column = USER_ID if kind == "users" else ITEM_ID
+        quoted = ", ".join(f'"{c}"' for c in columns)
+        changed = one(self.con,
+            f"SELECT count(*) FROM (SELECT {quoted} FROM staged EXCEPT SELECT {quoted} FROM {kind})"
+        )[0]
+        run(self.con,
+            f"DELETE FROM {kind} t USING staged s WHERE t.{id_column} = s.{id_column} AND t.{VALID_FROM} = s.{VALID_FROM}"
+        )
+        run(self.con, f"INSERT INTO {kind} ({quoted}) SELECT {quoted} FROM staged")
+        return int(changed)
+
+    def _add_missing_entities(self, raw: RawTable, create_missing: bool) -> int:
+        created = 0
+        for kind, column in (("users", USER_ID), ("items", ITEM_ID)):
+            missing = f"SELECT DISTINCT s.{column} AS id FROM staged s ANTI JOIN {kind} t ON s.{column} = t.{column}"
+            count, examples = one(self.con,
+                f"SELECT count(*), list(id ORDER BY id)[1:5] FROM ({missing})")
+            if not count:
+                continue
+            if not create_missing:
+                raise UnknownEntitiesError(raw.source, kind, int(count), list(examples))
+            run(self.con,
+                f"INSERT INTO {kind} ({column}, {VALID_FROM}) SELECT id, TIMESTAMP '1970-01-01' FROM ({missing})"
+            )
+            created += int(count)
+        return created
+
+    def _insert_events(self) -> int:
+        """Insert events not already stored; ``occurrence`` keeps genuine repeats within a file."""
+        start = one(self.con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0]
+        before = one(self.con, "SELECT count(*) FROM events")[0]
+        key = "user_id, item_id, event_type, ts, value"
+        run(self.con, f"""
+            INSERT INTO events (user_id, item_id, event_type, value, ts, seq, occurrence)
+            SELECT n.user_id, n.item_id, n.event_type, n.value, n.ts, n.seq, n.occurrence
+            FROM (
+                SELECT *, {start} + _row AS seq,
+                       row_number() OVER (PARTITION BY {key} ORDER BY _row) - 1 AS occurrence
+                FROM staged
+            ) n
+            ANTI JOIN events e
+              ON e.user_id = n.user_id AND e.item_id = n.item_id AND e.event_type = n.event_type
+             AND e.ts = n.ts AND e.value = n.value AND e.occurrence = n.occurrence
+            ORDER BY n.seq
+        """)
+        return int(one(self.con, "SELECT count(*) FROM events")[0] - before)
+
+    # -- item vectors ------------------------------------------------------------------
+    def write_vectors(self, name: str, item_ids: list[str], matrix: Any, *, source: str = "<vectors>") -> int:
+        """Store (or replace) one vector per item in the named set; all rows or none.
+
+        Rejects unknown item ids, a dimension other than the set's, and NaN/inf values.
+        """
+        import numpy as np
+
+        if self.read_only:
+            raise StoreError(f"store {self.path} is open read-only")
+        if not name or not re.fullmatch(r"[A-Za-z0-9_.-]+", name):
+            raise IngestError(source, f"invalid vector set name {name!r}", expected="letters, digits, _ . -")
+        vectors = np.asarray(matrix, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[0] != len(item_ids):
+            raise IngestError(source, f"vectors have shape {vectors.shape} for {len(item_ids)} ids",
+                              expected="a 2-D array with one row per item id")
+        bad = ~np.isfinite(vectors).all(axis=1)
+        if bad.any():
+            row = int(np.argmax(bad))
+            raise IngestError(source, f"vector of item {item_ids[row]!r} has NaN or infinite values",
+                              row=row + 1, column="vector", expected="finite numbers")
+        dim = vectors.shape[1]
+        frame = pl.DataFrame({"item_id": pl.Series(item_ids, dtype=pl.String),
+                              "vector": pl.Series(vectors.tolist(), dtype=pl.List(pl.Float32))})
+        with self._lock:
+            known_dim = one(self.con, "SELECT dim FROM vector_sets WHERE name = ?", [name])
+            if known_dim and known_dim[0] != dim:
+                raise IngestError(source, f"vectors have dimension {dim}", column="vector",
+                                  expected=f"dimension {known_dim[0]}, as set {name!r} already has")
+            self.con.begin()
+            try:
+                self.con.register("staged_vectors", frame)
+                unknown = one(self.con,
+                    "SELECT count(*), list(item_id ORDER BY item_id)[1:5] FROM staged_vectors s "
+                    "ANTI JOIN items i ON s.item_id = i.item_id")
+                if unknown[0]:
+                    raise UnknownEntitiesError(source, "items", int(unknown[0]), list(unknown[1]))
+                run(self.con, "DELETE FROM item_vectors v USING staged_vectors s "
+                                 "WHERE v.item_id = s.item_id AND v.name = ?", [name])
+                run(self.con, "INSERT INTO item_vectors SELECT item_id, ?, vector FROM staged_vectors", [name])
+                run(self.con, "INSERT OR REPLACE INTO vector_sets VALUES (?, ?, now()::TIMESTAMP)", [name, dim])
+                self.con.commit()
+            except BaseException:
+                self.con.rollback()
+                raise
+            finally:
+                self.con.unregister("staged_vectors")
+        return len(item_ids)
+
+    def read_vectors(self, name: str) -> tuple[list[str], Any]:
+        """``(item_ids, float32 matrix)`` of a named vector set."""
+        import numpy as np
+
+        frame = self.sql("SELECT item_id, vector FROM item_vectors WHERE name = ? ORDER BY item_id", [name])
+        if frame.height == 0:
+            known = self.sql("SELECT name FROM vector_sets")["name"].to_list()
+            raise StoreError(f"no item vectors named {name!r}; the store has {known}")
+        return frame["item_id"].to_list(), np.asarray(frame["vector"].to_list(), dtype=np.float32)
+
+    # -- snapshots ---------------------------------------------------------------------
+    def export_snapshot(self, root: str | Path | None = None, history: int = snapshot.DEFAULT_HISTORY) -> snapshot.SnapshotInfo:
+        """Write a consistent, numbered Parquet snapshot (for training)."""
+        return snapshot.export_snapshot(self, root, history)
+
+    def publish(self, root: str | Path | None = None, version: int | None = None,
+                history: int = snapshot.DEFAULT_HISTORY) -> snapshot.SnapshotInfo:
+        """Export (or pick) a snapshot and make it the one serving reads."""
+        return snapshot.publish(self, root, version, history)
+
+    # -- reads -------------------------------------------------------------------------
+    def stats(self) -> dict[str, Any]:
+        """Row counts, event types and time span, for ``recengine store stats``."""
+        with self._lock:
+            users = one(self.con, "SELECT count(DISTINCT user_id) FROM users")[0]
+            items = one(self.con, "SELECT count(DISTINCT item_id) FROM items")[0]
+            events, first, last = one(self.con, "SELECT count(*), min(ts), max(ts) FROM events")
+            by_type = dict(self.con.execute(
+                "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC").fetchall())
+            vectors = dict(self.con.execute(
+                "SELECT name, dim FROM vector_sets ORDER BY name").fetchall())
+            version = one(self.con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0]
+        return {
+            "path": str(self.path),
+            "schema": self._schema.name,
+            "users": users,
+            "items": items,
+            "events": events,
+            "event_types": by_type,
+            "first_event": first.isoformat() if first else None,
+            "last_event": last.isoformat() if last else None,
+            "vector_sets": vectors,
+            "snapshot_version": int(version),
+            "user_columns": {k: v.value for k, v in self._schema.user_columns.items()},
+            "item_columns": {k: v.value for k, v in self._schema.item_columns.items()},
+        }
+
+    def latest(self, kind: str) -> pl.DataFrame:
+        """Current attributes of every user or item (its newest ``valid_from`` version)."""
+        id_column = USER_ID if kind == "users" else ITEM_ID
+        return self.sql(f"SELECT * FROM {kind} QUALIFY row_number() OVER (PARTITION BY {id_column} ORDER BY {VALID_FROM} DESC) = 1 ORDER BY {id_column}")
+
+    # -- training sets (SQL in feature_store.training) -----------------------------------
+    def training_set(self, history: int = 50, event_types: list[str] | None = None,
+                     out: str | Path | None = None) -> pl.DataFrame | Path:
+        """Every event with point-in-time user/item attributes and its last-N item history.
+
+        With ``out``, the set is written to that Parquet file inside DuckDB (for sets too big
+        to hold in memory as a frame) and the path is returned.
+        """
+        query = training.training_set_sql(self._schema, history, event_types)
+        with self._lock:
+            if out is None:
+                return self.con.sql(query).pl()
+            target = Path(out)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            run(self.con, f"COPY ({query}) TO '{target}' (FORMAT parquet)")
+            return target
+
+    def split(self, protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1) -> pl.DataFrame:
+        """Events labelled train/valid/test by protocol ``seq``, ``gen`` or ``cold`` (DESIGN §6)."""
+        with self._lock:
+            return self.con.sql(training.split_sql(protocol, seed=seed, cold_fraction=cold_fraction)).pl()
+
+
+def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
+    try:
+        if not read_only:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        return duckdb.connect(str(path), read_only=read_only)
+    except duckdb.IOException as exc:
+        message = str(exc)
+        if "lock" in message.lower():
+            match = _LOCK_PID.search(message)
+            raise StoreLockedError(str(path), int(match.group(1)) if match else None, message) from None
+        raise StoreError(f"cannot open store {path}: {message}") from None
+    except duckdb.Error as exc:
+        raise StoreError(f"cannot open store {path}: {exc}") from None
+

@@ -1,0 +1,263 @@
+"""Turn a raw frame into a table's declared columns and types, or say exactly what is wrong.
+
+Every check is a vectorised polars expression; only the first offending row is looked up
+to build the error message.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import polars as pl
+
+from feature_store.errors import IngestError
+from feature_store.readers import RawTable
+from feature_store.schema import (
+    ITEM_ID,
+    USER_ID,
+    VALID_FROM,
+    ColumnType,
+    StoreSchema,
+    table_columns,
+)
+
+REQUIRED = {"users": (USER_ID,), "items": (ITEM_ID,), "events": (USER_ID, ITEM_ID, "ts")}
+ALIASES = {
+    "events": {"timestamp": "ts", "time": "ts", "rating": "value", "event": "event_type", "type": "event_type"},
+    "items": {"published_at": "created_at", "name": "title"},
+    "users": {},
+}
+_EPOCH = pl.datetime(1970, 1, 1, time_unit="us")
+
+
+def infer_kind(raw: RawTable) -> str:
+    """The table a source belongs to: RecBole suffix first, then its id columns."""
+    if raw.kind:
+        return raw.kind
+    columns = set(raw.frame.columns)
+    has_user = USER_ID in columns
+    has_item = ITEM_ID in columns
+    if has_user and has_item:
+        return "events"
+    if has_user:
+        return "users"
+    if has_item:
+        return "items"
+    raise IngestError(
+        raw.source, f"cannot tell whether this holds users, items or events (columns: {raw.frame.columns})",
+        expected="a user_id column (users), an item_id column (items), both (events), or --kind",
+    )
+
+
+def normalise_names(raw: RawTable, kind: str) -> RawTable:
+    """Apply column aliases (``timestamp``→``ts``, ``rating``→``value``, ``*_title``→``title``)."""
+    frame = raw.frame
+    renames: dict[str, str] = {}
+    for source_name, target in ALIASES[kind].items():
+        if source_name in frame.columns and target not in frame.columns:
+            renames[source_name] = target
+    if kind == "items" and "title" not in frame.columns and "title" not in renames.values():
+        titled = [c for c in frame.columns if c.endswith("_title")]
+        if len(titled) == 1:
+            renames[titled[0]] = "title"
+    if kind == "events" and renames.get("rating") == "value" and "event_type" not in frame.columns:
+        frame = frame.with_columns(pl.lit("rating").alias("event_type"))
+    if not renames:
+        return raw
+    declared = {renames.get(name, name): t for name, t in raw.declared.items()}
+    if kind == "items" and "title" in declared:
+        declared["title"] = ColumnType.string  # a title is text, even if tokenised upstream
+    raw.frame = frame.rename(renames)
+    raw.declared = declared
+    return raw
+
+
+def new_columns(raw: RawTable, kind: str, schema: StoreSchema) -> dict[str, ColumnType]:
+    """Columns of the source the schema does not declare yet, with their inferred types.
+
+    A closed (domain) schema rejects them; an open one declares them.
+    """
+    known = set(table_columns(schema, kind))
+    if kind == "events":
+        extra = [c for c in raw.frame.columns if c not in known]
+        if extra:
+            raise IngestError(raw.source, f"unexpected column(s) {extra} in events", column=extra[0],
+                              expected=f"only {sorted(known)}")
+        return {}
+    extra = [c for c in raw.frame.columns if c not in known]
+    if extra and not schema.open:
+        raise IngestError(
+            raw.source, f"column(s) {extra} are not declared for {kind} in the {schema.name!r} schema",
+            column=extra[0], expected=f"columns among {sorted(known)}",
+        )
+    return {name: raw.declared.get(name) or _infer_type(raw.frame[name]) for name in extra}
+
+
+def _infer_type(series: pl.Series) -> ColumnType:
+    if series.dtype != pl.String:
+        return ColumnType.from_polars(series.dtype)
+    values = series.drop_nulls()
+    for candidate in (ColumnType.int, ColumnType.float):
+        if values.len() and values.cast(candidate.polars, strict=False).null_count() == 0:
+            return candidate
+    return ColumnType.string
+
+
+def conform(raw: RawTable, kind: str, schema: StoreSchema) -> pl.DataFrame:
+    """Cast the source to the table's columns (missing optional ones become null)."""
+    columns = table_columns(schema, kind)
+    missing = [c for c in REQUIRED[kind] if c not in raw.frame.columns]
+    if missing:
+        raise IngestError(raw.source, f"missing required column(s) {missing}", column=missing[0],
+                          expected=f"columns {list(REQUIRED[kind])}; found {raw.frame.columns}")
+    out: dict[str, pl.Series] = {}
+    for name, column_type in columns.items():
+        if name in raw.frame.columns:
+            out[name] = _cast(raw, name, column_type)
+        else:
+            out[name] = pl.Series(name, [None] * raw.frame.height, dtype=column_type.polars)
+    frame = pl.DataFrame(out)
+    for name in REQUIRED[kind]:
+        _reject_nulls(raw, frame, name)
+    if kind == "events":
+        frame = frame.with_columns(
+            pl.col("event_type").fill_null(schema.default_event_type),
+            pl.col("value").fill_null(1.0),
+        )
+        _check_event_types(raw, frame, schema)
+    else:
+        frame = frame.with_columns(pl.col(VALID_FROM).fill_null(_EPOCH))
+        _reject_duplicate_ids(raw, frame, USER_ID if kind == "users" else ITEM_ID)
+    return frame
+
+
+def _cast(raw: RawTable, name: str, column_type: ColumnType) -> pl.Series:
+    series = raw.frame[name]
+    if column_type == ColumnType.timestamp:
+        result = parse_timestamps(series)
+    elif column_type in (ColumnType.string_list, ColumnType.float_list):
+        result = _cast_list(series, column_type, raw.list_separator)
+    elif column_type == ColumnType.bool and series.dtype == pl.String:
+        lowered = series.str.strip_chars().str.to_lowercase()
+        result = lowered.replace_strict(_BOOLS, default=None, return_dtype=pl.Boolean)
+    elif series.dtype == pl.String and column_type != ColumnType.string:
+        result = series.str.strip_chars().cast(column_type.polars, strict=False)
+    else:
+        result = series.cast(column_type.polars, strict=False)
+    _reject_failed_casts(raw, name, series, result, column_type)
+    return result.alias(name)
+
+
+_BOOLS = {"true": True, "t": True, "1": True, "yes": True, "false": False, "f": False, "0": False, "no": False}
+_EXPECTED = {
+    ColumnType.int: "an integer",
+    ColumnType.float: "a number",
+    ColumnType.bool: "true/false",
+    ColumnType.timestamp: "a timestamp: ISO-8601 (2024-05-01T12:00:00Z) or Unix seconds/milliseconds",
+    ColumnType.string: "text",
+    ColumnType.string_list: "a list of strings",
+    ColumnType.float_list: "a list of numbers",
+}
+
+
+def _reject_failed_casts(raw: RawTable, name: str, before: pl.Series, after: pl.Series, column_type: ColumnType) -> None:
+    failed = before.is_not_null() & after.is_null()
+    if before.dtype == pl.String:
+        failed = failed & (before.str.strip_chars() != "")
+    if failed.any():
+        index = int(failed.arg_max())  # type: ignore[arg-type]
+        raise IngestError(raw.source, f"cannot read {before[index]!r} as {column_type.value}",
+                          row=raw.row_number(index), row_label=raw.row_label, column=name,
+                          expected=_EXPECTED[column_type])
+
+
+def _reject_nulls(raw: RawTable, frame: pl.DataFrame, name: str) -> None:
+    nulls = frame[name].is_null()
+    if frame[name].dtype == pl.String:
+        nulls = nulls | (frame[name].str.strip_chars() == "")
+    if nulls.any():
+        index = int(nulls.arg_max())  # type: ignore[arg-type]
+        raise IngestError(raw.source, "required value is empty", row=raw.row_number(index),
+                          row_label=raw.row_label, column=name, expected="a value in every row")
+
+
+def _reject_duplicate_ids(raw: RawTable, frame: pl.DataFrame, id_column: str) -> None:
+    duplicated = frame.select(pl.struct(id_column, VALID_FROM).is_duplicated()).to_series()
+    if duplicated.any():
+        rows = duplicated.arg_true()
+        first_id = frame[id_column][int(rows[0])]
+        same = frame.with_row_index("_i").filter(pl.col(id_column) == first_id)["_i"].to_list()
+        numbers = [raw.row_number(i) for i in same[:5]]
+        raise IngestError(raw.source, f"id {first_id!r} appears more than once ({raw.row_label}s {numbers})",
+                          row=numbers[1], row_label=raw.row_label, column=id_column,
+                          expected="each id once per file (add a valid_from column for attribute history)")
+
+
+def _check_event_types(raw: RawTable, frame: pl.DataFrame, schema: StoreSchema) -> None:
+    if schema.event_types is None:
+        return
+    unknown = ~frame["event_type"].is_in(schema.event_types)
+    if unknown.any():
+        index = int(unknown.arg_max())  # type: ignore[arg-type]
+        raise IngestError(raw.source, f"unknown event type {frame['event_type'][index]!r}",
+                          row=raw.row_number(index), row_label=raw.row_label, column="event_type",
+                          expected=f"one of {schema.event_types}")
+
+
+def _cast_list(series: pl.Series, column_type: ColumnType, separator: str) -> pl.Series:
+    inner = pl.Float64 if column_type == ColumnType.float_list else pl.String
+    if series.dtype == pl.String:
+        parts = series.str.strip_chars().str.split(separator).list.eval(
+            pl.element().str.strip_chars().filter(pl.element() != "")
+        )
+        if inner == pl.String:
+            return parts
+        cast = parts.list.eval(pl.element().cast(pl.Float64, strict=False))
+        # a list with an unreadable number becomes null, so it is reported with its row
+        broken = cast.list.eval(pl.element().is_null().any()).list.first().fill_null(False)
+        return pl.select(pl.when(broken).then(None).otherwise(cast)).to_series()
+    if isinstance(series.dtype, (pl.List, pl.Array)):
+        return series.cast(pl.List(inner), strict=False)
+    return series.cast(pl.List(inner), strict=False)
+
+
+def parse_timestamps(series: pl.Series) -> pl.Series:
+    """Timestamps from datetimes, ISO-8601 strings, or Unix seconds/milliseconds/microseconds.
+
+    Numbers are read in the unit their magnitude implies (seconds below 1e11, milliseconds
+    below 1e14, else microseconds): unambiguous for any date after 1973. Time zones are converted to UTC and dropped.
+    """
+    dtype = series.dtype
+    if isinstance(dtype, pl.Datetime):
+        if dtype.time_zone:
+            series = series.dt.convert_time_zone("UTC").dt.replace_time_zone(None)
+        return series.cast(pl.Datetime("us"))
+    if dtype == pl.Date:
+        return series.cast(pl.Datetime("us"))
+    if dtype.is_numeric():
+        return _from_unix(series.cast(pl.Float64))
+    text = series.cast(pl.String).str.strip_chars()
+    numbers = text.cast(pl.Float64, strict=False)
+    from_numbers = _from_unix(numbers)
+    needs_iso = numbers.is_null() & text.is_not_null() & (text != "")
+    if not needs_iso.any():
+        return from_numbers
+    con = duckdb.connect()
+    try:
+        con.register("raw_ts", pl.DataFrame({"t": text}))
+        parsed = con.sql(
+            "SELECT (try_cast(t AS TIMESTAMPTZ) AT TIME ZONE 'UTC')::TIMESTAMP AS t FROM raw_ts"
+        ).pl()["t"].cast(pl.Datetime("us"))
+    finally:
+        con.close()
+    return pl.select(pl.when(numbers.is_not_null()).then(from_numbers).otherwise(parsed)).to_series()
+
+
+def _from_unix(numbers: pl.Series) -> pl.Series:
+    """Unix time in the unit its magnitude implies: seconds below 1e11 (until year 5138),
+    milliseconds below 1e14, microseconds above."""
+    magnitude = numbers.abs()
+    scale = (
+        pl.when(magnitude >= 1e14).then(1.0).when(magnitude >= 1e11).then(1e3).otherwise(1e6)
+    )
+    scaled = pl.select((numbers * scale).round()).to_series()
+    return scaled.cast(pl.Int64).cast(pl.Datetime("us"))

@@ -1,0 +1,1 @@
+"""recengine's built-in components, each registered through the public hooks."""

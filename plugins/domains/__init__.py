@@ -1,0 +1,1 @@
+"""Domain presets: ecommerce, news, video and social."""

@@ -1,0 +1,48 @@
+"""Shared fixtures: paths to the shared data, small frames, and a fresh store per test."""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ML100K = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "ml-100k"
+
+
+@pytest.fixture
+def ml100k() -> Path:
+    """The shared MovieLens-100K RecBole files; skips where ../shared is absent."""
+    if not (ML100K / "ml-100k.inter").exists():
+        pytest.skip(f"needs the shared ml-100k data at {ML100K} (absent on this machine)")
+    return ML100K
+
+
+@pytest.fixture
+def store_path(tmp_path: Path) -> Path:
+    return tmp_path / "store.duckdb"
+
+
+@pytest.fixture
+def small_frames() -> dict[str, pl.DataFrame]:
+    """Three users, four items and a handful of time-ordered events."""
+    t0 = datetime(2024, 1, 1)
+    users = pl.DataFrame({"user_id": ["u1", "u2", "u3"], "age": [30, 40, 50], "city": ["a", "b", "c"]})
+    items = pl.DataFrame({
+        "item_id": ["i1", "i2", "i3", "i4"],
+        "title": ["Red shoe", "Blue shoe", "Green hat", "Old book"],
+        "category": ["shoes", "shoes", "hats", "books"],
+    })
+    events = pl.DataFrame({
+        "user_id": ["u1", "u1", "u1", "u2", "u2", "u3"],
+        "item_id": ["i1", "i2", "i3", "i1", "i4", "i2"],
+        "event_type": ["view"] * 6,
+        "value": [1.0] * 6,
+        "ts": [t0 + timedelta(hours=h) for h in (1, 2, 3, 1, 5, 2)],
+    })
+    return {"users": users, "items": items, "events": events}
