@@ -1,0 +1,460 @@
+"""Latent-taste machinery behind the synthetic data of the domain presets.
+
+Every domain generator (``plugins/domains``) follows the same recipe, vectorised with numpy
+(no Python loop over users, items or events) so that ten million events take seconds:
+
+1. Items belong to categories (a product category, a news topic, a genre, a community).
+   Popularity is Zipf-shaped across categories and within each one, so a small share of
+   items takes a large share of events.
+2. Each user has a taste: a Dirichlet draw over categories around a prior that depends on
+   the user's segment (age band, region...), so user attributes carry cold-start signal.
+3. Activity is skewed: log-normal weights per user, split exactly by a multinomial.
+4. Each event's category comes from the user's taste or, with probability ``stickiness``,
+   repeats the category of the user's previous event (sequential structure). The item is
+   then drawn by popularity within that category.
+5. Timestamps lie in a fixed span (the 90 days before 2026-01-01) and rise along each
+   user's sequence; item ``created_at`` never follows an item's first event.
+6. Titles and descriptions are assembled from per-category word lists, so items of one
+   category share topical words and text carries the category signal.
+
+Weighted draws use one primitive: cumulative weights plus ``np.searchsorted`` (per row or
+per group via offsets), never a users x items matrix. The module knows nothing of the
+engine: it returns numpy arrays and polars series that the domain presets assemble.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+import numpy as np
+import numpy.typing as npt
+import polars as pl
+
+IntArray = npt.NDArray[np.int64]
+FloatArray = npt.NDArray[np.float64]
+
+SPAN_END = datetime(2026, 1, 1)
+SPAN_DAYS = 90
+SPAN_START = SPAN_END - timedelta(days=SPAN_DAYS)
+
+US_PER_SECOND = 1_000_000
+US_PER_MINUTE = 60 * US_PER_SECOND
+US_PER_HOUR = 60 * US_PER_MINUTE
+US_PER_DAY = 24 * US_PER_HOUR
+
+
+def to_us(moment: datetime) -> int:
+    """Microseconds since the Unix epoch of a naive datetime (polars ``Datetime("us")``)."""
+    return (moment - datetime(1970, 1, 1)) // timedelta(microseconds=1)
+
+
+START_US = to_us(SPAN_START)
+END_US = to_us(SPAN_END)
+
+
+# -- validation and ids ---------------------------------------------------------------------
+def check_positive(**sizes: int) -> None:
+    """Raise ``ValueError`` unless every named size is a positive integer."""
+    for name, value in sizes.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def make_ids(prefix: str, n: int, width: int = 7) -> pl.Series:
+    """``n`` ids ``prefix0000001``, ``prefix0000002``... (zero-padded to ``width`` digits)."""
+    width = max(width, len(str(n)))
+    digits = pl.int_range(1, n + 1, dtype=pl.Int64).cast(pl.String).str.zfill(width)
+    return pl.select(pl.concat_str(pl.lit(prefix), digits)).to_series().alias("id")
+
+
+def datetimes(us: npt.ArrayLike, name: str = "") -> pl.Series:
+    """A polars ``Datetime("us")`` series from epoch microseconds."""
+    return pl.Series(name, np.asarray(us, dtype=np.int64), dtype=pl.Int64).cast(pl.Datetime("us"))
+
+
+# -- popularity and taste -------------------------------------------------------------------
+def zipf_weights(n: int, exponent: float = 1.0) -> FloatArray:
+    """Weights ``1 / rank**exponent`` for ranks 1..n (heaviest first)."""
+    return np.arange(1, n + 1, dtype=np.float64) ** -exponent
+
+
+def zipf_shares(rng: np.random.Generator, n: int, exponent: float = 1.0) -> FloatArray:
+    """Zipf shares over ``n`` categories in random order, summing to 1."""
+    weights = zipf_weights(n, exponent)[rng.permutation(n)]
+    return weights / weights.sum()
+
+
+def zipf_within_groups(
+    rng: np.random.Generator, groups: npt.ArrayLike, exponent: float = 1.0
+) -> FloatArray:
+    """Zipf weight of each member by a random rank inside its own group.
+
+    Popularity within a category: each category has its own head and long tail.
+    """
+    groups = np.asarray(groups, dtype=np.int64)
+    n = len(groups)
+    shuffled = rng.permutation(n)
+    order = shuffled[np.argsort(groups[shuffled], kind="stable")]
+    sorted_groups = groups[order]
+    is_start = np.empty(n, dtype=bool)
+    is_start[:1] = True
+    is_start[1:] = sorted_groups[1:] != sorted_groups[:-1]
+    starts = np.maximum.accumulate(np.where(is_start, np.arange(n), 0))
+    weights = np.empty(n, dtype=np.float64)
+    weights[order] = (np.arange(n) - starts + 1.0) ** -exponent
+    return weights
+
+
+def segment_priors(
+    rng: np.random.Generator, base: npt.ArrayLike, n_segments: int, spread: float = 0.8
+) -> FloatArray:
+    """Category priors per user segment: ``base`` tilted by a random log-normal factor.
+
+    Users of one segment (an age band, a region) lean the same way, which makes their
+    attributes informative for users without history.
+    """
+    base = np.asarray(base, dtype=np.float64)
+    tilted = base * rng.lognormal(0.0, spread, (n_segments, len(base)))
+    return tilted / tilted.sum(axis=1, keepdims=True)
+
+
+def user_tastes(
+    rng: np.random.Generator,
+    priors: npt.ArrayLike,
+    segment: npt.ArrayLike,
+    concentration: float = 1.0,
+    noise: float = 0.05,
+) -> FloatArray:
+    """``(n_users, n_categories)`` tastes ~ Dirichlet(concentration * priors[segment]).
+
+    A small ``concentration`` gives focused users (one or two favourite categories); ``noise``
+    mixes in the segment prior so every category keeps some probability.
+    """
+    prior = np.asarray(priors, dtype=np.float64)[np.asarray(segment, dtype=np.int64)]
+    draws = rng.standard_gamma(concentration * prior)
+    sums = draws.sum(axis=1, keepdims=True)
+    taste = np.divide(draws, sums, out=prior.copy(), where=sums > 0)
+    return (1.0 - noise) * taste + noise * prior
+
+
+def skewed_counts(
+    rng: np.random.Generator, total: int, n: int, sigma: float = 1.0, minimum: int = 1
+) -> IntArray:
+    """Split ``total`` into ``n`` counts (exact sum) with log-normal skew: activity per user.
+
+    Each part gets ``minimum`` first when ``total`` allows it, the rest by a multinomial.
+    """
+    base = min(minimum, total // n)
+    weights = rng.lognormal(0.0, sigma, n)
+    return rng.multinomial(total - base * n, weights / weights.sum()).astype(np.int64) + base
+
+
+# -- vectorised weighted draws --------------------------------------------------------------
+def weighted_choice(rng: np.random.Generator, weights: npt.ArrayLike, size: int) -> IntArray:
+    """``size`` indices drawn with replacement, proportionally to ``weights``."""
+    cumulative = np.cumsum(np.asarray(weights, dtype=np.float64))
+    picks = np.searchsorted(cumulative, rng.random(size) * cumulative[-1], side="right")
+    return np.minimum(picks, len(cumulative) - 1).astype(np.int64)
+
+
+def sample_rows(rng: np.random.Generator, probs: npt.ArrayLike, rows: npt.ArrayLike) -> IntArray:
+    """One column per entry of ``rows``, drawn from the distribution ``probs[row]``.
+
+    Row-wise categorical sampling without gathering a row per draw: row ``r``'s cumulative
+    probabilities are shifted by ``r`` so the flattened array is sorted, and a draw
+    ``r + u`` is located with a single ``searchsorted``.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    rows = np.asarray(rows, dtype=np.int64)
+    n_rows, n_cols = probs.shape
+    cumulative = np.cumsum(probs, axis=1)
+    cumulative /= cumulative[:, -1:]
+    flat = (cumulative + np.arange(n_rows, dtype=np.float64)[:, None]).ravel()
+    picks = np.searchsorted(flat, rows + rng.random(len(rows)), side="right") - rows * n_cols
+    return np.clip(picks, 0, n_cols - 1)
+
+
+class GroupSampler:
+    """Draws members of a group (items of a category...) proportionally to their weight.
+
+    Members are laid out group by group (stable, so in index order within a group) with one
+    global cumulative weight array; a draw in group ``g`` is a ``searchsorted`` between the
+    cumulative weight before the group's first member and the one at its last.
+    """
+
+    def __init__(
+        self, groups: npt.ArrayLike, weights: npt.ArrayLike, n_groups: int | None = None
+    ) -> None:
+        groups = np.asarray(groups, dtype=np.int64)
+        if n_groups is None:
+            n_groups = int(groups.max()) + 1 if len(groups) else 0
+        self.n_groups = n_groups
+        self.members: IntArray = np.argsort(groups, kind="stable")
+        self.sorted_groups: IntArray = groups[self.members]
+        index = np.arange(n_groups)
+        self.starts: IntArray = np.searchsorted(self.sorted_groups, index, side="left")
+        self.stops: IntArray = np.searchsorted(self.sorted_groups, index, side="right")
+        self.cumulative: FloatArray = np.cumsum(np.asarray(weights, dtype=np.float64)[self.members])
+
+    def sample(self, rng: np.random.Generator, group: npt.ArrayLike) -> IntArray:
+        """One member per entry of ``group``; an empty group falls back to all members."""
+        group = np.asarray(group, dtype=np.int64)
+        lo, hi = self.starts[group], self.stops[group]
+        empty = hi <= lo
+        lo = np.where(empty, 0, lo)
+        hi = np.where(empty, len(self.members), hi)
+        return self.sample_between(rng, lo, hi)
+
+    def sample_between(
+        self, rng: np.random.Generator, lo: npt.ArrayLike, hi: npt.ArrayLike
+    ) -> IntArray:
+        """One member per pair of layout positions ``[lo, hi)``; ``-1`` where the range is empty.
+
+        Ranges inside a group select a slice of it, e.g. the articles of a topic published
+        in a time window when members are in publish order.
+        """
+        lo = np.asarray(lo, dtype=np.int64)
+        hi = np.asarray(hi, dtype=np.int64)
+        if len(self.members) == 0:
+            return np.full(len(lo), -1, dtype=np.int64)
+        cumulative = self.cumulative
+        before = np.where(lo > 0, cumulative[lo - 1], 0.0)
+        total = cumulative[hi - 1] - before
+        targets = before + rng.random(len(lo)) * total
+        positions = np.searchsorted(cumulative, targets, side="right")
+        positions = np.clip(positions, lo, np.maximum(hi - 1, lo))
+        picked = self.members[np.minimum(positions, len(self.members) - 1)]
+        return np.where(hi > lo, picked, -1)
+
+
+def weighted_subset(rng: np.random.Generator, weights: npt.ArrayLike, k: int) -> IntArray:
+    """``k`` distinct indices drawn without replacement, favouring heavy ``weights``.
+
+    Efraimidis-Spirakis keys (``Exp(1) / weight``, keep the ``k`` smallest) in linear time.
+    """
+    weights = np.asarray(weights, dtype=np.float64)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    if k >= len(weights):
+        return np.arange(len(weights), dtype=np.int64)
+    keys = rng.exponential(size=len(weights)) / np.maximum(weights, 1e-12)
+    return np.sort(np.argpartition(keys, k - 1)[:k]).astype(np.int64)
+
+
+# -- sequences and time ---------------------------------------------------------------------
+def event_users(counts: npt.ArrayLike) -> IntArray:
+    """The user index of each event when user ``u`` has ``counts[u]`` consecutive events."""
+    counts = np.asarray(counts, dtype=np.int64)
+    return np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+
+
+def sequence_starts(counts: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """Mask of each user's first event in the layout of :func:`event_users`."""
+    counts = np.asarray(counts, dtype=np.int64)
+    starts = np.zeros(int(counts.sum()), dtype=bool)
+    firsts = (np.cumsum(counts) - counts)[counts > 0]
+    starts[firsts] = True
+    return starts
+
+
+def sticky(
+    rng: np.random.Generator,
+    fresh: npt.ArrayLike,
+    starts: npt.ArrayLike,
+    stickiness: float,
+) -> npt.NDArray:
+    """Each value repeats the previous one with probability ``stickiness``, else keeps ``fresh``.
+
+    A user's session tends to stay in one category (or series). ``starts`` marks sequence
+    starts, which always keep their fresh value, so nothing carries over between users.
+    """
+    fresh = np.asarray(fresh)
+    keep = rng.random(len(fresh)) < stickiness
+    keep &= ~np.asarray(starts, dtype=bool)
+    source = np.where(keep, 0, np.arange(len(fresh), dtype=np.int64))
+    np.maximum.accumulate(source, out=source)
+    return fresh[source]
+
+
+def taste_categories(
+    rng: np.random.Generator, tastes: npt.ArrayLike, counts: npt.ArrayLike, stickiness: float
+) -> tuple[IntArray, IntArray]:
+    """Users and categories of a sequence of events: ``counts[u]`` events for user ``u``.
+
+    Categories follow each user's taste, with sessions sticking to the previous category.
+    """
+    users = event_users(counts)
+    fresh = sample_rows(rng, tastes, users)
+    return users, sticky(rng, fresh, sequence_starts(counts), stickiness)
+
+
+def sorted_times(
+    rng: np.random.Generator,
+    counts: npt.ArrayLike,
+    start_us: int = START_US,
+    end_us: int = END_US,
+) -> IntArray:
+    """Uniform times in ``[start_us, end_us)``, ascending within each user's block of events."""
+    counts = np.asarray(counts, dtype=np.int64)
+    users = event_users(counts)
+    span = end_us - start_us
+    times = rng.integers(0, span, size=len(users), dtype=np.int64)
+    if len(counts) * span < 2**62:
+        key = users * span + times
+        key.sort()
+        times = key - users * span
+    else:
+        times = times[np.lexsort((times, users))]
+    return start_us + times
+
+
+def uniform_times(
+    rng: np.random.Generator, size: int, start_us: int = START_US, end_us: int = END_US
+) -> IntArray:
+    """``size`` uniform times in ``[start_us, end_us)``."""
+    return rng.integers(start_us, end_us, size=size, dtype=np.int64)
+
+
+def truncated_exponential(
+    rng: np.random.Generator, scale: float, upper: npt.ArrayLike
+) -> FloatArray:
+    """Exponential draws of mean ``scale`` conditioned to lie in ``[0, upper]`` (inverse CDF).
+
+    Delays that must stay inside the time span (a cart after a view, a click after a publish).
+    """
+    upper = np.maximum(np.asarray(upper, dtype=np.float64), 0.0)
+    u = rng.random(upper.shape)
+    draws = -scale * np.log1p(u * np.expm1(-upper / scale))
+    return np.minimum(draws, upper)
+
+
+def created_before_first_event(
+    rng: np.random.Generator,
+    planned_us: npt.ArrayLike,
+    item: npt.ArrayLike,
+    ts_us: npt.ArrayLike,
+    lead_us: tuple[int, int] = (US_PER_HOUR, 7 * US_PER_DAY),
+) -> IntArray:
+    """Item creation times: ``planned`` pulled back to before the item's first event.
+
+    New items get events from the moment they exist; an item whose planned creation would
+    come after its first event is created a random ``lead`` before it instead.
+    """
+    created = np.asarray(planned_us, dtype=np.int64).copy()
+    first = np.full(len(created), np.iinfo(np.int64).max, dtype=np.int64)
+    np.minimum.at(first, np.asarray(item, dtype=np.int64), np.asarray(ts_us, dtype=np.int64))
+    used = first < np.iinfo(np.int64).max
+    lead = rng.integers(lead_us[0], lead_us[1], size=len(created), dtype=np.int64)
+    created[used] = np.minimum(created[used], first[used] - lead[used])
+    return created
+
+
+def first_occurrences(keys: npt.ArrayLike) -> npt.NDArray[np.bool_]:
+    """Mask of the first occurrence of each key (to drop duplicate pairs, keeping order)."""
+    keys = np.asarray(keys)
+    _, first = np.unique(keys, return_index=True)
+    mask = np.zeros(len(keys), dtype=bool)
+    mask[first] = True
+    return mask
+
+
+# -- text -----------------------------------------------------------------------------------
+def pick(rng: np.random.Generator, options: Sequence[str], size: int) -> pl.Series:
+    """``size`` strings drawn uniformly from ``options``."""
+    return pl.Series(list(options), dtype=pl.String).gather(
+        rng.integers(0, len(options), size=size)
+    )
+
+
+def pick_by_group(
+    rng: np.random.Generator, group: npt.ArrayLike, options: Sequence[Sequence[str]]
+) -> pl.Series:
+    """For each row, a string drawn uniformly from ``options[group[row]]``.
+
+    Words are picked from the row's category list so titles of one category share words.
+    """
+    return pick_distinct_by_group(rng, group, options, 1)[0]
+
+
+def pick_distinct_by_group(
+    rng: np.random.Generator, group: npt.ArrayLike, options: Sequence[Sequence[str]], k: int
+) -> list[pl.Series]:
+    """``k`` series: for each row, ``k`` different strings of ``options[group[row]]``.
+
+    Strings repeat only when a group has fewer than ``k`` options.
+    """
+    group = np.asarray(group, dtype=np.int64)
+    lengths = np.array([len(words) for words in options], dtype=np.int64)
+    if (lengths == 0).any():
+        raise ValueError("every group needs at least one option")
+    offsets = np.cumsum(lengths) - lengths
+    size = lengths[group]
+    flat = pl.Series([word for words in options for word in words], dtype=pl.String)
+    picks: list[IntArray] = []
+    for j in range(k):
+        left = size - j  # draw among the options not picked yet, then skip past earlier picks
+        pick_j = (rng.random(len(group)) * np.maximum(left, 1)).astype(np.int64)
+        if picks:
+            for earlier in np.sort(np.stack(picks, axis=1), axis=1).T:
+                pick_j += (pick_j >= earlier) & (left > 0)
+        picks.append(np.minimum(pick_j, size - 1))
+    return [flat.gather(offsets[group] + chosen) for chosen in picks]
+
+
+_ONSETS = ("Bel", "Cor", "Dav", "El", "Fen", "Gal", "Hal", "Is", "Jun", "Kel", "Lum", "Mar",
+           "Nor", "Ol", "Pax", "Quin", "Ros", "Sol", "Tor", "Ul", "Vel", "Wex", "Yar", "Zen")
+_MIDDLES = ("", "a", "e", "i", "o", "u", "an", "er", "is", "or")
+_ENDINGS = ("a", "ex", "ia", "ix", "on", "or", "us", "yn", "o", "ar", "ent", "ica", "ova", "io")
+
+
+def coined_names(rng: np.random.Generator, n: int) -> list[str]:
+    """``n`` distinct made-up names (brands, labels) built from syllables."""
+    capacity = len(_ONSETS) * len(_MIDDLES) * len(_ENDINGS)
+    names: list[str] = []
+    seen: set[str] = set()
+    for code in rng.permutation(capacity):
+        onset, rest = divmod(int(code), len(_MIDDLES) * len(_ENDINGS))
+        middle, ending = divmod(rest, len(_ENDINGS))
+        name = _ONSETS[onset] + _MIDDLES[middle] + _ENDINGS[ending]
+        if name not in seen:
+            seen.add(name)
+            names.append(name)
+            if len(names) == n:
+                return names
+    suffix = 2  # more names than syllables allow: number the repeats
+    while len(names) < n:
+        names.extend(f"{name} {suffix}" for name in names[: n - len(names)])
+        suffix += 1
+    return names[:n]
+
+
+# -- assembling -----------------------------------------------------------------------------
+def events_frame(
+    user_ids: pl.Series,
+    item_ids: pl.Series,
+    user: npt.ArrayLike,
+    item: npt.ArrayLike,
+    event_types: Sequence[str],
+    event_type: npt.ArrayLike,
+    value: npt.ArrayLike,
+    ts_us: npt.ArrayLike,
+) -> pl.DataFrame:
+    """The events table (user_id, item_id, event_type, value, ts) in time order.
+
+    ``user`` and ``item`` index ``user_ids`` and ``item_ids``; ``event_type`` indexes
+    ``event_types``.
+    """
+    ts_us = np.asarray(ts_us, dtype=np.int64)
+    order = np.argsort(ts_us, kind="stable")
+    return pl.DataFrame(
+        {
+            "user_id": user_ids.gather(np.asarray(user, dtype=np.int64)[order]),
+            "item_id": item_ids.gather(np.asarray(item, dtype=np.int64)[order]),
+            "event_type": pl.Series(list(event_types), dtype=pl.String).gather(
+                np.asarray(event_type, dtype=np.int64)[order]
+            ),
+            "value": np.asarray(value, dtype=np.float64)[order],
+            "ts": datetimes(ts_us[order]),
+        }
+    )

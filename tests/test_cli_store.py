@@ -1,0 +1,52 @@
+"""The store CLI as a user runs it: init, ingest, stats, export, publish, and clear errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+from click.testing import CliRunner
+
+from engine.cli import cli
+
+
+def _run(*args: str, env: dict | None = None):
+    return CliRunner().invoke(cli, list(args), env=env, catch_exceptions=False)
+
+
+def test_ingest_stats_publish(tmp_path: Path, small_frames) -> None:
+    data = tmp_path / "data"
+    data.mkdir()
+    for kind, frame in small_frames.items():
+        frame.write_parquet(data / f"{kind}.parquet")
+    store = str(tmp_path / "s.duckdb")
+    result = _run("store", "ingest", str(data), "--store", store, "--json")
+    assert result.exit_code == 0, result.output
+    assert [r["rows_added"] for r in json.loads(result.output)] == [3, 4, 6]
+    stats = json.loads(_run("store", "stats", "--json", env={"RECENGINE_STORE": store}).output)
+    assert (stats["users"], stats["items"], stats["events"]) == (3, 4, 6)
+    table = _run("store", "stats", "--store", store).output
+    assert "events" in table and "6" in table
+    published = json.loads(_run("store", "publish", "--store", store, "--json").output)
+    assert published["version"] == 1 and Path(published["path"]).is_dir()
+
+
+def test_bad_file_is_one_clear_message_and_exit_1(tmp_path: Path) -> None:
+    bad = tmp_path / "events.csv"
+    bad.write_text("user_id,item_id,ts\nu1,i1,never\n")
+    result = _run("store", "ingest", str(bad), "--store", str(tmp_path / "s.duckdb"))
+    assert result.exit_code == 1
+    assert "line 2, column 'ts'" in result.output and "Traceback" not in result.output
+
+
+def test_stats_of_missing_store(tmp_path: Path) -> None:
+    result = _run("store", "stats", "--store", str(tmp_path / "none.duckdb"))
+    assert result.exit_code == 1 and "does not exist" in result.output
+
+
+def test_ml100k_through_cli(ml100k: Path, tmp_path: Path) -> None:
+    store = str(tmp_path / "ml.duckdb")
+    assert _run("store", "ingest", str(ml100k), "--store", store).exit_code == 0
+    stats = json.loads(_run("store", "stats", "--json", "--store", store).output)
+    assert (stats["users"], stats["items"], stats["events"]) == (943, 1682, 100_000)
