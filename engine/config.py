@@ -1,0 +1,126 @@
+"""Pipeline configuration (pydantic), loaded from TOML or built from CLI flags, validated
+against the registered components before anything trains."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from engine.plugin_manager import PluginManager, get_plugin_manager
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ComponentRef(Strict):
+    """A registered component by name, with its own parameter section."""
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ModelConfig(Strict):
+    dim: int = Field(64, ge=2, le=4096)
+    max_history: int = Field(50, ge=1, le=1000)
+    user_encoder: ComponentRef = ComponentRef(name="transformer")
+    item_encoder: ComponentRef = ComponentRef(name="dense", params={"use_features": False})
+    interactor: ComponentRef = ComponentRef(name="dot")
+    user_features: list[str] | Literal["auto"] = "auto"
+    item_features: list[str] | Literal["auto"] = "auto"
+    item_vectors: list[str] = Field(default_factory=list, description="Vector sets the item tower reads.")
+
+
+class TrainConfig(Strict):
+    protocol: Literal["seq", "gen", "cold"] = "seq"
+    objective: Literal["softmax", "bpr", "mse"] = "softmax"
+    mode: Literal["auto", "sequence", "pairs"] = Field(
+        "auto", description="sequence: predict every next item (sequence encoders); pairs: one target per event")
+    epochs: int = Field(30, ge=1)
+    batch_size: int = Field(256, ge=1)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    negatives: int = Field(0, ge=0, description="Sampled negatives per step; 0 = full softmax over all items.")
+    patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
+    seed: int = 0
+    split_seed: int = 2020
+    device: str = "auto"
+    max_minutes: float | None = Field(None, gt=0)
+    event_weights: dict[str, float] = Field(default_factory=dict)
+    weight_by_value: bool = False
+    eval_batch: int = Field(512, ge=1)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, value: str) -> str:
+        if value not in ("auto", "cpu") and not value.startswith("cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda[:N], got {value!r}")
+        return value
+
+
+class RankingConfig(Strict):
+    rankers: list[ComponentRef] = Field(
+        default_factory=lambda: [ComponentRef(name="popularity-fallback"), ComponentRef(name="exclude-seen"),
+                                 ComponentRef(name="topk")])
+    candidates: int = Field(200, ge=1, description="Items retrieved before scoring and ranking.")
+
+
+class PipelineConfig(Strict):
+    name: str = Field("model", pattern=r"^[A-Za-z0-9_.-]+$")
+    domain: str | None = None
+    model: ModelConfig = ModelConfig()
+    train: TrainConfig = TrainConfig()
+    ranking: RankingConfig = RankingConfig()
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> "PipelineConfig":
+        path = Path(path)
+        try:
+            raw = tomllib.loads(path.read_text())
+        except FileNotFoundError:
+            raise ValueError(f"config file {path} not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ValueError(f"{path}: not valid TOML: {exc}") from None
+        try:
+            return cls.model_validate(raw)
+        except ValidationError as exc:
+            raise ValueError(f"{path}: invalid config:\n{exc}") from None
+
+    def with_overrides(self, overrides: dict[str, Any]) -> "PipelineConfig":
+        """A copy with dotted keys replaced (``{"train.epochs": 3, "model.user_encoder.name": "dense"}``)."""
+        data = self.model_dump()
+        for dotted, value in overrides.items():
+            if value is None:
+                continue
+            target = data
+            *parents, leaf = dotted.split(".")
+            for key in parents:
+                target = target[key]
+            target[leaf] = value
+        return PipelineConfig.model_validate(data)
+
+
+def validate_components(config: PipelineConfig, manager: PluginManager | None = None) -> None:
+    """Check every named component exists and its parameters pass its ``Config``."""
+    manager = manager or get_plugin_manager()
+    refs = [("encoders", "model.user_encoder", config.model.user_encoder),
+            ("encoders", "model.item_encoder", config.model.item_encoder),
+            ("interactors", "model.interactor", config.model.interactor)]
+    refs += [("rankers", f"ranking.rankers[{i}]", ref) for i, ref in enumerate(config.ranking.rankers)]
+    for family, where, ref in refs:
+        component = manager.get(family, ref.name)
+        try:
+            component.Config(**ref.params)
+        except ValidationError as exc:
+            raise ValueError(f"{where} ({ref.name!r}): invalid parameters:\n{exc}") from None
+    interactor = manager.get("interactors", config.model.interactor.name)
+    user_encoder = manager.get("encoders", config.model.user_encoder.name)
+    if getattr(interactor, "needs_sequence", False) and not (
+        getattr(user_encoder, "produces_sequence", False) or config.model.user_encoder.params.get("use_history")
+    ):
+        raise ValueError(
+            f"interactor {config.model.interactor.name!r} needs a history sequence: use a sequence user encoder "
+            f"(e.g. transformer) or set model.user_encoder.params.use_history = true")

@@ -1,0 +1,245 @@
+"""From store tables to model-ready arrays: id maps, feature tables, sequences and eval sets.
+
+Everything here is numpy: the training loop turns slices into tensors. Dense index 0 is
+reserved (padding item / unknown user), so item indices run 1..N and user indices 1..M.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from engine.components import FeatureSpec
+
+TEXT_COLUMNS = {"title", "description", "body", "text"}
+MAX_AUTO_CARDINALITY = 200
+MAX_LIST_LENGTH = 8
+
+
+@dataclass
+class IdMap:
+    """External ids ↔ dense indices (1-based; 0 is padding/unknown)."""
+
+    ids: list[str]
+    index: dict[str, int] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = {external: i + 1 for i, external in enumerate(self.ids)}
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def encode(self, external: pl.Series | list[str]) -> np.ndarray:
+        """Dense indices of external ids; unknown ids map to 0."""
+        series = external if isinstance(external, pl.Series) else pl.Series(external, dtype=pl.String)
+        mapping = pl.DataFrame({"id": self.ids, "idx": np.arange(1, len(self.ids) + 1, dtype=np.int64)})
+        joined = pl.DataFrame({"id": series.cast(pl.String)}).join(mapping, on="id", how="left", maintain_order="left")
+        return joined["idx"].fill_null(0).to_numpy().astype(np.int64)
+
+    def decode(self, indices: np.ndarray) -> list[str]:
+        return [self.ids[i - 1] if i > 0 else "" for i in np.asarray(indices).tolist()]
+
+
+@dataclass
+class FeatureTable:
+    """Per-entity feature arrays indexed by dense index (row 0 = padding), and their spec.
+
+    ``vocabularies`` keeps the string → code maps so serving encodes new requests alike.
+    """
+
+    categorical: dict[str, np.ndarray]  # [n+1] or [n+1, K] int64 codes (0 = missing)
+    numeric: dict[str, np.ndarray]  # [n+1] float32, standardised
+    vectors: dict[str, np.ndarray]  # [n+1, d] float32
+    vocabularies: dict[str, list[str]]
+    numeric_stats: dict[str, tuple[float, float]]
+
+    def spec(self, num_ids: int) -> FeatureSpec:
+        return FeatureSpec(
+            num_ids=num_ids,
+            categorical={name: len(self.vocabularies[name]) + 1 for name in self.categorical},
+            numeric=list(self.numeric),
+            vectors={name: matrix.shape[1] for name, matrix in self.vectors.items()},
+        )
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Flat ``cat:/num:/vec:`` arrays, the names encoders receive in batches."""
+        out: dict[str, np.ndarray] = {}
+        out.update({f"cat:{k}": v for k, v in self.categorical.items()})
+        out.update({f"num:{k}": v for k, v in self.numeric.items()})
+        out.update({f"vec:{k}": v for k, v in self.vectors.items()})
+        return out
+
+    @classmethod
+    def empty(cls) -> "FeatureTable":
+        return cls({}, {}, {}, {}, {})
+
+
+def auto_feature_columns(frame: pl.DataFrame, id_column: str) -> list[str]:
+    """Columns worth feeding an encoder: low-cardinality categories, lists, numbers.
+
+    Free text (title, description...) is left to text encoders and item vectors.
+    """
+    chosen = []
+    for name, dtype in frame.schema.items():
+        if name in (id_column, "valid_from", "created_at") or name in TEXT_COLUMNS:
+            continue
+        if dtype.is_numeric():
+            chosen.append(name)
+        elif dtype == pl.String and 1 < frame[name].n_unique() <= MAX_AUTO_CARDINALITY:
+            chosen.append(name)
+        elif isinstance(dtype, pl.List) and dtype.inner == pl.String:
+            chosen.append(name)
+    return chosen
+
+
+def build_feature_table(frame: pl.DataFrame, id_map: IdMap, id_column: str, columns: list[str],
+                        vectors: dict[str, tuple[list[str], np.ndarray]] | None = None) -> FeatureTable:
+    """Encode ``columns`` of an entity frame into arrays aligned with ``id_map`` indices."""
+    n = len(id_map) + 1
+    rows = id_map.encode(frame[id_column])
+    keep = rows > 0
+    frame, rows = frame.filter(pl.Series(keep)), rows[keep]
+    categorical, numeric, vocabularies, stats = {}, {}, {}, {}
+    for name in columns:
+        if name not in frame.columns:
+            raise ValueError(f"feature column {name!r} not found; columns are {frame.columns}")
+        series = frame[name]
+        if series.dtype.is_numeric():
+            values = series.cast(pl.Float64).to_numpy()
+            mean = float(np.nanmean(values)) if values.size else 0.0
+            std = float(np.nanstd(values)) or 1.0
+            column = np.zeros(n, dtype=np.float32)
+            column[rows] = np.nan_to_num((values - mean) / std)
+            numeric[name], stats[name] = column, (mean, std)
+            continue
+        is_list = isinstance(series.dtype, pl.List)
+        flat = series.explode() if is_list else series
+        vocabulary = sorted(v for v in flat.drop_nulls().unique().to_list())
+        codes = {value: i + 1 for i, value in enumerate(vocabulary)}
+        if is_list:
+            column = np.zeros((n, MAX_LIST_LENGTH), dtype=np.int64)
+            for row, values in zip(rows, series.to_list()):
+                encoded = [codes[v] for v in (values or []) if v in codes][:MAX_LIST_LENGTH]
+                column[row, : len(encoded)] = encoded
+        else:
+            column = np.zeros(n, dtype=np.int64)
+            column[rows] = np.array([codes.get(v, 0) for v in series.to_list()], dtype=np.int64)
+        categorical[name], vocabularies[name] = column, vocabulary
+    vector_arrays = {}
+    for name, (ids, matrix) in (vectors or {}).items():
+        target = np.zeros((n, matrix.shape[1]), dtype=np.float32)
+        positions = id_map.encode(ids)
+        target[positions[positions > 0]] = matrix[positions > 0]
+        vector_arrays[name] = target
+    return FeatureTable(categorical, numeric, vector_arrays, vocabularies, stats)
+
+
+@dataclass
+class EvalSet:
+    """One evaluation split: per user, the history fed to the model, positives and exclusions."""
+
+    users: np.ndarray  # [U] dense user indices
+    histories: list[np.ndarray]  # item indices, oldest first
+    positives: list[np.ndarray]
+    exclude: list[np.ndarray]  # items masked before ranking (training items, for P-gen)
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+
+@dataclass
+class Interactions:
+    """Training interactions sorted by (user, time), plus the eval sets of the split."""
+
+    users: np.ndarray  # [E] dense user index
+    items: np.ndarray  # [E] dense item index
+    weights: np.ndarray  # [E] float32 training weight (event weight x value where configured)
+    values: np.ndarray  # [E] float32 raw value (rating, completion...)
+    valid: EvalSet
+    test: EvalSet
+    test_unmasked: bool  # True for P-seq: RecBole's convention ranks seen items too
+
+    def user_sequences(self) -> list[np.ndarray]:
+        """Each user's training items in time order (index = dense user index)."""
+        num_users = int(self.users.max()) + 1 if self.users.size else 1
+        bounds = np.searchsorted(self.users, np.arange(num_users + 1))
+        return [self.items[bounds[u]:bounds[u + 1]] for u in range(num_users)]
+
+
+def build_interactions(split: pl.DataFrame, users: IdMap, items: IdMap, protocol: str,
+                       event_weights: dict[str, float] | None = None, weight_by_value: bool = False,
+                       max_history: int = 50) -> Interactions:
+    """Arrays for training and evaluation from a store split (columns user_id, item_id, ...,
+    split), ordered by user then (ts, seq) so sequences keep the store's stable time order."""
+    frame = split.with_columns(
+        pl.Series("u", users.encode(split["user_id"])), pl.Series("i", items.encode(split["item_id"]))
+    ).filter((pl.col("u") > 0) & (pl.col("i") > 0)).sort("u", "ts", "seq")
+    weight = pl.lit(1.0)
+    if event_weights:
+        weight = pl.col("event_type").replace_strict(event_weights, default=1.0, return_dtype=pl.Float64)
+    if weight_by_value:
+        weight = weight * pl.col("value")
+    frame = frame.with_columns(weight.cast(pl.Float32).alias("w"))
+    train = frame.filter(pl.col("split") == "train")
+    by_user = _group_items(frame)
+    valid = _eval_set(by_user, "valid", protocol, max_history)
+    test = _eval_set(by_user, "test", protocol, max_history)
+    return Interactions(
+        users=train["u"].to_numpy().astype(np.int64),
+        items=train["i"].to_numpy().astype(np.int64),
+        weights=train["w"].to_numpy(),
+        values=train["value"].cast(pl.Float32).to_numpy(),
+        valid=valid, test=test, test_unmasked=protocol == "seq",
+    )
+
+
+def _group_items(frame: pl.DataFrame) -> dict[int, dict[str, np.ndarray]]:
+    grouped = frame.group_by("u", maintain_order=True).agg(pl.col("i"), pl.col("split"))
+    out = {}
+    for user, item_list, split_list in grouped.iter_rows():
+        items = np.asarray(item_list, dtype=np.int64)
+        splits = np.asarray(split_list)
+        out[user] = {name: items[splits == name] for name in ("train", "valid", "test")}
+        out[user]["order"] = items
+        out[user]["splits"] = splits
+    return out
+
+
+def _eval_set(by_user: dict[int, dict[str, Any]], which: str, protocol: str, max_history: int) -> EvalSet:
+    """Histories, positives and exclusions for the ``valid`` or ``test`` phase.
+
+    P-seq: history = every earlier event in time order (valid's target joins test's history).
+    P-gen / P-cold: history = training items (plus valid ones for test), which are also
+    excluded from ranking, as RecBole does (its test phase masks train and valid items).
+    """
+    users, histories, positives, exclude = [], [], [], []
+    for user, parts in by_user.items():
+        targets = parts[which]
+        if targets.size == 0:
+            continue
+        if protocol == "seq":
+            order, splits = parts["order"], parts["splits"]
+            first_target = int(np.flatnonzero(splits == which)[0])
+            history = order[:first_target]
+            seen = np.setdiff1d(history, targets)
+        else:
+            history = parts["train"] if which == "valid" else np.concatenate([parts["train"], parts["valid"]])
+            seen = history
+        users.append(user)
+        histories.append(history[-max_history:])
+        positives.append(np.unique(targets))
+        exclude.append(np.unique(seen))
+    return EvalSet(np.asarray(users, dtype=np.int64), histories, positives, exclude)
+
+
+def pad_histories(histories: list[np.ndarray], length: int) -> np.ndarray:
+    """Right-aligned [B, length] matrix of the last ``length`` items (0 = padding on the left)."""
+    out = np.zeros((len(histories), length), dtype=np.int64)
+    for row, history in enumerate(histories):
+        tail = history[-length:]
+        if tail.size:
+            out[row, length - tail.size:] = tail
+    return out

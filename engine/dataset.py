@@ -1,0 +1,72 @@
+"""Prepare a store's data for a pipeline: split, id maps, feature tables, popularity."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+
+from engine.config import PipelineConfig
+from engine.data import (
+    FeatureTable,
+    IdMap,
+    Interactions,
+    auto_feature_columns,
+    build_feature_table,
+    build_interactions,
+)
+from feature_store import FeatureStore
+
+
+@dataclass
+class PreparedData:
+    """Everything training, evaluation and the recommender need from the store."""
+
+    users: IdMap
+    items: IdMap
+    user_features: FeatureTable
+    item_features: FeatureTable
+    interactions: Interactions
+    popularity: np.ndarray  # [N+1] training-event count per item index
+    item_frame: pl.DataFrame  # current item attributes, for rankers and explanations
+
+    @property
+    def num_items(self) -> int:
+        return len(self.items)
+
+
+def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str, float] | None = None) -> PreparedData:
+    """Split the store's events by the configured protocol and encode everything."""
+    train = config.train
+    split = store.split(train.protocol, seed=train.split_seed)
+    if split.height == 0:
+        raise ValueError(f"store {store.path} has no events to train on; ingest some first")
+    users_frame = store.latest("users")
+    items_frame = store.latest("items")
+    users = IdMap(sorted(users_frame["user_id"].to_list()))
+    items = IdMap(sorted(items_frame["item_id"].to_list()))
+    weights = {**(event_weights or {}), **train.event_weights}
+    interactions = build_interactions(split, users, items, train.protocol, weights, train.weight_by_value,
+                                      config.model.max_history)
+    if interactions.items.size == 0:
+        raise ValueError("the split left no training events")
+    user_columns = _columns(config.model.user_features, users_frame, "user_id")
+    item_columns = _columns(config.model.item_features, items_frame, "item_id")
+    vectors = {name: store.read_vectors(name) for name in config.model.item_vectors}
+    popularity = np.bincount(interactions.items, minlength=len(items) + 1).astype(np.float32)
+    return PreparedData(
+        users=users, items=items,
+        user_features=build_feature_table(users_frame, users, "user_id", user_columns),
+        item_features=build_feature_table(items_frame, items, "item_id", item_columns, vectors),
+        interactions=interactions, popularity=popularity, item_frame=items_frame,
+    )
+
+
+def _columns(requested: list[str] | str, frame: pl.DataFrame, id_column: str) -> list[str]:
+    if requested == "auto":
+        return auto_feature_columns(frame, id_column)
+    missing = [c for c in requested if c not in frame.columns]
+    if missing:
+        raise ValueError(f"feature column(s) {missing} not in the store; available: {frame.columns}")
+    return list(requested)

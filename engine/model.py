@@ -1,0 +1,86 @@
+"""Model assembly: a user encoder, an item encoder and an interactor, found by name.
+
+Entity features live in the model as buffers (saved with the weights), so a bundle
+carries everything it needs to encode users and items at serving time.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from engine.components import Encoded, EncoderContext, FeatureSpec, InteractorContext
+from engine.config import ModelConfig
+from engine.plugin_manager import PluginManager, get_plugin_manager
+
+
+class FeatureBuffers(nn.Module):
+    """Feature arrays (``cat:``/``num:``/``vec:``) as buffers, gathered by entity index."""
+
+    def __init__(self, arrays: dict[str, np.ndarray]) -> None:
+        super().__init__()
+        self.names = sorted(arrays)
+        for i, name in enumerate(self.names):
+            self.register_buffer(f"f{i}", torch.from_numpy(np.ascontiguousarray(arrays[name])))
+
+    def gather(self, index: Tensor) -> dict[str, Tensor]:
+        return {name: getattr(self, f"f{i}")[index] for i, name in enumerate(self.names)}
+
+
+class RecModel(nn.Module):
+    """user encoder × item encoder → interactor; item index 0 is padding."""
+
+    def __init__(self, config: ModelConfig, user_spec: FeatureSpec, item_spec: FeatureSpec,
+                 user_arrays: dict[str, np.ndarray], item_arrays: dict[str, np.ndarray],
+                 manager: PluginManager | None = None) -> None:
+        super().__init__()
+        manager = manager or get_plugin_manager()
+        self.config = config
+        self.num_items = item_spec.num_ids
+        self.user_features = FeatureBuffers(user_arrays)
+        self.item_features = FeatureBuffers(item_arrays)
+        item_class = manager.get("encoders", config.item_encoder.name)
+        self.item_encoder = item_class(
+            EncoderContext("item", config.dim, item_spec, self.num_items, config.max_history),
+            item_class.Config(**config.item_encoder.params),
+        )
+        user_class = manager.get("encoders", config.user_encoder.name)
+        self.user_encoder = user_class(
+            EncoderContext("user", config.dim, user_spec, self.num_items, config.max_history,
+                           embed_items=self.embed_items),
+            user_class.Config(**config.user_encoder.params),
+        )
+        interactor_class = manager.get("interactors", config.interactor.name)
+        self.interactor = interactor_class(InteractorContext(config.dim),
+                                           interactor_class.Config(**config.interactor.params))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def embed_items(self, items: Tensor) -> Tensor:
+        """Item representations for an index tensor of any shape: [...] → [..., d]."""
+        flat = items.reshape(-1)
+        encoded = self.item_encoder({"ids": flat, **self.item_features.gather(flat)}).vector
+        return encoded.view(*items.shape, -1)
+
+    def item_matrix(self, chunk: int = 65_536) -> Tensor:
+        """All items' representations [N+1, d] (row 0 = padding), computed in chunks."""
+        index = torch.arange(self.num_items + 1, device=self.device)
+        return torch.cat([self.embed_items(part) for part in index.split(chunk)])
+
+    def encode_users(self, users: Tensor, history: Tensor) -> Encoded:
+        batch = {"ids": users, "history": history, **self.user_features.gather(users)}
+        return self.user_encoder(batch)
+
+    def forward(self, users: Tensor, history: Tensor, items: Tensor) -> Tensor:
+        """Scores of ``items`` ([B] or [B, K]) for a batch of users."""
+        encoded = self.encode_users(users, history)
+        return self.interactor.score(encoded, self.embed_items(items))
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)

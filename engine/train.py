@@ -1,0 +1,316 @@
+"""The training loop: one function for local runs and Ray Train workers alike.
+
+Two modes: ``sequence`` trains a sequence user encoder to predict every next item of each
+user's history at once (SASRec-style, the fast way); ``pairs`` trains on one (user,
+history-before-event, item) sample per event, for any encoder/interactor pair and for the
+MSE rating objective. Objectives: full or sampled softmax, BPR, MSE.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import load_file, save_file
+
+from engine.components import seed_everything
+from engine.config import PipelineConfig
+from engine.dataset import PreparedData
+from engine.evaluate import evaluate_model
+from engine.model import RecModel, resolve_device
+
+EpochReport = Callable[[dict[str, Any], "RecModel"], None]
+
+
+@dataclass
+class TrainResult:
+    model: RecModel
+    best_epoch: int
+    best_valid: dict[str, float]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    mode: str = "pairs"
+
+    @property
+    def epoch_seconds(self) -> float:
+        times = [h["seconds"] for h in self.history]
+        return float(np.mean(times)) if times else 0.0
+
+
+def build_model(config: PipelineConfig, data: PreparedData) -> RecModel:
+    return RecModel(
+        config.model,
+        data.user_features.spec(len(data.users)), data.item_features.spec(len(data.items)),
+        data.user_features.to_arrays(), data.item_features.to_arrays(),
+    )
+
+
+def training_mode(config: PipelineConfig, model: RecModel) -> str:
+    """``sequence`` when a sequence encoder meets an interactor that can score all positions."""
+    if config.train.mode != "auto":
+        return config.train.mode
+    sequence_ok = getattr(model.user_encoder, "produces_sequence", False) and not getattr(
+        model.interactor, "needs_sequence", False)
+    return "sequence" if sequence_ok and config.train.objective == "softmax" else "pairs"
+
+
+# ---------------------------------------------------------------------------------------
+# batches
+# ---------------------------------------------------------------------------------------
+
+
+class PairBatches:
+    """(user, history before the event, item, weight, value) samples in shuffled batches."""
+
+    def __init__(self, data: PreparedData, max_history: int) -> None:
+        inter = data.interactions
+        self.users, self.items, self.weights, self.values = inter.users, inter.items, inter.weights, inter.values
+        starts = np.searchsorted(self.users, self.users, side="left")
+        self.positions = np.arange(self.users.size)
+        self.offsets = np.arange(-max_history, 0)
+        self.starts = starts
+
+    def __len__(self) -> int:
+        return int(self.users.size)
+
+    @property
+    def rows(self) -> int:
+        return int(self.users.size)
+
+    def batches(self, batch_size: int, rng: np.random.Generator, shard: tuple[int, int] = (0, 1)):
+        order = rng.permutation(self.users.size)[shard[0]::shard[1]]
+        for begin in range(0, order.size, batch_size):
+            rows = order[begin:begin + batch_size]
+            index = self.positions[rows, None] + self.offsets[None, :]
+            history = np.where(index >= self.starts[rows, None], self.items[np.clip(index, 0, None)], 0)
+            yield (self.users[rows], history, self.items[rows], self.weights[rows], self.values[rows])
+
+
+class SequenceBatches:
+    """Windows of each user's training sequence: inputs [L] and next-item targets [L]."""
+
+    def __init__(self, data: PreparedData, max_history: int) -> None:
+        inputs, targets, weights, owners = [], [], [], []
+        sequences = data.interactions.user_sequences()
+        bounds = np.searchsorted(data.interactions.users, np.arange(len(sequences) + 1))
+        for user, sequence in enumerate(sequences):
+            w = data.interactions.weights[bounds[user]:bounds[user + 1]]
+            # non-overlapping windows from the end, so every target is trained once per epoch
+            for end in range(sequence.size, 1, -max_history):
+                begin = max(0, end - max_history - 1)
+                window, window_w = sequence[begin:end], w[begin:end]
+                pad = max_history + 1 - window.size
+                inputs.append(np.pad(window[:-1], (pad, 0)))
+                targets.append(np.pad(window[1:], (pad, 0)))
+                weights.append(np.pad(window_w[1:], (pad, 0)))
+                owners.append(user)
+        self.inputs = np.asarray(inputs, dtype=np.int64).reshape(-1, max_history)
+        self.targets = np.asarray(targets, dtype=np.int64).reshape(-1, max_history)
+        self.weights = np.asarray(weights, dtype=np.float32).reshape(-1, max_history)
+        self.owners = np.asarray(owners, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return int((self.targets > 0).sum())
+
+    @property
+    def rows(self) -> int:
+        return int(self.owners.size)
+
+    def batches(self, batch_size: int, rng: np.random.Generator, shard: tuple[int, int] = (0, 1)):
+        order = rng.permutation(self.owners.size)[shard[0]::shard[1]]
+        for begin in range(0, order.size, batch_size):
+            rows = order[begin:begin + batch_size]
+            yield self.owners[rows], self.inputs[rows], self.targets[rows], self.weights[rows]
+
+
+# ---------------------------------------------------------------------------------------
+# losses
+# ---------------------------------------------------------------------------------------
+
+
+def _softmax_loss(model: RecModel, user, targets: torch.Tensor, weights: torch.Tensor, negatives: int,
+                  generator: torch.Generator) -> torch.Tensor:
+    """Cross-entropy of the target against all items (negatives=0) or shared sampled ones."""
+    if negatives == 0:
+        logits = model.interactor.score_all(user, model.item_matrix())
+        logits[:, 0] = float("-inf")
+        loss = F.cross_entropy(logits, targets, reduction="none")
+    else:
+        sampled = torch.randint(1, model.num_items + 1, (targets.shape[0], negatives), generator=generator,
+                                device=targets.device)
+        candidates = torch.cat([targets.unsqueeze(1), sampled], dim=1)
+        logits = model.interactor.score(user, model.embed_items(candidates))
+        logits[:, 1:] = logits[:, 1:].masked_fill(sampled == targets.unsqueeze(1), float("-inf"))
+        loss = F.cross_entropy(logits, torch.zeros_like(targets), reduction="none")
+    return (loss * weights).sum() / weights.sum().clamp(min=1e-6)
+
+
+def _bpr_loss(model: RecModel, user, targets: torch.Tensor, weights: torch.Tensor, negatives: int,
+              generator: torch.Generator) -> torch.Tensor:
+    count = max(1, negatives)
+    sampled = torch.randint(1, model.num_items + 1, (targets.shape[0], count), generator=generator,
+                            device=targets.device)
+    scores = model.interactor.score(user, model.embed_items(torch.cat([targets.unsqueeze(1), sampled], 1)))
+    loss = -F.logsigmoid(scores[:, :1] - scores[:, 1:]).mean(1)
+    return (loss * weights).sum() / weights.sum().clamp(min=1e-6)
+
+
+def _pair_step(model: RecModel, config: PipelineConfig, batch, device, generator) -> torch.Tensor:
+    users, history, items, weights, values = (torch.as_tensor(x, device=device) for x in batch)
+    user = model.encode_users(users, history)
+    objective, negatives = config.train.objective, config.train.negatives
+    if objective == "mse":
+        predicted = model.interactor.score(user, model.embed_items(items))
+        return (weights * (predicted - values) ** 2).sum() / weights.sum().clamp(min=1e-6)
+    if objective == "bpr":
+        return _bpr_loss(model, user, items, weights, negatives, generator)
+    return _softmax_loss(model, user, items, weights, negatives, generator)
+
+
+def _sequence_step(model: RecModel, config: PipelineConfig, batch, device, generator) -> torch.Tensor:
+    owners, inputs, targets, weights = (torch.as_tensor(x, device=device) for x in batch)
+    encoded = model.encode_users(owners, inputs)
+    real = targets > 0
+    flat_user = type(encoded)(vector=encoded.sequence[real])
+    return _softmax_loss(model, flat_user, targets[real], weights[real], config.train.negatives, generator)
+
+
+# ---------------------------------------------------------------------------------------
+# checkpoints (safetensors for tensors, JSON for the rest: never pickle)
+# ---------------------------------------------------------------------------------------
+
+
+def save_checkpoint(directory: Path, model: RecModel, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    directory.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    opt_state = optimizer.state_dict()
+    scalars: dict[str, Any] = {}
+    for param_id, values in opt_state["state"].items():
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"opt.{param_id}.{name}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{param_id}.{name}"] = value
+    tmp = directory / "checkpoint.safetensors.tmp"
+    save_file(tensors, str(tmp))
+    tmp.replace(directory / "checkpoint.safetensors")
+    meta = {"state": state, "param_groups": opt_state["param_groups"], "opt_scalars": scalars}
+    (directory / "checkpoint.json").write_text(json.dumps(meta, default=float))
+
+
+def load_checkpoint(directory: Path, model: RecModel, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    weights = directory / "checkpoint.safetensors"
+    if not weights.exists():
+        return None
+    tensors = load_file(str(weights), device=str(model.device))
+    meta = json.loads((directory / "checkpoint.json").read_text())
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state: dict[str, Any] = {"state": {}, "param_groups": meta["param_groups"]}
+    for key, value in tensors.items():
+        if key.startswith("opt."):
+            _, param_id, name = key.split(".", 2)
+            opt_state["state"].setdefault(int(param_id), {})[name] = value
+    for key, value in meta["opt_scalars"].items():
+        param_id, name = key.split(".", 1)
+        opt_state["state"].setdefault(int(param_id), {})[name] = value
+    optimizer.load_state_dict(opt_state)
+    return meta["state"]
+
+
+# ---------------------------------------------------------------------------------------
+# the loop
+# ---------------------------------------------------------------------------------------
+
+
+def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | Path | None = None,
+          resume: bool = True, progress: bool = True, report: EpochReport | None = None,
+          shard: tuple[int, int] = (0, 1),
+          sync_gradients: Callable[[RecModel], None] | None = None) -> TrainResult:
+    """Train until validation NDCG@10 stops improving (``patience``), or the epoch/time budget ends.
+
+    ``shard=(rank, world)`` and ``sync_gradients`` (averaging gradients across workers after
+    each backward pass) let the same function run data-parallel; ``report`` is called after
+    every epoch with its metrics.
+    """
+    settings = config.train
+    seed_everything(settings.seed + shard[0])
+    device = resolve_device(settings.device)
+    model = build_model(config, data).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    mode = training_mode(config, model)
+    if mode == "sequence" and not getattr(model.user_encoder, "produces_sequence", False):
+        raise ValueError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
+    batches = SequenceBatches(data, config.model.max_history) if mode == "sequence" else PairBatches(
+        data, config.model.max_history)
+    step = _sequence_step if mode == "sequence" else _pair_step
+    generator = torch.Generator(device=device).manual_seed(settings.seed + shard[0])
+    rng = np.random.default_rng(settings.seed + shard[0])
+
+    checkpoint_path = Path(checkpoint_dir) if checkpoint_dir else None
+    state = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_valid": {}, "history": [], "stale": 0}
+    best_state = None
+    if checkpoint_path and resume:
+        restored = load_checkpoint(checkpoint_path, model, optimizer)
+        if restored:
+            state = restored
+            best_file = checkpoint_path / "best.safetensors"
+            if best_file.exists():
+                best_state = load_file(str(best_file), device=str(device))
+            rng = np.random.default_rng([settings.seed + shard[0], state["epoch"]])
+    started = time.perf_counter()
+    steps_per_epoch = math.ceil(batches.rows / shard[1] / settings.batch_size)
+    with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
+                  TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
+                  disable=not progress, transient=True) as bar:
+        for epoch in range(state["epoch"] + 1, settings.epochs + 1):
+            task = bar.add_task("train", total=steps_per_epoch, epoch=epoch, loss=0.0)
+            epoch_start = time.perf_counter()
+            model.train()
+            total, count = 0.0, 0
+            for batch in batches.batches(settings.batch_size, rng, shard):
+                loss = step(model, config, batch, device, generator)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if sync_gradients:
+                    sync_gradients(model)
+                optimizer.step()
+                total, count = total + float(loss), count + 1
+                bar.update(task, advance=1, loss=total / count)
+            bar.remove_task(task)
+            seconds = time.perf_counter() - epoch_start
+            model.eval()
+            valid = evaluate_model(model, data.interactions.valid, ks=(10,), masked=True,
+                                   batch_size=settings.eval_batch)
+            record = {"epoch": epoch, "loss": total / max(count, 1), "seconds": seconds,
+                      "samples_per_second": len(batches) / shard[1] / max(seconds, 1e-9), **{f"valid_{k}": v for k, v in valid.items()}}
+            state["history"].append(record)
+            state["epoch"] = epoch
+            if valid["ndcg@10"] > state["best_score"]:
+                state.update(best_score=valid["ndcg@10"], best_epoch=epoch, best_valid=valid, stale=0)
+                best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                if checkpoint_path:
+                    checkpoint_path.mkdir(parents=True, exist_ok=True)
+                    save_file({k: v.cpu().contiguous() for k, v in best_state.items()},
+                              str(checkpoint_path / "best.safetensors"))
+            else:
+                state["stale"] += 1
+            if checkpoint_path:
+                save_checkpoint(checkpoint_path, model, optimizer, state)
+            if report:
+                report(record, model)
+            out_of_time = settings.max_minutes and (time.perf_counter() - started) > settings.max_minutes * 60
+            if state["stale"] >= settings.patience or out_of_time:
+                break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    return TrainResult(model=model, best_epoch=state["best_epoch"], best_valid=state["best_valid"],
+                       history=state["history"], mode=mode)
+

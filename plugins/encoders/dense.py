@@ -1,0 +1,92 @@
+"""``dense``: the design's dense-layer tower — an MLP over id embeddings and features.
+
+Inputs it can use, each switchable: the entity's id embedding; categorical fields
+(list fields such as genres are mean-pooled); numeric fields; item vector sets (through a
+learned projection, so pretrained text vectors sit beside the id embedding); and, for
+users, the mean of their history items' representations.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from engine import hookimpl
+from engine.components import ComponentConfig, Encoded, Encoder, EncoderContext
+
+
+class DenseConfig(ComponentConfig):
+    hidden: list[int] = []  # hidden layer sizes; [] is a single linear layer (matrix factorisation)
+    use_ids: bool = True
+    use_features: bool = True
+    use_history: bool = False  # users only: add the mean of history item representations
+    field_dim: int = 16  # embedding size of each categorical field
+    dropout: float = 0.0
+
+
+class DenseEncoder(Encoder):
+    """MLP tower: concatenated inputs → hidden layers (ReLU) → ``dim``."""
+
+    Config = DenseConfig
+
+    def __init__(self, context: EncoderContext, config: DenseConfig) -> None:
+        super().__init__(context, config)
+        spec = context.features
+        width = 0
+        self.ids = None
+        if config.use_ids:
+            self.ids = nn.Embedding(spec.num_ids + 1, context.dim, padding_idx=0)
+            nn.init.normal_(self.ids.weight, std=0.05)
+            width += context.dim
+        self.fields = nn.ModuleDict()
+        self.numeric: list[str] = []
+        self.projections = nn.ModuleDict()
+        if config.use_features:
+            for name, size in spec.categorical.items():
+                self.fields[name] = nn.Embedding(size, config.field_dim, padding_idx=0)
+                width += config.field_dim
+            self.numeric = list(spec.numeric)
+            width += len(self.numeric)
+            for name, size in spec.vectors.items():
+                self.projections[name] = nn.Linear(size, context.dim)
+                width += context.dim
+        self.use_history = config.use_history and context.role == "user" and context.embed_items is not None
+        if self.use_history:
+            width += context.dim
+        if width == 0:
+            raise ValueError("dense encoder has no inputs: enable use_ids, use_features or use_history")
+        layers: list[nn.Module] = []
+        for size in config.hidden:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(config.dropout)]
+            width = size
+        self.mlp = nn.Sequential(*layers, nn.Linear(width, context.dim))
+
+    def forward(self, batch: dict[str, Tensor]) -> Encoded:
+        parts = []
+        if self.ids is not None:
+            parts.append(self.ids(batch["ids"]))
+        for name, embedding in self.fields.items():
+            codes = batch[f"cat:{name}"]
+            if codes.dim() == batch["ids"].dim() + 1:  # a list field: mean over present values
+                present = (codes > 0).unsqueeze(-1)
+                pooled = (embedding(codes) * present).sum(-2) / present.sum(-2).clamp(min=1)
+                parts.append(pooled)
+            else:
+                parts.append(embedding(codes))
+        if self.numeric:
+            parts.append(torch.stack([batch[f"num:{name}"] for name in self.numeric], dim=-1))
+        for name, projection in self.projections.items():
+            parts.append(projection(batch[f"vec:{name}"]))
+        sequence = mask = None
+        if self.use_history:
+            history = batch["history"]
+            mask = history > 0
+            sequence = self.context.embed_items(history)
+            weights = mask.unsqueeze(-1).to(sequence.dtype)
+            parts.append((sequence * weights).sum(1) / weights.sum(1).clamp(min=1))
+        return Encoded(self.mlp(torch.cat(parts, dim=-1)), sequence, mask)
+
+
+@hookimpl
+def register_encoders(register):  # type: ignore[no-untyped-def]
+    register("dense", DenseEncoder)

@@ -1,0 +1,73 @@
+"""``attention``: the design's formula 4.2, Attention(Q, K, V) = softmax(QKᵀ/√d_k)·V.
+
+The candidate item is the query; the user's history sequence (from a sequence encoder,
+or the dense encoder's history items) gives keys and values (DIN-style target attention).
+The attended interest is scored against the candidate, together with the user's pooled
+vector. The attention weights say which history items drove a score: they are the
+recommendation's explanation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor, nn
+
+from engine import hookimpl
+from engine.components import ComponentConfig, Encoded, Interactor, InteractorContext
+
+
+class AttentionConfig(ComponentConfig):
+    project: bool = True  # learned query/key projections (W_Q, W_K); False uses raw vectors
+    include_pooled: bool = True  # add the user's pooled vector to the attended interest
+    chunk: int = 4096  # items per block in score_all, bounding memory at [B, chunk, L]
+
+
+class AttentionInteractor(Interactor):
+    """Target attention of each candidate over the user's history."""
+
+    Config = AttentionConfig
+    needs_sequence = True
+
+    def __init__(self, context: InteractorContext, config: AttentionConfig) -> None:
+        super().__init__(context, config)
+        self.query = nn.Linear(context.dim, context.dim, bias=False) if config.project else nn.Identity()
+        self.key = nn.Linear(context.dim, context.dim, bias=False) if config.project else nn.Identity()
+
+    def _weights(self, user: Encoded, items: Tensor) -> Tensor:
+        """softmax(QKᵀ/√d) over real history items: [B, K, L] for items [B, K, d]."""
+        if user.sequence is None or user.mask is None:
+            raise ValueError("the attention interactor needs a sequence: use the transformer encoder, "
+                             "or the dense encoder with use_history=true")
+        logits = self.query(items) @ self.key(user.sequence).transpose(1, 2) / math.sqrt(items.shape[-1])
+        logits = logits.masked_fill(~user.mask.unsqueeze(1), float("-inf"))
+        weights = torch.softmax(logits, dim=-1)
+        return torch.nan_to_num(weights)  # a user without history attends to nothing
+
+    def _score(self, user: Encoded, items: Tensor) -> Tensor:
+        interest = self._weights(user, items) @ user.sequence  # [B, K, d]
+        if self.config.include_pooled:
+            interest = interest + user.vector.unsqueeze(1)
+        return (interest * items).sum(-1)
+
+    def score(self, user: Encoded, items: Tensor) -> Tensor:
+        if items.dim() == 2:
+            return self._score(user, items.unsqueeze(1)).squeeze(1)
+        return self._score(user, items)
+
+    def score_all(self, user: Encoded, item_matrix: Tensor) -> Tensor:
+        batch = user.vector.shape[0]
+        blocks = [
+            self._score(user, block.unsqueeze(0).expand(batch, -1, -1))
+            for block in item_matrix.split(self.config.chunk)
+        ]
+        return torch.cat(blocks, dim=1)
+
+    def explain(self, user: Encoded, items: Tensor) -> Tensor:
+        return self._weights(user, items if items.dim() == 3 else items.unsqueeze(1))
+
+
+@hookimpl
+def register_interactors(register):  # type: ignore[no-untyped-def]
+    register("attention", AttentionInteractor)
