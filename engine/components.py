@@ -133,7 +133,11 @@ class Interactor(nn.Module):
 
 @dataclass
 class Candidates:
-    """Scored candidates of one request, column-wise: dense item indices, scores, reasons."""
+    """Scored candidates of one request, column-wise: dense item indices, scores, reasons.
+
+    ``take`` shares the inner reason lists: a ranker adds a reason by building a new list
+    (``reasons[i] + ["why"]``), never by appending in place.
+    """
 
     items: np.ndarray  # int64 [n]
     scores: np.ndarray  # float32 [n]
@@ -147,7 +151,8 @@ class Candidates:
         positions = np.asarray(positions)
         if positions.dtype == bool:
             positions = np.flatnonzero(positions)
-        return Candidates(self.items[positions], self.scores[positions], [self.reasons[i] for i in positions])
+        reasons = self.reasons
+        return Candidates(self.items[positions], self.scores[positions], [reasons[i] for i in positions.tolist()])
 
     @classmethod
     def empty(cls) -> "Candidates":

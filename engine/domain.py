@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
@@ -49,5 +49,9 @@ class Domain(BaseModel):
     )
     text_fields: list[str] = Field(
         default_factory=lambda: ["title"], description="Item columns that make up item text."
+    )
+    pipeline: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Default pipeline config for this domain (a partial PipelineConfig: model, train, ranking).",
     )
     generate: Generator | None = Field(None, exclude=True, description="Synthetic data maker.")

@@ -25,10 +25,18 @@ ENTRY_POINT_GROUP = "recengine"
 FAMILIES = ("encoders", "interactors", "rankers", "domains")
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
+    "plugins.encoders.dense",
+    "plugins.encoders.transformer",
+    "plugins.interactors.dot",
+    "plugins.interactors.attention",
     "plugins.domains.ecommerce",
     "plugins.domains.news",
     "plugins.domains.video",
     "plugins.domains.social",
+    "plugins.rankers.filters",
+    "plugins.rankers.diversity",
+    "plugins.rankers.freshness",
+    "plugins.rankers.popularity",
 )
 
 

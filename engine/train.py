@@ -281,7 +281,7 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
                 if sync_gradients:
                     sync_gradients(model)
                 optimizer.step()
-                total, count = total + float(loss), count + 1
+                total, count = total + loss.item(), count + 1
                 bar.update(task, advance=1, loss=total / count)
             bar.remove_task(task)
             seconds = time.perf_counter() - epoch_start

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import data, plugins_cmd, store
+from engine.cli import data, model_cmds, plugins_cmd, quickstart, store
 from engine.cli.common import friendly_errors
 
 
@@ -21,6 +21,11 @@ def cli() -> None:
 cli.add_command(store.store)
 cli.add_command(data.data)
 cli.add_command(plugins_cmd.plugins)
+cli.add_command(model_cmds.train)
+cli.add_command(model_cmds.evaluate)
+cli.add_command(model_cmds.recommend)
+cli.add_command(model_cmds.models)
+cli.add_command(quickstart.quickstart)
 
 
 def _add_plugin_commands() -> None:

@@ -1,0 +1,198 @@
+"""``recengine train | evaluate | recommend | models``: the model lifecycle from the CLI."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from engine.cli.common import console, friendly_errors, json_option, print_json, store_option
+
+models_option = click.option(
+    "--models", "models_dir", envvar="RECENGINE_MODELS", default="models", show_default=True,
+    type=click.Path(file_okay=False), help="Directory of model bundles (or set RECENGINE_MODELS).",
+)
+
+
+def pipeline_options(function):  # type: ignore[no-untyped-def]
+    """Flags that override the config file (or the defaults) for one run."""
+    options = [
+        click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config (TOML)."),
+        click.option("--name", help="Bundle name (models/<name>/<version>)."),
+        click.option("--domain", help="Domain preset whose event weights and defaults apply."),
+        click.option("--user-encoder", help="User encoder, e.g. transformer or dense."),
+        click.option("--item-encoder", help="Item encoder, e.g. dense."),
+        click.option("--interactor", help="Interactor: dot (formula 4.1) or attention (formula 4.2)."),
+        click.option("--objective", type=click.Choice(["softmax", "bpr", "mse"]), help="Training objective."),
+        click.option("--protocol", type=click.Choice(["seq", "gen", "cold"]), help="Evaluation protocol / split."),
+        click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs."),
+        click.option("--dim", type=click.IntRange(min=2), help="Embedding size."),
+        click.option("--lr", type=float, help="Learning rate."),
+        click.option("--batch-size", type=click.IntRange(min=1), help="Batch size."),
+        click.option("--seed", type=int, help="Random seed of training."),
+        click.option("--device", help="auto, cpu or cuda."),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def load_config(config_path: str | None, **flags: Any):  # type: ignore[no-untyped-def]
+    from engine.config import ComponentRef, PipelineConfig
+
+    config = PipelineConfig.from_toml(config_path) if config_path else _domain_default(flags.get("domain"))
+    overrides: dict[str, Any] = {
+        "name": flags.get("name"), "domain": flags.get("domain"), "train.objective": flags.get("objective"),
+        "train.protocol": flags.get("protocol"), "train.epochs": flags.get("epochs"), "model.dim": flags.get("dim"),
+        "train.lr": flags.get("lr"), "train.batch_size": flags.get("batch_size"), "train.seed": flags.get("seed"),
+        "train.device": flags.get("device"),
+    }
+    for flag, key in (("user_encoder", "model.user_encoder"), ("item_encoder", "model.item_encoder"),
+                      ("interactor", "model.interactor")):
+        if flags.get(flag):
+            overrides[key] = ComponentRef(name=flags[flag]).model_dump()
+    return config.with_overrides(overrides)
+
+
+def _domain_default(domain: str | None):  # type: ignore[no-untyped-def]
+    from engine.config import PipelineConfig
+
+    if not domain:
+        return PipelineConfig()
+    from engine.plugin_manager import get_plugin_manager
+
+    preset = get_plugin_manager().domain(domain)
+    defaults = getattr(preset, "pipeline", None) or {}
+    return PipelineConfig.model_validate({"name": domain, "domain": domain, **defaults})
+
+
+def metrics_table(metrics: dict[str, Any], title: str) -> Table:
+    """Model beside popularity for each metric @10/@20 (and RecBole's unmasked P-seq view)."""
+    table = Table(title=title)
+    table.add_column("metric")
+    columns = [("test", "model"), ("popularity", "popularity")]
+    if "test_unmasked" in metrics:
+        columns += [("test_unmasked", "model (unmasked)"), ("popularity_unmasked", "popularity (unmasked)")]
+    for _, label in columns:
+        table.add_column(label, justify="right")
+    for metric in metrics["test"]:
+        table.add_row(metric, *(f"{metrics[key][metric]:.4f}" for key, _ in columns))
+    return table
+
+
+@click.command()
+@store_option
+@models_option
+@pipeline_options
+@click.option("--checkpoint-dir", type=click.Path(file_okay=False), help="Save a checkpoint every epoch here.")
+@click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
+@json_option
+def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_dir: str | None, resume: bool,
+          as_json: bool, **flags: Any) -> None:
+    """Train a model on the store's events, evaluate it and save a bundle.
+
+    Stops early when validation NDCG@10 stops improving. The bundle lands in
+    MODELS/<name>/<version>/ with weights (safetensors), id maps and metrics.
+    """
+    from engine.pipeline import train_pipeline
+
+    with friendly_errors():
+        config = load_config(config_path, **flags)
+        trained = train_pipeline(store_path, config, models_dir, progress=not as_json,
+                                 checkpoint_dir=checkpoint_dir, resume=resume)
+    if as_json:
+        print_json({"bundle": str(trained.bundle_path), **trained.metrics})
+        return
+    m = trained.metrics
+    console.print(f"Trained [bold]{config.name}[/] ({trained.result.mode} mode): best epoch {m['best_epoch']} of "
+                  f"{m['epochs_run']}, {m['epoch_seconds']:.1f}s/epoch → [bold]{trained.bundle_path}[/]")
+    console.print(metrics_table(m, f"Test metrics ({m['protocol']} protocol, {m['test_users']} users)"))
+
+
+@click.command()
+@click.argument("model")
+@store_option
+@models_option
+@click.option("--version", type=int, help="Bundle version (default: latest).")
+@click.option("--protocol", type=click.Choice(["seq", "gen", "cold"]), help="Default: the one it trained with.")
+@click.option("--out", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
+@json_option
+def evaluate(model: str, store_path: str, models_dir: str, version: int | None, protocol: str | None,
+             out: str | None, as_json: bool) -> None:
+    """Evaluate a bundle on the store (full ranking, RecBole metrics, popularity beside it)."""
+    from engine.bundle import load_bundle
+    from engine.pipeline import evaluate_bundle
+
+    with friendly_errors():
+        bundle = load_bundle(model, models_dir, version)
+        metrics = evaluate_bundle(bundle, store_path, protocol)
+    if out:
+        Path(out).write_text(json.dumps(metrics, indent=2))
+    if as_json:
+        print_json(metrics)
+        return
+    console.print(metrics_table(metrics, f"{bundle.name} v{bundle.version} on {metrics['protocol']} "
+                                         f"({metrics['test_users']} users)"))
+
+
+@click.command()
+@click.option("--user", "user_id", required=True, help="External user id.")
+@click.option("-k", "k", default=10, show_default=True, type=click.IntRange(min=1, max=1000))
+@click.option("--model", default=None, help="Bundle name or path (default: the only/first bundle).")
+@models_option
+@click.option("--snapshot", type=click.Path(file_okay=False),
+              help="Snapshot root for live histories (default: the bundle's training histories).")
+@click.option("--exclude", multiple=True, help="Item id never to recommend (repeatable).")
+@json_option
+def recommend(user_id: str, k: int, model: str | None, models_dir: str, snapshot: str | None,
+              exclude: tuple[str, ...], as_json: bool) -> None:
+    """Recommend K items for a user, with the reasons for each."""
+    from engine.bundle import list_bundles
+    from engine.recommender import Recommender
+
+    with friendly_errors():
+        if model is None:
+            bundles = list_bundles(models_dir)
+            if not bundles:
+                raise LookupError(f"no model bundles under {models_dir}; train one with `recengine train`")
+            model = bundles[-1]["path"]
+        recommender = Recommender.load(model, models_dir, snapshot)
+        items = recommender.recommend(user_id, k, exclude=list(exclude))
+    if as_json:
+        print_json([r.to_dict() for r in items])
+        return
+    table = Table(title=f"Top {k} for user {user_id} ({recommender.bundle.name} v{recommender.bundle.version})")
+    for column in ("#", "item", "title", "score", "why"):
+        table.add_column(column, justify="right" if column in ("#", "score") else "left")
+    for rank, item in enumerate(items, 1):
+        table.add_row(str(rank), item.item_id, item.title or "", f"{item.score:.3f}", "; ".join(item.reasons))
+    console.print(table)
+
+
+@click.group()
+def models() -> None:
+    """Inspect model bundles."""
+
+
+@models.command("list")
+@models_option
+@json_option
+def list_models(models_dir: str, as_json: bool) -> None:
+    """Every bundle version with its domain, size and test NDCG@10."""
+    from engine.bundle import list_bundles
+
+    rows = list_bundles(models_dir)
+    if as_json:
+        print_json(rows)
+        return
+    table = Table(title=f"Model bundles in {models_dir}")
+    for column in ("name", "version", "domain", "users", "items", "test NDCG@10", "created"):
+        table.add_column(column)
+    for row in rows:
+        ndcg = row.get("test_ndcg@10")
+        table.add_row(row["name"], str(row["version"]), row.get("domain") or "-", str(row["num_users"]),
+                      str(row["num_items"]), f"{ndcg:.4f}" if ndcg is not None else "-", row["created_at"][:19])
+    console.print(table)
