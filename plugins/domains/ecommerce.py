@@ -1,0 +1,263 @@
+"""E-commerce preset: shoppers view, add to cart and buy branded products.
+
+Shoppers have a taste over product categories that leans by age band and gender. Products
+belong to a brand of their category and are Zipf-popular inside it. Views come in sessions
+that stay in one category; carts follow views of the same product minutes later and
+purchases follow carts, both more often for products of the shopper's favourite categories.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import polars as pl
+
+from engine import Domain, SyntheticData, hookimpl
+from feature_store import synthetic as syn
+from feature_store.schema import ColumnType, StoreSchema
+
+SCHEMA = StoreSchema(
+    name="ecommerce",
+    open=False,
+    user_columns={"age": ColumnType.int, "gender": ColumnType.string, "country": ColumnType.string},
+    item_columns={
+        "description": ColumnType.string,
+        "category": ColumnType.string,
+        "brand": ColumnType.string,
+        "price": ColumnType.float,
+    },
+    event_types=["view", "cart", "purchase"],
+    default_event_type="view",
+)
+
+# category: (median price, product nouns, adjectives, selling points)
+CATEGORIES: dict[str, tuple[float, list[str], list[str], list[str]]] = {
+    "electronics": (
+        60.0,
+        ["headphones", "earbuds", "speaker", "charger", "smartwatch", "tablet"],
+        ["wireless", "bluetooth", "portable", "smart", "noise-cancelling"],
+        ["long battery life", "fast charging", "a USB-C port", "voice control"],
+    ),
+    "computers": (
+        250.0,
+        ["laptop", "monitor", "keyboard", "mouse", "webcam", "router"],
+        ["gaming", "ergonomic", "mechanical", "ultrawide", "backlit"],
+        ["a fast processor", "plenty of memory", "a 4K display", "wifi 6 support"],
+    ),
+    "kitchen": (
+        35.0,
+        ["blender", "skillet", "knife set", "kettle", "coffee maker", "toaster"],
+        ["stainless", "nonstick", "electric", "cast-iron", "dishwasher-safe"],
+        ["even heating", "a sharp edge", "easy cleaning", "a brew timer"],
+    ),
+    "furniture": (
+        180.0,
+        ["sofa", "desk", "bookshelf", "armchair", "bed frame", "dining table"],
+        ["oak", "upholstered", "modern", "foldable", "mid-century"],
+        ["solid wood legs", "easy assembly", "hidden storage", "a stain-resistant fabric"],
+    ),
+    "beauty": (
+        18.0,
+        ["serum", "moisturizer", "lipstick", "shampoo", "face mask", "perfume"],
+        ["hydrating", "organic", "vegan", "fragrance-free", "matte"],
+        ["hyaluronic acid", "vitamin C", "natural oils", "all-day hold"],
+    ),
+    "clothing": (
+        30.0,
+        ["t-shirt", "hoodie", "jeans", "dress", "jacket", "sweater"],
+        ["cotton", "slim-fit", "oversized", "linen", "waterproof"],
+        ["a relaxed cut", "breathable fabric", "reinforced seams", "deep pockets"],
+    ),
+    "shoes": (
+        70.0,
+        ["sneakers", "boots", "sandals", "loafers", "running shoes", "slippers"],
+        ["leather", "cushioned", "lightweight", "suede", "non-slip"],
+        ["a memory-foam insole", "a rubber outsole", "arch support", "a wide toe box"],
+    ),
+    "sports": (
+        40.0,
+        ["yoga mat", "dumbbells", "tennis racket", "football", "resistance bands", "bike helmet"],
+        ["adjustable", "pro", "training", "durable", "grip"],
+        ["a non-slip surface", "a carry strap", "shock absorption", "competition weight"],
+    ),
+    "outdoors": (
+        55.0,
+        ["tent", "sleeping bag", "backpack", "headlamp", "camping stove", "water filter"],
+        ["ultralight", "weatherproof", "insulated", "hiking", "trail"],
+        ["a rainfly", "a compression sack", "a hydration sleeve", "a four-season rating"],
+    ),
+    "toys": (
+        22.0,
+        ["building blocks", "puzzle", "plush bear", "toy car", "board game", "doll house"],
+        ["educational", "colourful", "wooden", "interactive", "classic"],
+        ["safe rounded edges", "hours of play", "family fun", "motor-skill practice"],
+    ),
+    "books": (
+        15.0,
+        ["novel", "cookbook", "biography", "thriller", "fantasy saga", "travel guide"],
+        ["bestselling", "illustrated", "paperback", "hardcover", "award-winning"],
+        ["a gripping plot", "vivid characters", "expert recipes", "stunning photography"],
+    ),
+    "grocery": (
+        8.0,
+        ["olive oil", "coffee beans", "green tea", "pasta", "granola", "dark chocolate"],
+        ["organic", "fair-trade", "gluten-free", "roasted", "artisan"],
+        ["rich flavour", "whole ingredients", "no added sugar", "a resealable bag"],
+    ),
+    "pets": (
+        20.0,
+        ["dog food", "cat litter", "pet bed", "chew toy", "leash", "aquarium filter"],
+        ["grain-free", "orthopedic", "chewable", "reflective", "odor-control"],
+        ["real chicken", "washable covers", "vet-approved formula", "a padded handle"],
+    ),
+    "garden": (
+        28.0,
+        ["garden hose", "pruning shears", "planter", "lawn mower", "seed kit", "watering can"],
+        ["expandable", "ceramic", "cordless", "heirloom", "galvanized"],
+        ["rust protection", "a sharp bypass blade", "drainage holes", "a mulching mode"],
+    ),
+    "automotive": (
+        45.0,
+        ["car charger", "dash cam", "floor mats", "tire inflator", "seat covers", "wiper blades"],
+        ["all-weather", "heavy-duty", "universal", "digital", "custom-fit"],
+        ["night vision", "a pressure gauge", "easy installation", "a snug fit"],
+    ),
+    "baby": (
+        25.0,
+        ["stroller", "baby monitor", "diaper bag", "high chair", "baby carrier", "crib sheet"],
+        ["foldable", "hypoallergenic", "adjustable", "soft", "convertible"],
+        ["a one-hand fold", "night vision", "organic cotton", "a five-point harness"],
+    ),
+}
+COUNTRIES = ["US", "DE", "GB", "FR", "IN", "BR", "JP", "CA", "ES", "IT", "NL", "MX", "PL", "SE"]
+GENDERS = ["female", "male", "other"]
+AGE_BANDS = np.array([25, 40, 60])  # segment boundaries: <25, 25-39, 40-59, 60+
+
+CART_RATE = 0.3  # carts per view
+PURCHASE_RATE = 0.4  # purchases per cart
+STICKINESS = 0.6  # chance a view stays in the previous view's category
+
+
+def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
+    """Shoppers, products and a view -> cart -> purchase funnel of exactly ``events`` events."""
+    syn.check_positive(users=users, items=items, events=events)
+    rng = np.random.default_rng(seed)
+    names = list(CATEGORIES)
+
+    # Users: segment = gender x age band, each with its own lean over categories.
+    age = np.clip(rng.normal(38, 13, users), 16, 85).astype(np.int64)
+    gender = syn.weighted_choice(rng, [0.49, 0.48, 0.03], users)
+    segment = gender * (len(AGE_BANDS) + 1) + np.searchsorted(AGE_BANDS, age, side="right")
+    priors = syn.segment_priors(rng, syn.zipf_shares(rng, len(names), 0.8),
+                                len(GENDERS) * (len(AGE_BANDS) + 1))
+    tastes = syn.user_tastes(rng, priors, segment, concentration=0.8)
+    user_ids = syn.make_ids("u", users)
+    users_frame = pl.DataFrame({
+        "user_id": user_ids,
+        "age": age,
+        "gender": pl.Series(GENDERS).gather(gender),
+        "country": pl.Series(COUNTRIES).gather(
+            syn.weighted_choice(rng, syn.zipf_weights(len(COUNTRIES)), users)),
+    })
+
+    # Items: category, then a brand of that category, Zipf-popular inside the category.
+    category = syn.weighted_choice(rng, priors.mean(axis=0), items)
+    brands_per_category = int(np.clip(items // (20 * len(names)), 3, 60))
+    brand_names = syn.coined_names(rng, len(names) * brands_per_category)
+    brand = category * brands_per_category + syn.weighted_choice(
+        rng, syn.zipf_weights(brands_per_category, 0.7), items)
+    popularity = syn.zipf_within_groups(rng, category, exponent=1.0)
+    sampler = syn.GroupSampler(category, popularity, len(names))
+
+    # Views: categories follow taste in sticky sessions; carts and purchases select views.
+    n_cart = int(events * CART_RATE / (1 + CART_RATE + CART_RATE * PURCHASE_RATE))
+    n_purchase = int(n_cart * PURCHASE_RATE)
+    n_view = events - n_cart - n_purchase
+    counts = syn.skewed_counts(rng, n_view, users)
+    view_user, view_category = syn.taste_categories(rng, tastes, counts, STICKINESS)
+    view_item = sampler.sample(rng, view_category)
+    view_ts = syn.sorted_times(rng, counts)
+    affinity = tastes[view_user, category[view_item]]
+    carted = syn.weighted_subset(rng, affinity, n_cart)
+    cart_ts = _later(rng, view_ts[carted], 20 * syn.US_PER_MINUTE)
+    bought = syn.weighted_subset(rng, affinity[carted], n_purchase)
+    purchase_ts = _later(rng, cart_ts[bought], 2 * syn.US_PER_HOUR)
+    quantity = rng.geometric(0.75, n_purchase).astype(np.float64)
+
+    user = np.concatenate([view_user, view_user[carted], view_user[carted][bought]])
+    item = np.concatenate([view_item, view_item[carted], view_item[carted][bought]])
+    ts = np.concatenate([view_ts, cart_ts, purchase_ts])
+    kind = np.repeat(np.arange(3), [n_view, n_cart, n_purchase])
+    value = np.concatenate([np.ones(n_view + n_cart), quantity])
+    item_ids = syn.make_ids("i", items)
+    events_frame = syn.events_frame(
+        user_ids, item_ids, user, item, SCHEMA.event_types, kind, value, ts)
+
+    # Most products predate the span; new arrivals appear in it, never after their first event.
+    planned = np.where(
+        rng.random(items) < 0.85,
+        syn.START_US - rng.integers(0, 730 * syn.US_PER_DAY, items),
+        syn.uniform_times(rng, items),
+    )
+    created = syn.created_before_first_event(rng, planned, item, ts)
+    median_price = np.array([CATEGORIES[name][0] for name in names])
+    brand_premium = rng.lognormal(0.0, 0.3, len(brand_names))
+    price = median_price[category] * brand_premium[brand] * rng.lognormal(0.0, 0.5, items)
+    price = np.floor(price) + 0.99
+    items_frame = _items_text(rng, category, pl.Series(brand_names).gather(brand)).select(
+        item_id=item_ids,
+        title="title",
+        created_at=syn.datetimes(created),
+        description="description",
+        category=pl.Series(names).gather(category),
+        brand="brand",
+        price=pl.Series(price),
+    )
+    return SyntheticData(users=users_frame, items=items_frame, events=events_frame)
+
+
+def _later(rng: np.random.Generator, ts: np.ndarray, mean_delay_us: float) -> np.ndarray:
+    """Times a short random delay after ``ts``, still inside the span."""
+    delay = syn.truncated_exponential(rng, mean_delay_us, syn.END_US - 1 - ts)
+    return ts + delay.astype(np.int64)
+
+
+def _items_text(rng: np.random.Generator, category: np.ndarray, brand: pl.Series) -> pl.DataFrame:
+    """Titles ("Norvex wireless headphones X40") and descriptions from the category's words."""
+    nouns, adjectives, points = ([v[k] for v in CATEGORIES.values()] for k in (1, 2, 3))
+    adjective, adjective2 = syn.pick_distinct_by_group(rng, category, adjectives, 2)
+    point, point2 = syn.pick_distinct_by_group(rng, category, points, 2)
+    frame = pl.DataFrame({
+        "brand": brand,
+        "noun": syn.pick_by_group(rng, category, nouns),
+        "adjective": adjective,
+        "adjective2": adjective2,
+        "point": point,
+        "point2": point2,
+        "model": syn.pick(rng, list("ACEGKMRSTVXZ"), len(category)),
+        "number": rng.integers(1, 100, len(category)) * 10,
+    })
+    return frame.with_columns(
+        title=pl.format("{} {} {} {}{}", "brand", "adjective", "noun", "model", "number"),
+        description=pl.format(
+            "{} {}: {} and {}, with {} and {}.",
+            "brand", "noun", "adjective", "adjective2", "point", "point2",
+        ),
+    )
+
+
+DOMAIN = Domain(
+    name="ecommerce",
+    description="Online shop: products in branded categories, view -> cart -> purchase funnel.",
+    store_schema=SCHEMA,
+    event_weights={"view": 1.0, "cart": 3.0, "purchase": 5.0},
+    text_fields=["title", "description"],
+    generate=generate,
+)
+
+
+@hookimpl
+def register_domains(register: Callable[[Domain], None]) -> None:
+    """Register the ecommerce preset."""
+    register(DOMAIN)
