@@ -74,6 +74,8 @@ class Encoder(nn.Module):
     ``history`` [B, L] item indices (user side; 0 = padding), and feature tensors named
     ``cat:<field>``, ``num:<field>``, ``vec:<name>``. It returns :class:`Encoded`.
     Encoders that need the representation of history items call ``context.embed_items``.
+    An encoder fitted in closed form (EASE) defines ``fit(users, items)``, which the engine
+    calls once with the training events' dense indices before any epoch.
     """
 
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
@@ -84,6 +86,11 @@ class Encoder(nn.Module):
         self.context = context
         self.config = config if config is not None else self.Config()
         self.dim = context.dim
+
+    @property
+    def output_dim(self) -> int:
+        """Width of ``vector``: ``context.dim`` unless the encoder fixes its own (EASE: N+1)."""
+        return self.dim
 
     def forward(self, batch: dict[str, Tensor]) -> Encoded:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -25,7 +25,7 @@ class ComponentRef(Strict):
 
 class ModelConfig(Strict):
     dim: int = Field(64, ge=2, le=4096)
-    max_history: int = Field(50, ge=1, le=1000)
+    max_history: int = Field(50, ge=1, le=100_000)
     user_encoder: ComponentRef = ComponentRef(name="transformer")
     item_encoder: ComponentRef = ComponentRef(name="dense", params={"use_features": False})
     interactor: ComponentRef = ComponentRef(name="dot")

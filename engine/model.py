@@ -57,7 +57,11 @@ class RecModel(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        for tensor in self.parameters():
+            return tensor.device
+        for tensor in self.buffers():
+            return tensor.device
+        return torch.device("cpu")
 
     def embed_items(self, items: Tensor) -> Tensor:
         """Item representations for an index tensor of any shape: [...] → [..., d]."""

@@ -27,6 +27,7 @@ FAMILIES = ("encoders", "interactors", "rankers", "domains")
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.encoders.dense",
     "plugins.encoders.transformer",
+    "plugins.encoders.ease",
     "plugins.interactors.dot",
     "plugins.interactors.attention",
     "plugins.domains.ecommerce",

@@ -229,6 +229,19 @@ def load_checkpoint(directory: Path, model: RecModel, optimizer: torch.optim.Opt
 # ---------------------------------------------------------------------------------------
 
 
+def _closed_form_result(config: PipelineConfig, data: PreparedData, model: RecModel, seconds: float,
+                        report: EpochReport | None) -> TrainResult:
+    """A model with nothing to train by gradient: evaluate it once as its single "epoch"."""
+    model.eval()
+    valid = evaluate_model(model, data.interactions.valid, ks=(10,), masked=True, batch_size=config.train.eval_batch)
+    record = {"epoch": 1, "loss": 0.0, "seconds": seconds,
+              "samples_per_second": data.interactions.items.size / max(seconds, 1e-9),
+              **{f"valid_{k}": v for k, v in valid.items()}}
+    if report:
+        report(record, model)
+    return TrainResult(model=model, best_epoch=1, best_valid=valid, history=[record], mode="closed-form")
+
+
 def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | Path | None = None,
           resume: bool = True, progress: bool = True, report: EpochReport | None = None,
           shard: tuple[int, int] = (0, 1),
@@ -243,6 +256,12 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     seed_everything(settings.seed + shard[0])
     device = resolve_device(settings.device)
     model = build_model(config, data).to(device)
+    fit_started = time.perf_counter()
+    for component in (model.user_encoder, model.item_encoder, model.interactor):
+        if hasattr(component, "fit"):  # closed-form components (EASE) fit once on the training events
+            component.fit(data.interactions.users, data.interactions.items)
+    if not any(p.requires_grad for p in model.parameters()):
+        return _closed_form_result(config, data, model, time.perf_counter() - fit_started, report)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     mode = training_mode(config, model)
     if mode == "sequence" and not getattr(model.user_encoder, "produces_sequence", False):

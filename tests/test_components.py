@@ -60,7 +60,7 @@ def test_encoders_output_shapes_and_masks(manager: PluginManager, size: int) -> 
     for name, role in _user_roles(manager):
         encoder = _build_encoder(manager, name, role).eval()
         out = encoder(_batch(size))
-        assert out.vector.shape == (size, DIM), name
+        assert out.vector.shape == (size, encoder.output_dim), name
         assert torch.isfinite(out.vector).all(), name
         if getattr(encoder, "produces_sequence", False) or out.sequence is not None:
             assert out.sequence.shape == (size, LENGTH, DIM)
@@ -74,6 +74,21 @@ def test_encoders_deterministic_under_seed(manager: PluginManager) -> None:
         first = _build_encoder(manager, name, role, seed=3).eval()(_batch(4)).vector
         second = _build_encoder(manager, name, role, seed=3).eval()(_batch(4)).vector
         assert torch.equal(first, second), name
+
+
+def test_ease_is_closed_form_item_item(manager: PluginManager) -> None:
+    """EASE's B has a zero diagonal and scores co-occurring items above unrelated ones."""
+    item = _build_encoder(manager, "ease", "item")
+    users = torch.arange(1, 7).repeat_interleave(2).numpy()
+    items = torch.tensor([1, 2] * 3 + [3, 4] * 3).numpy()  # 1 with 2, 3 with 4
+    item.fit(users, items)
+    weights = item.weights
+    assert torch.all(weights.diagonal() == 0)
+    assert weights[1, 2] > 0 and weights[1, 2] > weights[1, 3]
+    user = _build_encoder(manager, "ease", "user")(
+        {"ids": torch.tensor([1]), "history": torch.tensor([[0, 1]])}).vector
+    scores = user @ item({"ids": torch.arange(ITEMS + 1)}).vector.T
+    assert scores[0, 2] > scores[0, 3]
 
 
 def test_transformer_is_causal(manager: PluginManager) -> None:
