@@ -46,6 +46,7 @@ class Bundle:
     items: IdMap
     popularity: np.ndarray
     histories: np.ndarray  # [M+1, L] right-aligned training items per user index
+    item_table: FeatureTable  # item feature vocabularies/statistics, to encode cold items alike
     item_frame: pl.DataFrame
     metrics: dict[str, Any]
     manifest: dict[str, Any]
@@ -150,7 +151,7 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
     model.to(device).eval()
     return Bundle(
         path=path, config=config, model=model, users=users, items=items,
-        popularity=extras["popularity"], histories=extras["histories"],
+        popularity=extras["popularity"], histories=extras["histories"], item_table=item_table,
         item_frame=pl.read_parquet(path / "items.parquet"),
         metrics=json.loads((path / "metrics.json").read_text()),
         manifest=json.loads((path / "manifest.json").read_text()),

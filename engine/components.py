@@ -207,6 +207,9 @@ class RankContext:
     exclude: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     filters: dict[str, list[Any]] = field(default_factory=dict)
     user_attributes: dict[str, Any] = field(default_factory=dict)
+    item_index: dict[str, int] = field(default_factory=dict)  # external item id → dense index
+    # another user's recent (item ids, event types), for graph rankers; None without a snapshot
+    history_of: Callable[[str], tuple[list[str], list[str]]] | None = None
 
 
 class Ranker:

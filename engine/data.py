@@ -97,12 +97,9 @@ def auto_feature_columns(frame: pl.DataFrame, id_column: str) -> list[str]:
 
 def build_feature_table(frame: pl.DataFrame, id_map: IdMap, id_column: str, columns: list[str],
                         vectors: dict[str, tuple[list[str], np.ndarray]] | None = None) -> FeatureTable:
-    """Encode ``columns`` of an entity frame into arrays aligned with ``id_map`` indices."""
-    n = len(id_map) + 1
-    rows = id_map.encode(frame[id_column])
-    keep = rows > 0
-    frame, rows = frame.filter(pl.Series(keep)), rows[keep]
-    categorical, numeric, vocabularies, stats = {}, {}, {}, {}
+    """Learn vocabularies/statistics of ``columns`` and encode them into arrays aligned with
+    ``id_map`` indices (row 0 and entities without a row stay zero)."""
+    vocabularies, stats = {}, {}
     for name in columns:
         if name not in frame.columns:
             raise ValueError(f"feature column {name!r} not found; columns are {frame.columns}")
@@ -110,31 +107,55 @@ def build_feature_table(frame: pl.DataFrame, id_map: IdMap, id_column: str, colu
         if series.dtype.is_numeric():
             values = series.cast(pl.Float64).to_numpy()
             mean = float(np.nanmean(values)) if values.size else 0.0
-            std = float(np.nanstd(values)) or 1.0
-            column = np.zeros(n, dtype=np.float32)
-            column[rows] = np.nan_to_num((values - mean) / std)
-            numeric[name], stats[name] = column, (mean, std)
-            continue
-        is_list = isinstance(series.dtype, pl.List)
-        flat = series.explode() if is_list else series
-        vocabulary = sorted(v for v in flat.drop_nulls().unique().to_list())
-        codes = {value: i + 1 for i, value in enumerate(vocabulary)}
-        if is_list:
-            column = np.zeros((n, MAX_LIST_LENGTH), dtype=np.int64)
-            for row, values in zip(rows, series.to_list()):
-                encoded = [codes[v] for v in (values or []) if v in codes][:MAX_LIST_LENGTH]
-                column[row, : len(encoded)] = encoded
+            stats[name] = (mean, float(np.nanstd(values)) or 1.0)
         else:
-            column = np.zeros(n, dtype=np.int64)
-            column[rows] = np.array([codes.get(v, 0) for v in series.to_list()], dtype=np.int64)
-        categorical[name], vocabularies[name] = column, vocabulary
-    vector_arrays = {}
+            flat = series.explode() if isinstance(series.dtype, pl.List) else series
+            vocabularies[name] = sorted(flat.drop_nulls().unique().to_list())
+    learned = FeatureTable({}, {}, {}, vocabularies, stats)
+    rows = id_map.encode(frame[id_column])
+    encoded = encode_rows(frame, learned, vectors, id_column)
+    size = len(id_map) + 1
+    arrays = {}
+    for key, values in encoded.items():
+        target = np.zeros((size, *values.shape[1:]), dtype=values.dtype)
+        target[rows[rows > 0]] = values[rows > 0]
+        arrays[key] = target
+    pick = lambda prefix: {k[4:]: v for k, v in arrays.items() if k.startswith(prefix)}  # noqa: E731
+    return FeatureTable(pick("cat:"), pick("num:"), pick("vec:"), vocabularies, stats)
+
+
+def encode_rows(frame: pl.DataFrame, table: FeatureTable, vectors: dict[str, tuple[list[str], np.ndarray]] | None,
+                id_column: str) -> dict[str, np.ndarray]:
+    """``cat:/num:/vec:`` arrays for the rows of ``frame``, in order, with ``table``'s learned
+    vocabularies and statistics; values it has not seen encode as 0 ("missing").
+
+    Training uses it to build feature tables; serving uses it to encode items that arrived
+    after training (cold items), exactly as training would have.
+    """
+    out: dict[str, np.ndarray] = {}
+    for name, (mean, std) in table.numeric_stats.items():
+        values = frame[name].cast(pl.Float64).to_numpy() if name in frame.columns else np.full(frame.height, mean)
+        out[f"num:{name}"] = np.nan_to_num((values - mean) / std).astype(np.float32)
+    for name, vocabulary in table.vocabularies.items():
+        codes = {value: i + 1 for i, value in enumerate(vocabulary)}
+        series = frame[name] if name in frame.columns else pl.Series([None] * frame.height)
+        if isinstance(series.dtype, pl.List):
+            column = np.zeros((frame.height, MAX_LIST_LENGTH), dtype=np.int64)
+            for row, values in enumerate(series.to_list()):
+                found = [codes[v] for v in (values or []) if v in codes][:MAX_LIST_LENGTH]
+                column[row, : len(found)] = found
+        else:
+            column = np.array([codes.get(v, 0) for v in series.to_list()], dtype=np.int64)
+        out[f"cat:{name}"] = column
     for name, (ids, matrix) in (vectors or {}).items():
-        target = np.zeros((n, matrix.shape[1]), dtype=np.float32)
-        positions = id_map.encode(ids)
-        target[positions[positions > 0]] = matrix[positions > 0]
-        vector_arrays[name] = target
-    return FeatureTable(categorical, numeric, vector_arrays, vocabularies, stats)
+        lookup = {item: i for i, item in enumerate(ids)}
+        column = np.zeros((frame.height, matrix.shape[1]), dtype=np.float32)
+        for row, item in enumerate(frame[id_column].to_list()):
+            position = lookup.get(item)
+            if position is not None:
+                column[row] = matrix[position]
+        out[f"vec:{name}"] = column
+    return out
 
 
 @dataclass

@@ -38,6 +38,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.rankers.diversity",
     "plugins.rankers.freshness",
     "plugins.rankers.popularity",
+    "plugins.rankers.graph",
 )
 
 

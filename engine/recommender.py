@@ -1,12 +1,16 @@
-"""``Recommender``: retrieve → score → rank, with reasons, for one user at a time.
+"""``Recommender``: retrieve → score → rank, with reasons.
 
-1. Retrieve the top-N candidates over the whole catalogue with one matrix-vector product
-   of the user's vector against the cached item matrix (exact; an ANN index could replace it).
+1. Retrieve the top-N candidates over the whole catalogue with one matrix product of the
+   users' vectors against the cached item matrix (exact; an ANN index could replace it).
 2. Score them with the bundle's interactor (the same product for ``dot``; target attention
    over the history for ``attention``).
 3. Run the ranker chain (filters, diversity, freshness, fallback, top-k) in config order.
-Each item carries reasons: the most-attended history item (attention), the most similar
-history item (dot), or "popular" (fallback). Unknown users get the fallback, never an error.
+
+Items that reached the published snapshot after training (no events, so no learned id
+embedding) join the catalogue through the item tower applied to their attributes and
+vectors: cold items are recommendable from the first request. Each item carries reasons:
+the most-attended history item (attention), the most similar history item (dot), or
+"popular" (fallback). Unknown users get the fallback, never an error.
 """
 
 from __future__ import annotations
@@ -18,11 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import polars as pl
 import torch
 
 from engine.bundle import Bundle, load_bundle
 from engine.components import Candidates, Catalog, RankContext, Ranker, l2_normalise
 from engine.config import ComponentRef
+from engine.data import encode_rows
 from engine.plugin_manager import get_plugin_manager
 
 
@@ -37,26 +43,38 @@ class Recommendation:
         return {"item_id": self.item_id, "score": self.score, "reasons": self.reasons, "title": self.title}
 
 
-def build_catalog(bundle: Bundle, item_matrix: np.ndarray) -> Catalog:
+@dataclass
+class Request:
+    """One recommendation request (what the HTTP API and the CLI both build)."""
+
+    user_id: str
+    k: int = 10
+    exclude: list[str] = field(default_factory=list)
+    filters: dict[str, list[Any]] = field(default_factory=dict)
+    now: datetime | None = None
+    explain: bool = True
+
+
+def build_catalog(item_ids: list[str], frame: pl.DataFrame, item_matrix: np.ndarray, popularity: np.ndarray) -> Catalog:
     """Item attributes aligned to dense indices (row 0 = padding) for rankers."""
-    frame = bundle.item_frame
-    positions = bundle.items.encode(frame["item_id"])
-    size = len(bundle.items) + 1
+    size = len(item_ids) + 1
+    position = {item: i + 1 for i, item in enumerate(item_ids)}
+    rows = np.array([position.get(item, 0) for item in frame["item_id"].to_list()], dtype=np.int64)
     columns: dict[str, np.ndarray] = {}
     for name in frame.columns:
         series = frame[name]
         if series.dtype.is_temporal():
             column = np.full(size, np.datetime64("NaT"), dtype="datetime64[us]")
-            column[positions] = series.cast(series.dtype).to_numpy().astype("datetime64[us]")
+            column[rows] = series.to_numpy().astype("datetime64[us]")
         else:
             column = np.empty(size, dtype=object)
-            for position, value in zip(positions.tolist(), series.to_list()):
-                column[position] = value
+            for row, value in zip(rows.tolist(), series.to_list()):
+                column[row] = value
+        column[0] = np.datetime64("NaT") if column.dtype.kind == "M" else None
         columns[name] = column
-    ids = np.array([""] + bundle.items.ids, dtype=object)
-    titles = columns.get("title")
+    ids = np.array([""] + list(item_ids), dtype=object)
     return Catalog(item_ids=ids, columns=columns, vectors=l2_normalise(item_matrix),
-                   popularity=bundle.popularity.astype(np.float64), titles=titles)
+                   popularity=popularity.astype(np.float64), titles=columns.get("title"))
 
 
 def build_rankers(refs: list[ComponentRef]) -> list[Ranker]:
@@ -68,8 +86,17 @@ def build_rankers(refs: list[ComponentRef]) -> list[Ranker]:
     return rankers
 
 
+def default_snapshot(bundle: Bundle) -> Path | None:
+    """The published snapshot beside the store the bundle trained on, if there is one."""
+    store = bundle.manifest.get("store")
+    if not store:
+        return None
+    root = Path(store).with_name(Path(store).stem + ".snapshots")
+    return root if (root / "CURRENT").exists() else None
+
+
 class Recommender:
-    """Recommendations from a model bundle, optionally with live histories from a snapshot."""
+    """Recommendations from a model bundle, with live histories and cold items from a snapshot."""
 
     def __init__(self, bundle: Bundle, online: Any | None = None, rankers: list[ComponentRef] | None = None,
                  candidates: int | None = None) -> None:
@@ -77,25 +104,62 @@ class Recommender:
         self.online = online
         self.model = bundle.model.eval()
         self.device = self.model.device
-        self._lock = threading.Lock()  # torch modules are not re-entrant across threads
+        self._lock = threading.Lock()  # one torch forward at a time per process
+        self.max_history = bundle.config.model.max_history
+        self.item_ids = list(bundle.items.ids)
         with torch.no_grad():
-            self.item_matrix_t = self.model.item_matrix()
-        self.item_matrix = self.item_matrix_t.cpu().numpy()
-        self.item_matrix[0] = 0.0
-        self.catalog = build_catalog(bundle, self.item_matrix)
+            matrix = self.model.item_matrix().float().cpu().numpy()
+        matrix[0] = 0.0
+        popularity = bundle.popularity.astype(np.float64)
+        frame = bundle.item_frame
+        if online is not None:
+            frame = online.data.items
+            matrix, popularity = self._add_cold_items(frame, matrix, popularity)
+        self.item_matrix = np.ascontiguousarray(matrix, dtype=np.float32)
+        self.item_matrix_t = torch.from_numpy(self.item_matrix).to(self.device)
+        self.item_index = {item: i + 1 for i, item in enumerate(self.item_ids)}
+        self.catalog = build_catalog(self.item_ids, frame, self.item_matrix, popularity)
         self.rankers = build_rankers(rankers if rankers is not None else bundle.config.ranking.rankers)
         self.num_candidates = candidates or bundle.config.ranking.candidates
-        self.max_history = bundle.config.model.max_history
+        self.cold_items = len(self.item_ids) - len(bundle.items)
 
     @classmethod
     def load(cls, name_or_path: str | Path, models: str | Path | None = None, snapshot: str | Path | None = None,
              **kwargs: Any) -> "Recommender":
+        """Load a bundle; histories and cold items come from ``snapshot`` (default: the
+        published snapshot beside the store the bundle trained on, when there is one)."""
+        bundle = load_bundle(name_or_path, models)
+        root = Path(snapshot) if snapshot else default_snapshot(bundle)
         online = None
-        if snapshot:
+        if root is not None:
             from feature_store import OnlineStore
 
-            online = OnlineStore(snapshot)
-        return cls(load_bundle(name_or_path, models), online, **kwargs)
+            online = OnlineStore(root)
+        return cls(bundle, online, **kwargs)
+
+    # -- catalogue ---------------------------------------------------------------------
+    def _add_cold_items(self, frame: pl.DataFrame, matrix: np.ndarray, popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Encode snapshot items the model never saw with the item tower (ids unknown = 0)."""
+        new = frame.filter(~pl.col("item_id").is_in(self.bundle.items.ids))
+        if new.height == 0:
+            return matrix, popularity
+        table = self.bundle.item_table
+        vectors = {}
+        for name in table.vectors:
+            try:
+                found = self.online.item_vectors(name)
+                vectors[name] = (found.ids, found.matrix)
+            except KeyError:
+                continue
+        arrays = encode_rows(new, table, vectors, "item_id")
+        for name, width in ((n, v.shape[1]) for n, v in table.vectors.items()):
+            arrays.setdefault(f"vec:{name}", np.zeros((new.height, width), dtype=np.float32))
+        with torch.no_grad():
+            batch = {"ids": torch.zeros(new.height, dtype=torch.long, device=self.device),
+                     **{k: torch.as_tensor(v, device=self.device) for k, v in arrays.items()}}
+            cold = self.model.item_encoder(batch).vector.float().cpu().numpy()
+        self.item_ids += new["item_id"].to_list()
+        return np.vstack([matrix, cold]), np.concatenate([popularity, np.zeros(new.height)])
 
     # -- request pieces ----------------------------------------------------------------
     def user_history(self, user_id: str) -> tuple[int, np.ndarray, list[str], list[datetime], dict[str, Any]]:
@@ -105,86 +169,117 @@ class Recommender:
             features = self.online.user(user_id)
             if features is None:
                 return user_index, np.zeros(0, dtype=np.int64), [], [], {}
-            encoded = self.bundle.items.encode(features.history)
+            encoded = np.array([self.item_index.get(i, 0) for i in features.history], dtype=np.int64)
             keep = encoded > 0
             types = [t for t, k in zip(features.history_event_types, keep) if k]
             times = [t for t, k in zip(features.history_ts, keep) if k]
             return user_index, encoded[keep], types, times, features.attributes
         row = self.bundle.histories[user_index] if user_index else np.zeros(0, dtype=np.int64)
-        history = row[row > 0]
-        return user_index, history, [], [], {}
+        return user_index, row[row > 0], [], [], {}
 
-    def _retrieve_and_score(self, user_index: int, history: np.ndarray) -> tuple[Candidates, Any]:
-        padded = np.zeros((1, self.max_history), dtype=np.int64)
-        tail = history[-self.max_history:]
-        if tail.size:
-            padded[0, -tail.size:] = tail
+    def history_of(self, user_id: str) -> tuple[list[str], list[str]]:
+        """Another user's recent item ids and event types (for graph rankers such as
+        friends-of-friends); empty without a snapshot."""
+        if self.online is None:
+            return [], []
+        features = self.online.user(user_id)
+        return ([], []) if features is None else (features.history, features.history_event_types)
+
+    def _score_batch(self, users: list[int], histories: list[np.ndarray]) -> list[Candidates]:
+        """Encode users together, retrieve each one's top-N, score them with the interactor."""
+        padded = np.zeros((len(users), self.max_history), dtype=np.int64)
+        for row, history in enumerate(histories):
+            tail = history[-self.max_history:]
+            # items beyond the model's id range (cold items) have no learned embedding
+            tail = np.where(tail <= len(self.bundle.items), tail, 0)
+            if tail.size:
+                padded[row, -tail.size:] = tail
+        n = min(self.num_candidates, self.item_matrix.shape[0] - 1)
         with self._lock, torch.no_grad():
-            encoded = self.model.encode_users(torch.tensor([user_index], device=self.device),
+            encoded = self.model.encode_users(torch.as_tensor(users, device=self.device),
                                               torch.as_tensor(padded, device=self.device))
-            vector = encoded.vector[0].cpu().numpy()
-            retrieval = self.item_matrix @ vector
-            retrieval[0] = -np.inf
-            n = min(self.num_candidates, retrieval.shape[0] - 1)
-            top = np.argpartition(-retrieval, n - 1)[:n] if n < retrieval.shape[0] - 1 else np.arange(1, retrieval.shape[0])
-            top = top[top > 0]
-            items_t = self.item_matrix_t[torch.as_tensor(top, device=self.device)].unsqueeze(0)
-            scores = self.model.interactor.score(encoded, items_t)[0].float().cpu().numpy()
+            vectors = encoded.vector.float().cpu().numpy()
+            retrieval = vectors @ self.item_matrix.T  # [B, N+1]
+            retrieval[:, 0] = -np.inf
+            if n < retrieval.shape[1] - 1:
+                top = np.argpartition(-retrieval, n - 1, axis=1)[:, :n]
+            else:
+                top = np.tile(np.arange(1, retrieval.shape[1]), (len(users), 1))
+            top_t = torch.as_tensor(top, device=self.device)
+            items_t = self.item_matrix_t[top_t]
+            scores = self.model.interactor.score(encoded, items_t).float().cpu().numpy()
             weights = self.model.interactor.explain(encoded, items_t)
-        reasons = self._reasons(top, history, padded, weights)
-        order = np.argsort(-scores, kind="stable")
-        return Candidates(top[order].astype(np.int64), scores[order].astype(np.float32), [reasons[i] for i in order]), encoded
+            weights = None if weights is None else weights.float().cpu().numpy()
+        results = []
+        for row in range(len(users)):
+            order = np.argsort(-scores[row], kind="stable")
+            items = top[row][order].astype(np.int64)
+            reasons = self._reasons(items, histories[row], padded[row],
+                                    None if weights is None else weights[row][order])
+            results.append(Candidates(items, scores[row][order].astype(np.float32), reasons))
+        return results
 
-    def _reasons(self, items: np.ndarray, history: np.ndarray, padded: np.ndarray, weights: Any) -> list[list[str]]:
+    def _reasons(self, items: np.ndarray, history: np.ndarray, padded: np.ndarray,
+                 weights: np.ndarray | None) -> list[list[str]]:
         if history.size == 0:
-            return [[] for _ in items]
+            return [[] for _ in range(items.size)]
         if weights is not None:  # attention: the history item the candidate attended to most
-            attended = weights[0].float().cpu().numpy()  # [K, L]
-            best = attended.argmax(axis=1)
-            return [[f"attention {attended[i, best[i]]:.2f} on {self.catalog.title(int(padded[0, best[i]]))}"]
-                    for i in range(items.size)]
+            best = weights.argmax(axis=1)
+            return [[f"attention {weights[i, b]:.2f} on {self.catalog.title(int(padded[b]))}"]
+                    for i, b in enumerate(best.tolist())]
         recent = history[-self.max_history:]
         similarity = self.catalog.vectors[items] @ self.catalog.vectors[recent].T  # [K, H]
         best = similarity.argmax(axis=1)
-        return [[f"similar to {self.catalog.title(int(recent[b]))}"] for b in best]
+        return [[f"similar to {self.catalog.title(int(recent[b]))}"] for b in best.tolist()]
 
     # -- public API --------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
                   filters: dict[str, list[Any]] | None = None, now: datetime | None = None,
                   explain: bool = True) -> list[Recommendation]:
         """The top ``k`` items for a user; unknown users get popular items with that reason."""
-        if k < 1:
-            raise ValueError(f"k must be at least 1, got {k}")
-        user_index, history, types, times, attributes = self.user_history(user_id)
-        known = user_index > 0 or history.size > 0
-        if known:
-            candidates, _ = self._retrieve_and_score(user_index, history)
-        else:
-            candidates = Candidates.empty()
-        excluded = self.bundle.items.encode(exclude or [])
+        request = Request(user_id, k, list(exclude or []), dict(filters or {}), now, explain)
+        return self.recommend_many([request])[0]
+
+    def recommend_many(self, requests: list[Request]) -> list[list[Recommendation]]:
+        """Several requests with one batched encode and retrieval (what serving batches)."""
+        for request in requests:
+            if request.k < 1:
+                raise ValueError(f"k must be at least 1, got {request.k}")
+        looked_up = [self.user_history(r.user_id) for r in requests]
+        known = [i for i, (index, history, *_) in enumerate(looked_up) if index > 0 or history.size > 0]
+        scored = dict(zip(known, self._score_batch([looked_up[i][0] for i in known],
+                                                   [looked_up[i][1] for i in known]))) if known else {}
+        return [self._rank(request, looked_up[i], scored.get(i, Candidates.empty()), i in scored)
+                for i, request in enumerate(requests)]
+
+    def _rank(self, request: Request, looked_up: tuple, candidates: Candidates, known: bool) -> list[Recommendation]:
+        _, history, types, times, attributes = looked_up
+        excluded = np.array([self.item_index.get(i, 0) for i in request.exclude], dtype=np.int64)
         context = RankContext(
-            user_id=user_id, k=k, catalog=self.catalog, history=history, history_event_types=types,
-            history_ts=times, known_user=known, now=now, exclude=excluded[excluded > 0],
-            filters=filters or {}, user_attributes=attributes,
+            user_id=request.user_id, k=request.k, catalog=self.catalog, history=history,
+            history_event_types=types, history_ts=times, known_user=known, now=request.now,
+            exclude=excluded[excluded > 0], filters=request.filters, user_attributes=attributes,
+            item_index=self.item_index, history_of=self.history_of,
         )
         for ranker in self.rankers:
             candidates = ranker.rank(candidates, context)
-        candidates = candidates.take(np.arange(min(k, len(candidates))))
+        candidates = candidates.take(np.arange(min(request.k, len(candidates))))
         return [
-            Recommendation(str(self.catalog.item_ids[i]), float(s), list(r) if explain else [],
+            Recommendation(str(self.catalog.item_ids[i]), float(s), list(r) if request.explain else [],
                            self.catalog.title(int(i)))
-            for i, s, r in zip(candidates.items, candidates.scores, candidates.reasons)
+            for i, s, r in zip(candidates.items.tolist(), candidates.scores.tolist(), candidates.reasons)
         ]
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
         """Items whose representations are closest (cosine) to ``item_id``'s."""
-        index = self.bundle.items.index.get(item_id)
+        index = self.item_index.get(item_id)
         if index is None:
             raise KeyError(f"unknown item {item_id!r}")
         similarity = self.catalog.vectors @ self.catalog.vectors[index]
         similarity[[0, index]] = -np.inf
-        n = min(k, similarity.shape[0] - 2)
+        n = max(1, min(k, similarity.shape[0] - 2))
         top = np.argpartition(-similarity, n - 1)[:n]
         top = top[np.argsort(-similarity[top], kind="stable")]
         return [Recommendation(str(self.catalog.item_ids[i]), float(similarity[i]),
-                               [f"similar to {self.catalog.title(index)}"], self.catalog.title(int(i))) for i in top]
+                               [f"similar to {self.catalog.title(index)}"], self.catalog.title(int(i)))
+                for i in top.tolist()]

@@ -46,3 +46,14 @@ def small_frames() -> dict[str, pl.DataFrame]:
         "ts": [t0 + timedelta(hours=h) for h in (1, 2, 3, 1, 5, 2)],
     })
     return {"users": users, "items": items, "events": events}
+
+
+@pytest.fixture(scope="session")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """All four domains generated, ingested, published and trained (small, 2 epochs)."""
+    from engine.project import ALL_DOMAINS, prepare_domain
+
+    root = tmp_path_factory.mktemp("project")
+    for domain in ALL_DOMAINS:
+        prepare_domain(root, domain, users=300, items=300, events=12_000, epochs=2, seed=0, progress=False)
+    return root

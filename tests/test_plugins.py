@@ -21,7 +21,7 @@ def manager() -> PluginManager:
 def test_builtins_register_every_family(manager: PluginManager) -> None:
     assert manager.names("encoders") == ["dense", "ease", "transformer"]
     assert manager.names("interactors") == ["attention", "dot"]
-    assert manager.names("rankers") == ["diversity", "exclude-seen", "freshness", "popularity-fallback", "topk"]
+    assert manager.names("rankers") == ["diversity", "exclude-seen", "freshness", "friends-of-friends", "popularity-fallback", "topk"]
     assert manager.names("domains") == ["ecommerce", "news", "social", "video"]
     assert all(info.error is None for info in manager.plugins)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import data, model_cmds, plugins_cmd, quickstart, store
+from engine.cli import data, model_cmds, plugins_cmd, quickstart, serve_cmd, store
 from engine.cli.common import friendly_errors
 
 
@@ -26,6 +26,7 @@ cli.add_command(model_cmds.evaluate)
 cli.add_command(model_cmds.recommend)
 cli.add_command(model_cmds.models)
 cli.add_command(quickstart.quickstart)
+cli.add_command(serve_cmd.serve)
 
 
 def _add_plugin_commands() -> None:

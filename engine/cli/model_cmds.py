@@ -43,7 +43,9 @@ def pipeline_options(function):  # type: ignore[no-untyped-def]
 def load_config(config_path: str | None, **flags: Any):  # type: ignore[no-untyped-def]
     from engine.config import ComponentRef, PipelineConfig
 
-    config = PipelineConfig.from_toml(config_path) if config_path else _domain_default(flags.get("domain"))
+    from engine.project import domain_config
+
+    config = PipelineConfig.from_toml(config_path) if config_path else domain_config(flags.get("domain"))
     overrides: dict[str, Any] = {
         "name": flags.get("name"), "domain": flags.get("domain"), "train.objective": flags.get("objective"),
         "train.protocol": flags.get("protocol"), "train.epochs": flags.get("epochs"), "model.dim": flags.get("dim"),
@@ -55,18 +57,6 @@ def load_config(config_path: str | None, **flags: Any):  # type: ignore[no-untyp
         if flags.get(flag):
             overrides[key] = ComponentRef(name=flags[flag]).model_dump()
     return config.with_overrides(overrides)
-
-
-def _domain_default(domain: str | None):  # type: ignore[no-untyped-def]
-    from engine.config import PipelineConfig
-
-    if not domain:
-        return PipelineConfig()
-    from engine.plugin_manager import get_plugin_manager
-
-    preset = get_plugin_manager().domain(domain)
-    defaults = getattr(preset, "pipeline", None) or {}
-    return PipelineConfig.model_validate({"name": domain, "domain": domain, **defaults})
 
 
 def metrics_table(metrics: dict[str, Any], title: str) -> Table:

@@ -254,6 +254,17 @@ DOMAIN = Domain(
     event_weights={"view": 1.0, "cart": 3.0, "purchase": 5.0},
     text_fields=["title", "description"],
     generate=generate,
+    # a transformer over the shopping history; purchases weigh 5x views in training;
+    # already-purchased products are never shown again; at most 3 per category in a top 10
+    pipeline={
+        "model": {"item_encoder": {"name": "dense", "params": {"use_features": True}}},
+        "train": {"protocol": "seq"},
+        "ranking": {"rankers": [
+            {"name": "popularity-fallback"},
+            {"name": "exclude-seen", "params": {"event_types": ["purchase"]}},
+            {"name": "diversity", "params": {"field": "category", "max_per_value": 3}},
+        ]},
+    },
 )
 
 

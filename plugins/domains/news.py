@@ -208,6 +208,18 @@ DOMAIN = Domain(
     event_weights={"click": 1.0},
     text_fields=["title", "body"],
     generate=generate,
+    # the item tower reads the topic, so articles published after training are ranked from
+    # their attributes; scores halve every 12 hours and nothing older than 3 days is shown
+    pipeline={
+        "model": {"item_encoder": {"name": "dense", "params": {"use_features": True}}},
+        "train": {"protocol": "seq"},
+        "ranking": {"rankers": [
+            {"name": "popularity-fallback"},
+            {"name": "exclude-seen"},
+            {"name": "freshness", "params": {"half_life_hours": 12, "max_age_hours": 72}},
+            {"name": "topk"},
+        ], "candidates": 1000},
+    },
 )
 
 

@@ -255,6 +255,18 @@ DOMAIN = Domain(
     event_weights={"follow": 2.0, "like": 1.0},
     text_fields=["title"],
     generate=generate,
+    # people you may know: learned candidates plus friends of friends; never yourself,
+    # never someone you already follow or a post you already liked
+    pipeline={
+        "model": {"item_encoder": {"name": "dense", "params": {"use_features": True}}},
+        "train": {"protocol": "seq"},
+        "ranking": {"rankers": [
+            {"name": "popularity-fallback"},
+            {"name": "exclude-seen"},
+            {"name": "friends-of-friends"},
+            {"name": "topk"},
+        ]},
+    },
 )
 
 

@@ -209,6 +209,16 @@ DOMAIN = Domain(
     event_weights={"watch": 1.0},
     text_fields=["title"],
     generate=generate,
+    # each watch trains with its completion fraction as weight; genre-diverse top lists
+    pipeline={
+        "model": {"item_encoder": {"name": "dense", "params": {"use_features": True}}},
+        "train": {"protocol": "seq", "weight_by_value": True},
+        "ranking": {"rankers": [
+            {"name": "popularity-fallback"},
+            {"name": "exclude-seen"},
+            {"name": "diversity", "params": {"field": "genres", "max_per_value": 4}},
+        ]},
+    },
 )
 
 

@@ -1,0 +1,34 @@
+"""Starting or joining Ray the same way everywhere (serving, distributed training, tests)."""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def ray_environment() -> None:
+    """Defaults for local clusters: no usage stats, and token auth stated explicitly
+    (Ray 2.60 turns it on for local clusters otherwise). Values already set win."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+
+
+def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any) -> None:
+    """Join ``address`` (``auto``, ``ray://…``, ``host:port``) or start a local instance.
+
+    A cluster that cannot be reached raises ``ConnectionError`` naming the address instead
+    of hanging.
+    """
+    import ray
+
+    ray_environment()
+    if ray.is_initialized():
+        return
+    options: dict[str, Any] = {"include_dashboard": False, "logging_level": "WARNING", **kwargs}
+    if address:
+        try:
+            ray.init(address=address, **options)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise ConnectionError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+        return
+    ray.init(num_cpus=num_cpus or os.cpu_count(), **options)

@@ -1,0 +1,1 @@
+"""Serving: a FastAPI app per domain (testable without Ray) and its Ray Serve deployment."""

@@ -1,0 +1,65 @@
+"""Ray Serve: one application per domain (``/<domain>``), each a FastAPI ingress deployment.
+
+Replicas read the domain's published snapshot into memory (never the live DuckDB file)
+and load its model bundle. ``user_config`` names the bundle and snapshot, so deploying a
+new bundle or snapshot only calls ``reconfigure`` on the live replicas: requests keep being
+answered by the old model until the new one is loaded, then by the new one.
+Requests are scored in dynamic batches (``@serve.batch``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+
+from engine.serve.api import build_api
+from engine.serve.schemas import RecommendRequest, RecommendResponse
+from engine.serve.service import RecommendService
+
+DEFAULT_CPUS_PER_REPLICA = 0.25  # four domains share two cores
+MAX_BATCH_SIZE = 16
+BATCH_WAIT_S = 0.002
+
+
+@serve.deployment(
+    name="recommender",
+    ray_actor_options={"num_cpus": DEFAULT_CPUS_PER_REPLICA},
+    max_ongoing_requests=64,  # enough queued requests for a batch to fill
+    health_check_period_s=5,
+)
+@serve.ingress()
+class DomainRecommender:
+    """A replica of one domain's recommendation service behind its FastAPI app."""
+
+    def __init__(self, domain: str) -> None:
+        self.service = RecommendService(domain)
+
+    def __serve_build_asgi_app__(self):  # type: ignore[no-untyped-def]
+        return build_api(self.service.domain, lambda: self.service, recommend=self.recommend)
+
+    def reconfigure(self, user_config: dict[str, Any]) -> None:
+        """Load the bundle/snapshot the config names, then swap (no request is dropped)."""
+        self.service.configure(user_config)
+
+    def check_health(self) -> None:
+        self.service.check_health()
+
+    @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
+    async def recommend(self, requests: list[RecommendRequest]) -> list[RecommendResponse]:
+        return self.service.recommend_many(requests)
+
+
+def domain_application(domain: str, bundle: str | Path, snapshot: str | Path | None = None,
+                       num_cpus: float = DEFAULT_CPUS_PER_REPLICA, replicas: int = 1):  # type: ignore[no-untyped-def]
+    """The Serve application of one domain, bound to its bundle and snapshot."""
+    user_config = {"bundle": str(bundle), "snapshot": str(snapshot) if snapshot else None}
+    return DomainRecommender.options(
+        user_config=user_config, num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus},
+    ).bind(domain)
+
+
+def app_builder(args: dict[str, Any]):  # type: ignore[no-untyped-def]
+    """Entry point for Serve config files (``import_path: engine.serve.deployment:app_builder``)."""
+    return DomainRecommender.bind(args["domain"])

@@ -1,0 +1,109 @@
+"""One domain's recommendation service: loads a bundle + snapshot, answers requests, and
+swaps to a newer bundle or snapshot without dropping requests (``configure``)."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from engine.recommender import Recommender, Request
+from engine.serve.schemas import Health, ModelInfo, RecommendedItem, RecommendRequest, RecommendResponse
+
+
+class ServeConfig(BaseModel):
+    """What a replica serves; passed as Ray Serve ``user_config`` so it can change live."""
+
+    bundle: str = Field(description="Bundle directory (models/<name>/<version>) or name.")
+    models: str | None = Field(None, description="Models root when ``bundle`` is a name.")
+    snapshot: str | None = Field(None, description="Snapshot root; default: beside the bundle's store.")
+
+
+class NotReady(RuntimeError):
+    """The service has no model loaded yet (health check fails, requests get 503)."""
+
+
+class RecommendService:
+    """Holds the current :class:`Recommender`; requests read one reference, so a swap is atomic."""
+
+    def __init__(self, domain: str, config: ServeConfig | dict[str, Any] | None = None) -> None:
+        self.domain = domain
+        self._recommender: Recommender | None = None
+        self._config: ServeConfig | None = None
+        self._swap = threading.Lock()
+        if config is not None:
+            self.configure(config)
+
+    @property
+    def recommender(self) -> Recommender:
+        recommender = self._recommender
+        if recommender is None:
+            raise NotReady(f"{self.domain}: no model loaded")
+        return recommender
+
+    def configure(self, config: ServeConfig | dict[str, Any]) -> None:
+        """Load the configured bundle/snapshot beside the current one, then swap.
+
+        If only the snapshot's published version moved, the snapshot is refreshed in place.
+        A bad config raises and leaves the current model serving.
+        """
+        config = config if isinstance(config, ServeConfig) else ServeConfig.model_validate(config)
+        with self._swap:
+            current = self._recommender
+            same_bundle = current is not None and self._config is not None and (
+                config.bundle, config.models) == (self._config.bundle, self._config.models)
+            if same_bundle and current.online is not None and config.snapshot == self._config.snapshot:
+                if not current.online.refresh():
+                    return
+            loaded = Recommender.load(config.bundle, config.models, config.snapshot)
+            self._recommender, self._config = loaded, config
+
+    def check_health(self) -> None:
+        """Raise when no model or no snapshot is loaded (Ray Serve restarts the replica)."""
+        recommender = self.recommender
+        if recommender.online is None:
+            raise NotReady(f"{self.domain}: no published snapshot loaded")
+
+    def health(self) -> Health:
+        recommender = self._recommender
+        if recommender is None:
+            return Health(status="loading", domain=self.domain)
+        return Health(status="ok", domain=self.domain, model=f"{recommender.bundle.name}/{recommender.bundle.version}",
+                      snapshot_version=recommender.online.version if recommender.online else None)
+
+    def model_info(self) -> ModelInfo:
+        recommender = self.recommender
+        bundle = recommender.bundle
+        return ModelInfo(domain=self.domain, bundle=bundle.name, version=bundle.version, path=str(bundle.path),
+                         created_at=bundle.manifest.get("created_at"),
+                         snapshot_version=recommender.online.version if recommender.online else None,
+                         items=len(recommender.item_ids), cold_items=recommender.cold_items, users=len(bundle.users))
+
+    def recommend_many(self, requests: list[RecommendRequest]) -> list[RecommendResponse]:
+        recommender = self.recommender  # one model for the whole batch, even if a swap happens
+        results = recommender.recommend_many([
+            Request(r.user_id, r.k, r.context.exclude, r.context.filters, r.context.time, r.explain) for r in requests
+        ])
+        model = f"{recommender.bundle.name}/{recommender.bundle.version}"
+        snapshot = recommender.online.version if recommender.online else None
+        responses = []
+        for request, items in zip(requests, results):
+            fallback = bool(items) and all(item.reasons == ["popular"] for item in items)
+            responses.append(RecommendResponse(
+                user_id=request.user_id, fallback=fallback, model=model, snapshot_version=snapshot,
+                items=[RecommendedItem(item_id=i.item_id, score=i.score, title=i.title, reasons=i.reasons) for i in items],
+            ))
+        return responses
+
+    def similar(self, item_id: str, k: int) -> list[RecommendedItem]:
+        return [RecommendedItem(item_id=i.item_id, score=i.score, title=i.title, reasons=i.reasons)
+                for i in self.recommender.similar(item_id, k)]
+
+
+def bundle_path(models_dir: str | Path, name: str) -> Path:
+    """The newest version directory of a bundle (for configs that pin a version)."""
+    from engine.bundle import resolve_bundle
+
+    return resolve_bundle(name, models_dir)
