@@ -57,3 +57,28 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     for domain in ALL_DOMAINS:
         prepare_domain(root, domain, users=300, items=300, events=12_000, epochs=2, seed=0, progress=False)
     return root
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray instance for every test that needs it, shut down at the end."""
+    import ray
+
+    from engine.ray_env import init_ray
+
+    init_ray(num_cpus=2)
+    yield ray
+    try:
+        from ray import serve
+
+        serve.shutdown()
+    finally:
+        ray.shutdown()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
