@@ -35,7 +35,9 @@ class ModelConfig(Strict):
 
 
 class TrainConfig(Strict):
-    protocol: Literal["seq", "gen", "cold"] = "seq"
+    protocol: Literal["seq", "gen", "cold", "rating"] = "seq"
+    fold: int = Field(0, ge=0, description="Test fold of the rating protocol (k-fold cross-validation).")
+    folds: int = Field(5, ge=3)
     objective: Literal["softmax", "bpr", "mse"] = "softmax"
     mode: Literal["auto", "sequence", "pairs"] = Field(
         "auto", description="sequence: predict every next item (sequence encoders); pairs: one target per event")

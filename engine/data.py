@@ -172,6 +172,19 @@ class EvalSet:
 
 
 @dataclass
+class PairSet:
+    """Held-out (user, history before the event, item, value) rows, for rating prediction."""
+
+    users: np.ndarray
+    histories: list[np.ndarray]
+    items: np.ndarray
+    values: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.users.shape[0])
+
+
+@dataclass
 class Interactions:
     """Training interactions sorted by (user, time), plus the eval sets of the split."""
 
@@ -182,6 +195,8 @@ class Interactions:
     valid: EvalSet
     test: EvalSet
     test_unmasked: bool  # True for P-seq: RecBole's convention ranks seen items too
+    valid_pairs: PairSet | None = None
+    test_pairs: PairSet | None = None
 
     def user_sequences(self) -> list[np.ndarray]:
         """Each user's training items in time order (index = dense user index)."""
@@ -208,13 +223,37 @@ def build_interactions(split: pl.DataFrame, users: IdMap, items: IdMap, protocol
     by_user = _group_items(frame)
     valid = _eval_set(by_user, "valid", protocol, max_history)
     test = _eval_set(by_user, "test", protocol, max_history)
+    pairs = _pair_sets(frame, max_history) if protocol == "rating" else {}
     return Interactions(
         users=train["u"].to_numpy().astype(np.int64),
         items=train["i"].to_numpy().astype(np.int64),
         weights=train["w"].to_numpy(),
         values=train["value"].cast(pl.Float32).to_numpy(),
         valid=valid, test=test, test_unmasked=protocol == "seq",
+        valid_pairs=pairs.get("valid"), test_pairs=pairs.get("test"),
     )
+
+
+def _pair_sets(frame: pl.DataFrame, max_history: int) -> dict[str, PairSet]:
+    """Valid/test rows with each row's history: the user's training items before it in time."""
+    users = frame["u"].to_numpy()
+    items = frame["i"].to_numpy()
+    splits = frame["split"].to_numpy()
+    values = frame["value"].cast(pl.Float32).to_numpy()
+    out: dict[str, list] = {"valid": [], "test": []}
+    trained: list[int] = []
+    for row in range(users.size):
+        if row and users[row] != users[row - 1]:
+            trained = []
+        if splits[row] == "train":
+            trained.append(items[row])
+        elif splits[row] in out:
+            out[splits[row]].append((users[row], np.asarray(trained[-max_history:], dtype=np.int64), items[row], values[row]))
+    return {
+        name: PairSet(np.asarray([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows],
+                      np.asarray([r[2] for r in rows], dtype=np.int64), np.asarray([r[3] for r in rows], dtype=np.float32))
+        for name, rows in out.items()
+    }
 
 
 def _group_items(frame: pl.DataFrame) -> dict[int, dict[str, np.ndarray]]:

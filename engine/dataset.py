@@ -39,7 +39,7 @@ class PreparedData:
 def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str, float] | None = None) -> PreparedData:
     """Split the store's events by the configured protocol and encode everything."""
     train = config.train
-    split = store.split(train.protocol, seed=train.split_seed)
+    split = store.split(train.protocol, seed=train.split_seed, fold=train.fold, folds=train.folds)
     if split.height == 0:
         raise ValueError(f"store {store.path} has no events to train on; ingest some first")
     users_frame = store.latest("users")

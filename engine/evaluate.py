@@ -11,8 +11,8 @@ from typing import Callable
 import numpy as np
 import torch
 
-from engine.data import EvalSet, pad_histories
-from engine.metrics import per_user_metric, ranking_metrics, topk_from_scores
+from engine.data import EvalSet, PairSet, pad_histories
+from engine.metrics import per_user_metric, ranking_metrics, rating_metrics, topk_from_scores
 
 ScoreFn = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 
@@ -68,3 +68,34 @@ def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = 
 def evaluate_model(model, eval_set: EvalSet, ks: tuple[int, ...] = (10, 20), masked: bool = True,  # type: ignore[no-untyped-def]
                    batch_size: int = 512) -> dict[str, float]:
     return evaluate_scorer(model_scorer(model), eval_set, ks, masked, batch_size)  # type: ignore[return-value]
+
+
+@torch.no_grad()
+def predict_pairs(model, pairs: PairSet, batch_size: int = 2048) -> np.ndarray:  # type: ignore[no-untyped-def]
+    """The model's score of each held-out (user, item) row (a rating under the MSE objective)."""
+    model.eval()
+    device, length = model.device, model.config.max_history
+    out = []
+    for begin in range(0, len(pairs), batch_size):
+        end = begin + batch_size
+        encoded = model.encode_users(torch.as_tensor(pairs.users[begin:end], device=device),
+                                     torch.as_tensor(pad_histories(pairs.histories[begin:end], length), device=device))
+        items = model.embed_items(torch.as_tensor(pairs.items[begin:end], device=device))
+        out.append(model.interactor.score(encoded, items).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
+
+
+def evaluate_ratings(model, pairs: PairSet | None, batch_size: int = 2048) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    """RMSE and MAE of predicted vs actual values (P-rating)."""
+    if pairs is None or len(pairs) == 0:
+        raise ValueError("the rating evaluation split is empty")
+    return rating_metrics(predict_pairs(model, pairs, batch_size), pairs.values)
+
+
+def validation_score(model, interactions, batch_size: int = 512) -> tuple[float, dict[str, float]]:  # type: ignore[no-untyped-def]
+    """What early stopping maximises: NDCG@10 for ranking protocols, −RMSE for ratings."""
+    if interactions.valid_pairs is not None:
+        metrics = evaluate_ratings(model, interactions.valid_pairs)
+        return -metrics["rmse"], metrics
+    metrics = evaluate_model(model, interactions.valid, ks=(10,), masked=True, batch_size=batch_size)
+    return metrics["ndcg@10"], metrics

@@ -16,7 +16,8 @@ from engine.bundle import Bundle, save_bundle
 from engine.config import PipelineConfig, validate_components
 from engine.data import Interactions, build_interactions
 from engine.dataset import PreparedData, prepare
-from engine.evaluate import evaluate_scorer, model_scorer, popularity_scorer
+from engine.evaluate import evaluate_ratings, evaluate_scorer, model_scorer, popularity_scorer
+from engine.metrics import rating_metrics
 from engine.plugin_manager import get_plugin_manager
 from engine.train import TrainResult, train
 from feature_store import FeatureStore
@@ -32,7 +33,13 @@ class TrainedPipeline:
 
 def evaluate_interactions(model, popularity: np.ndarray, interactions: Interactions,  # type: ignore[no-untyped-def]
                           ks: tuple[int, ...] = (10, 20), batch_size: int = 512) -> dict[str, Any]:
-    """Test metrics of the model beside popularity; P-seq adds RecBole's unmasked convention."""
+    """Test metrics of the model beside popularity; P-seq adds RecBole's unmasked convention;
+    P-rating reports RMSE/MAE beside the training mean rating."""
+    if interactions.test_pairs is not None:
+        pairs = interactions.test_pairs
+        mean = float(interactions.values.mean())
+        return {"test": evaluate_ratings(model, pairs),
+                "mean_rating": rating_metrics(np.full(len(pairs), mean), pairs.values), "test_rows": len(pairs)}
     test = interactions.test
     out: dict[str, Any] = {
         "test": evaluate_scorer(model_scorer(model), test, ks, True, batch_size),
@@ -88,7 +95,7 @@ def evaluate_bundle(bundle: Bundle, store_path: str | Path, protocol: str | None
     config = bundle.config
     protocol = protocol or config.train.protocol
     with FeatureStore(store_path, read_only=True) as store:
-        split = store.split(protocol, seed=config.train.split_seed)
+        split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
     interactions = build_interactions(split, bundle.users, bundle.items, protocol,
                                       {**domain_event_weights(config), **config.train.event_weights},
                                       config.train.weight_by_value, config.model.max_history)

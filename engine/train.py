@@ -24,7 +24,7 @@ from safetensors.torch import load_file, save_file
 from engine.components import seed_everything
 from engine.config import PipelineConfig
 from engine.dataset import PreparedData
-from engine.evaluate import evaluate_model
+from engine.evaluate import validation_score
 from engine.model import RecModel, resolve_device
 
 EpochReport = Callable[[dict[str, Any], "RecModel"], None]
@@ -233,7 +233,7 @@ def _closed_form_result(config: PipelineConfig, data: PreparedData, model: RecMo
                         report: EpochReport | None) -> TrainResult:
     """A model with nothing to train by gradient: evaluate it once as its single "epoch"."""
     model.eval()
-    valid = evaluate_model(model, data.interactions.valid, ks=(10,), masked=True, batch_size=config.train.eval_batch)
+    _, valid = validation_score(model, data.interactions, config.train.eval_batch)
     record = {"epoch": 1, "loss": 0.0, "seconds": seconds,
               "samples_per_second": data.interactions.items.size / max(seconds, 1e-9),
               **{f"valid_{k}": v for k, v in valid.items()}}
@@ -246,7 +246,8 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
           resume: bool = True, progress: bool = True, report: EpochReport | None = None,
           shard: tuple[int, int] = (0, 1),
           sync_gradients: Callable[[RecModel], None] | None = None) -> TrainResult:
-    """Train until validation NDCG@10 stops improving (``patience``), or the epoch/time budget ends.
+    """Train until the validation score (NDCG@10; −RMSE for ratings) stops improving
+    (``patience``), or the epoch/time budget ends.
 
     ``shard=(rank, world)`` and ``sync_gradients`` (averaging gradients across workers after
     each backward pass) let the same function run data-parallel; ``report`` is called after
@@ -305,14 +306,13 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
             bar.remove_task(task)
             seconds = time.perf_counter() - epoch_start
             model.eval()
-            valid = evaluate_model(model, data.interactions.valid, ks=(10,), masked=True,
-                                   batch_size=settings.eval_batch)
+            score, valid = validation_score(model, data.interactions, settings.eval_batch)
             record = {"epoch": epoch, "loss": total / max(count, 1), "seconds": seconds,
                       "samples_per_second": len(batches) / shard[1] / max(seconds, 1e-9), **{f"valid_{k}": v for k, v in valid.items()}}
             state["history"].append(record)
             state["epoch"] = epoch
-            if valid["ndcg@10"] > state["best_score"]:
-                state.update(best_score=valid["ndcg@10"], best_epoch=epoch, best_valid=valid, stale=0)
+            if score > state["best_score"]:
+                state.update(best_score=score, best_epoch=epoch, best_valid=valid, stale=0)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 if checkpoint_path:
                     checkpoint_path.mkdir(parents=True, exist_ok=True)

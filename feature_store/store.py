@@ -353,10 +353,12 @@ class FeatureStore:
             run(self.con, f"COPY ({query}) TO '{target}' (FORMAT parquet)")
             return target
 
-    def split(self, protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1) -> pl.DataFrame:
-        """Events labelled train/valid/test by protocol ``seq``, ``gen`` or ``cold`` (DESIGN §6)."""
+    def split(self, protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1, fold: int = 0,
+              folds: int = 5) -> pl.DataFrame:
+        """Events labelled train/valid/test by protocol ``seq``, ``gen``, ``cold`` or ``rating`` (DESIGN §6)."""
+        query = training.split_sql(protocol, seed=seed, cold_fraction=cold_fraction, fold=fold, folds=folds)
         with self._lock:
-            return self.con.sql(training.split_sql(protocol, seed=seed, cold_fraction=cold_fraction)).pl()
+            return self.con.sql(query).pl()
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:

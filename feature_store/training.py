@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from feature_store.schema import StoreSchema
 
-PROTOCOLS = ("seq", "gen", "cold")
+PROTOCOLS = ("seq", "gen", "cold", "rating")
 
 
 def _quote_list(values: list[str]) -> str:
@@ -48,7 +48,7 @@ def training_set_sql(schema: StoreSchema, history: int, event_types: list[str] |
 
 
 def split_sql(protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1,
-              event_types: list[str] | None = None) -> str:
+              event_types: list[str] | None = None, fold: int = 0, folds: int = 5) -> str:
     """Events with a ``split`` column (train/valid/test) for protocol ``seq``, ``gen`` or ``cold``.
 
     - ``seq``: per user, by time, the last event is test and the one before valid (users
@@ -56,9 +56,13 @@ def split_sql(protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1,
     - ``gen``: per user, a seeded shuffle split 80/10/10 with RecBole's rounding.
     - ``cold``: ``cold_fraction`` of the items (seeded) with all their events are test; the
       rest is split 90/10 train/valid per user.
+    - ``rating``: events fall into ``folds`` seeded folds; fold ``fold`` is test, the next
+      one valid, the rest train (k-fold cross-validation of rating prediction).
     """
     if protocol not in PROTOCOLS:
         raise ValueError(f"unknown protocol {protocol!r}; expected one of {PROTOCOLS}")
+    if folds < 3 or not 0 <= fold < folds:
+        raise ValueError(f"need folds >= 3 and 0 <= fold < folds, got fold={fold}, folds={folds}")
     if not 0.0 < cold_fraction < 1.0:
         raise ValueError(f"cold_fraction must be in (0, 1), got {cold_fraction}")
     seed = int(seed)
@@ -70,6 +74,13 @@ def split_sql(protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1,
             FROM (SELECT *, row_number() OVER (PARTITION BY user_id ORDER BY ts DESC, seq DESC) AS from_end,
                          count(*) OVER (PARTITION BY user_id) AS n
                   FROM ({base}))
+        """
+        columns = "user_id, item_id, event_type, value, ts, seq, split"
+    elif protocol == "rating":
+        body = f"""
+            SELECT *, CASE hash(seq, {seed}) % {folds} WHEN {fold} THEN 'test'
+                           WHEN {(fold + 1) % folds} THEN 'valid' ELSE 'train' END AS split
+            FROM ({base})
         """
         columns = "user_id, item_id, event_type, value, ts, seq, split"
     elif protocol == "gen":

@@ -50,3 +50,39 @@ def test_ml100k_through_cli(ml100k: Path, tmp_path: Path) -> None:
     assert _run("store", "ingest", str(ml100k), "--store", store).exit_code == 0
     stats = json.loads(_run("store", "stats", "--json", "--store", store).output)
     assert (stats["users"], stats["items"], stats["events"]) == (943, 1682, 100_000)
+
+
+def test_data_generate_then_ingest(tmp_path: Path) -> None:
+    out = tmp_path / "gen"
+    result = _run("data", "generate", "--domain", "video", "--users", "50", "--items", "40", "--events", "500",
+                  "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == ["events.parquet", "items.parquet", "users.parquet"]
+    store = str(tmp_path / "v.duckdb")
+    assert _run("store", "init", "--domain", "video", "--store", store).exit_code == 0
+    assert _run("store", "ingest", str(out), "--store", store).exit_code == 0
+    assert json.loads(_run("store", "stats", "--json", "--store", store).output)["events"] == 500
+    bad = _run("data", "generate", "--domain", "music", "--out", str(out))
+    assert bad.exit_code == 1 and "known domains: ecommerce, news, social, video" in bad.output
+
+
+def test_locked_store_message_through_cli(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import textwrap
+
+    store = tmp_path / "locked.duckdb"
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import sys
+        from feature_store import FeatureStore
+        fs = FeatureStore({str(store)!r})
+        print("ready", flush=True)
+        sys.stdin.readline()
+    """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "ready"
+        result = _run("store", "stats", "--store", str(store))
+        assert result.exit_code == 1 and f"locked by PID {holder.pid}" in result.output
+        assert "Traceback" not in result.output
+    finally:
+        holder.communicate("\n", timeout=30)

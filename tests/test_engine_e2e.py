@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pytest
 from click.testing import CliRunner
 
@@ -148,3 +149,18 @@ def test_transformer_beats_popularity_on_ml100k(ml100k: Path, tmp_path: Path) ->
     out = train_pipeline(tmp_path / "ml.duckdb", config, tmp_path / "models", progress=False)
     assert out.metrics["test_unmasked"]["ndcg@10"] > out.metrics["popularity_unmasked"]["ndcg@10"]
     assert out.metrics["test"]["ndcg@10"] > out.metrics["popularity"]["ndcg@10"]
+
+
+def test_rating_protocol_mse_beats_mean(shop: Path, tmp_path: Path) -> None:
+    """P-rating: k-fold split in SQL, MSE objective, RMSE/MAE beside the mean-rating baseline."""
+    with FeatureStore(shop / "store.duckdb", read_only=True) as store:
+        folds = [set(store.split("rating", fold=k)["split"].to_list()) for k in (0, 1)]
+        test_rows = store.split("rating", fold=0).filter(pl.col("split") == "test").height
+        total = store.stats()["events"]
+    assert folds[0] == {"train", "valid", "test"} and abs(test_rows - total / 5) < total * 0.03
+    config = PipelineConfig(name="rate", domain="video").with_overrides({
+        **MF, "train.protocol": "rating", "train.objective": "mse", "train.epochs": 3, "train.lr": 0.01})
+    out = train_pipeline(shop / "store.duckdb", config, tmp_path / "models", progress=False)
+    assert set(out.metrics["test"]) == {"rmse", "mae"}
+    assert out.metrics["test"]["rmse"] < out.metrics["mean_rating"]["rmse"] * 1.5
+    assert out.metrics["test_rows"] == test_rows

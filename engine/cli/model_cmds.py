@@ -27,7 +27,7 @@ def pipeline_options(function):  # type: ignore[no-untyped-def]
         click.option("--item-encoder", help="Item encoder, e.g. dense."),
         click.option("--interactor", help="Interactor: dot (formula 4.1) or attention (formula 4.2)."),
         click.option("--objective", type=click.Choice(["softmax", "bpr", "mse"]), help="Training objective."),
-        click.option("--protocol", type=click.Choice(["seq", "gen", "cold"]), help="Evaluation protocol / split."),
+        click.option("--protocol", type=click.Choice(["seq", "gen", "cold", "rating"]), help="Evaluation protocol / split."),
         click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs."),
         click.option("--dim", type=click.IntRange(min=2), help="Embedding size."),
         click.option("--lr", type=float, help="Learning rate."),
@@ -60,10 +60,14 @@ def load_config(config_path: str | None, **flags: Any):  # type: ignore[no-untyp
 
 
 def metrics_table(metrics: dict[str, Any], title: str) -> Table:
-    """Model beside popularity for each metric @10/@20 (and RecBole's unmasked P-seq view)."""
+    """Model beside its baseline for each metric: popularity (and RecBole's unmasked P-seq
+    view) for ranking, the training mean for ratings."""
     table = Table(title=title)
     table.add_column("metric")
-    columns = [("test", "model"), ("popularity", "popularity")]
+    if "mean_rating" in metrics:
+        columns = [("test", "model"), ("mean_rating", "mean rating")]
+    else:
+        columns = [("test", "model"), ("popularity", "popularity")]
     if "test_unmasked" in metrics:
         columns += [("test_unmasked", "model (unmasked)"), ("popularity_unmasked", "popularity (unmasked)")]
     for _, label in columns:
@@ -71,6 +75,13 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
     for metric in metrics["test"]:
         table.add_row(metric, *(f"{metrics[key][metric]:.4f}" for key, _ in columns))
     return table
+
+
+def evaluated_on(metrics: dict[str, Any]) -> str:
+    """'seq protocol, 943 users' or 'rating protocol, 20,000 held-out ratings'."""
+    if "test_rows" in metrics:
+        return f"{metrics['protocol']} protocol, {metrics['test_rows']:,} held-out ratings"
+    return f"{metrics['protocol']} protocol, {metrics['test_users']:,} users"
 
 
 @click.command()
@@ -99,7 +110,7 @@ def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_
     m = trained.metrics
     console.print(f"Trained [bold]{config.name}[/] ({trained.result.mode} mode): best epoch {m['best_epoch']} of "
                   f"{m['epochs_run']}, {m['epoch_seconds']:.1f}s/epoch → [bold]{trained.bundle_path}[/]")
-    console.print(metrics_table(m, f"Test metrics ({m['protocol']} protocol, {m['test_users']} users)"))
+    console.print(metrics_table(m, f"Test metrics ({evaluated_on(m)})"))
 
 
 @click.command()
@@ -107,7 +118,7 @@ def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_
 @store_option
 @models_option
 @click.option("--version", type=int, help="Bundle version (default: latest).")
-@click.option("--protocol", type=click.Choice(["seq", "gen", "cold"]), help="Default: the one it trained with.")
+@click.option("--protocol", type=click.Choice(["seq", "gen", "cold", "rating"]), help="Default: the one it trained with.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
 @json_option
 def evaluate(model: str, store_path: str, models_dir: str, version: int | None, protocol: str | None,
@@ -124,8 +135,7 @@ def evaluate(model: str, store_path: str, models_dir: str, version: int | None, 
     if as_json:
         print_json(metrics)
         return
-    console.print(metrics_table(metrics, f"{bundle.name} v{bundle.version} on {metrics['protocol']} "
-                                         f"({metrics['test_users']} users)"))
+    console.print(metrics_table(metrics, f"{bundle.name} v{bundle.version} ({evaluated_on(metrics)})"))
 
 
 @click.command()

@@ -31,7 +31,7 @@ def quickstart(domains: str, dataset: str | None, project: str, users: int, item
     """
     from rich.table import Table
 
-    from engine.cli.model_cmds import metrics_table
+    from engine.cli.model_cmds import evaluated_on, metrics_table
     from engine.project import prepare_domain
     from engine.recommender import Recommender
 
@@ -50,7 +50,7 @@ def quickstart(domains: str, dataset: str | None, project: str, users: int, item
             m = trained.metrics
             console.print(f"Trained {name}: best epoch {m['best_epoch']}/{m['epochs_run']}, "
                           f"{m['epoch_seconds']:.1f}s/epoch → {trained.bundle_path}")
-            console.print(metrics_table(m, f"Test metrics ({m['protocol']} protocol, {m['test_users']} users)"))
+            console.print(metrics_table(m, f"Test metrics ({evaluated_on(m)})"))
             recommender = Recommender.load(trained.bundle_path, snapshot=paths["snapshots"])
             for user_id in recommender.bundle.users.ids[:show]:
                 table = Table(title=f"Recommendations for user {user_id}")
