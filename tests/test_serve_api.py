@@ -31,7 +31,9 @@ def test_recommend_known_user(shop) -> None:  # type: ignore[no-untyped-def]
     body = response.json()
     assert len(body["items"]) == 5 and body["fallback"] is False
     assert all(item["reasons"] for item in body["items"])
-    assert body["model"] == "ecommerce/1" and body["snapshot_version"] == 1
+    bundle = service.recommender.bundle
+    assert body["model"] == f"ecommerce/{bundle.version}"
+    assert body["snapshot_version"] == service.recommender.online.version
 
 
 def test_unknown_user_gets_fallback(shop) -> None:  # type: ignore[no-untyped-def]
@@ -80,7 +82,8 @@ def test_similar_health_model_and_docs(shop) -> None:  # type: ignore[no-untyped
     assert client.get(f"/similar/{item}?k=0").status_code == 422
     assert client.get("/health").json()["status"] == "ok"
     info = client.get("/model").json()
-    assert info["bundle"] == "ecommerce" and info["version"] == 1 and info["snapshot_version"] == 1
+    assert info["bundle"] == "ecommerce" and info["version"] == service.recommender.bundle.version
+    assert info["snapshot_version"] == service.recommender.online.version
     assert client.get("/docs").status_code == 200 and "/recommend" in client.get("/openapi.json").text
 
 

@@ -76,6 +76,22 @@ def test_new_bundle_is_picked_up_under_load_without_failures(served: str, projec
     assert len(statuses) > 20 and set(statuses) == {200}, Counter_of(statuses)
 
 
+def test_new_snapshot_is_picked_up(served: str, project: Path) -> None:
+    from ray import serve
+
+    from feature_store import FeatureStore
+
+    paths = domain_paths(project, "video")
+    with httpx.Client(base_url=served, timeout=30) as client:
+        before = client.get("/video/model").json()["snapshot_version"]
+        with FeatureStore(paths["store"]) as store:
+            published = store.publish(paths["snapshots"]).version
+        target = resolve_targets(project, ["video"])[0]
+        serve.run(domain_application("video", target.bundle, target.snapshot), name="video", route_prefix="/video")
+        assert published == before + 1
+        assert client.get("/video/model").json()["snapshot_version"] == published
+
+
 def Counter_of(values: list[int]) -> dict[int, int]:  # noqa: N802 - a readable failure message
     from collections import Counter
 

@@ -53,11 +53,18 @@ class DomainRecommender:
 
 def domain_application(domain: str, bundle: str | Path, snapshot: str | Path | None = None,
                        num_cpus: float = DEFAULT_CPUS_PER_REPLICA, replicas: int = 1):  # type: ignore[no-untyped-def]
-    """The Serve application of one domain, bound to its bundle and snapshot."""
-    user_config = {"bundle": str(bundle), "snapshot": str(snapshot) if snapshot else None}
+    """The Serve application of one domain, bound to its bundle and published snapshot."""
+    user_config = {"bundle": str(bundle), "snapshot": str(snapshot) if snapshot else None,
+                   "snapshot_version": published_version(snapshot) if snapshot else None}
     return DomainRecommender.options(
         user_config=user_config, num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus},
     ).bind(domain)
+
+
+def published_version(snapshot: str | Path) -> int:
+    from feature_store.snapshot import current_version_dir, read_manifest
+
+    return read_manifest(current_version_dir(snapshot)).version
 
 
 def app_builder(args: dict[str, Any]):  # type: ignore[no-untyped-def]

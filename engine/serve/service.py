@@ -19,6 +19,8 @@ class ServeConfig(BaseModel):
     bundle: str = Field(description="Bundle directory (models/<name>/<version>) or name.")
     models: str | None = Field(None, description="Models root when ``bundle`` is a name.")
     snapshot: str | None = Field(None, description="Snapshot root; default: beside the bundle's store.")
+    snapshot_version: int | None = Field(
+        None, description="Published version at deploy time; a new value makes replicas reload the snapshot.")
 
 
 class NotReady(RuntimeError):
@@ -44,19 +46,15 @@ class RecommendService:
         return recommender
 
     def configure(self, config: ServeConfig | dict[str, Any]) -> None:
-        """Load the configured bundle/snapshot beside the current one, then swap.
+        """Load the configured bundle and snapshot beside the current ones, then swap.
 
-        If only the snapshot's published version moved, the snapshot is refreshed in place.
-        A bad config raises and leaves the current model serving.
+        Requests in flight finish on the model they started with. A config equal to the
+        current one is a no-op; a bad one raises and leaves the current model serving.
         """
         config = config if isinstance(config, ServeConfig) else ServeConfig.model_validate(config)
         with self._swap:
-            current = self._recommender
-            same_bundle = current is not None and self._config is not None and (
-                config.bundle, config.models) == (self._config.bundle, self._config.models)
-            if same_bundle and current.online is not None and config.snapshot == self._config.snapshot:
-                if not current.online.refresh():
-                    return
+            if config == self._config and self._recommender is not None:
+                return
             loaded = Recommender.load(config.bundle, config.models, config.snapshot)
             self._recommender, self._config = loaded, config
 
