@@ -18,6 +18,10 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 
+class ComponentUnavailable(RuntimeError):
+    """A component cannot run here (a missing extra, weights that fail verification...)."""
+
+
 class ComponentConfig(BaseModel):
     """Base of every component's parameters: unknown keys are an error, not a silent typo."""
 
@@ -80,6 +84,7 @@ class Encoder(nn.Module):
 
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
     produces_sequence: ClassVar[bool] = False
+    roles: ClassVar[tuple[str, ...]] = ("user", "item")  # which tower(s) it can be
 
     def __init__(self, context: EncoderContext, config: ComponentConfig | None = None) -> None:
         super().__init__()
@@ -192,6 +197,15 @@ class Catalog:
         return str(self.item_ids[index])
 
 
+@dataclass(frozen=True)
+class SegmentPopularity:
+    """Item popularity among users who share a new user's attributes (cold-start users)."""
+
+    counts: np.ndarray  # [N+1] events per item within the segment
+    order: np.ndarray  # item indices by count, descending (ties: lower index first)
+    description: str  # e.g. "gender: M, occupation: student"
+
+
 @dataclass
 class RankContext:
     """One recommendation request as rankers see it."""
@@ -210,6 +224,8 @@ class RankContext:
     item_index: dict[str, int] = field(default_factory=dict)  # external item id → dense index
     # another user's recent (item ids, event types), for graph rankers; None without a snapshot
     history_of: Callable[[str], tuple[list[str], list[str]]] | None = None
+    # popularity among users like this one (same attributes), for users without history
+    segment_popularity: Callable[[], SegmentPopularity | None] | None = None
 
 
 class Ranker:

@@ -118,6 +118,10 @@ def validate_components(config: PipelineConfig, manager: PluginManager | None = 
             component.Config(**ref.params)
         except ValidationError as exc:
             raise ValueError(f"{where} ({ref.name!r}): invalid parameters:\n{exc}") from None
+    for role, ref in (("user", config.model.user_encoder), ("item", config.model.item_encoder)):
+        roles = getattr(manager.get("encoders", ref.name), "roles", ("user", "item"))
+        if role not in roles:
+            raise ValueError(f"encoder {ref.name!r} cannot be the {role} encoder (it encodes: {', '.join(roles)})")
     interactor = manager.get("interactors", config.model.interactor.name)
     user_encoder = manager.get("encoders", config.model.user_encoder.name)
     if getattr(interactor, "needs_sequence", False) and not (

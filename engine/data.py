@@ -166,6 +166,7 @@ class EvalSet:
     histories: list[np.ndarray]  # item indices, oldest first
     positives: list[np.ndarray]
     exclude: list[np.ndarray]  # items masked before ranking (training items, for P-gen)
+    candidates: np.ndarray | None = None  # rank only among these items (P-cold: the cold items)
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -223,6 +224,8 @@ def build_interactions(split: pl.DataFrame, users: IdMap, items: IdMap, protocol
     by_user = _group_items(frame)
     valid = _eval_set(by_user, "valid", protocol, max_history)
     test = _eval_set(by_user, "test", protocol, max_history)
+    if protocol == "cold":  # held-out items are ranked among themselves, for the users who had them
+        test.candidates = np.unique(frame.filter(pl.col("split") == "test")["i"].to_numpy()).astype(np.int64)
     pairs = _pair_sets(frame, max_history) if protocol == "rating" else {}
     return Interactions(
         users=train["u"].to_numpy().astype(np.int64),

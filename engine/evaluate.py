@@ -22,6 +22,10 @@ def _topk(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool, batch_size
     for begin in range(0, len(eval_set), batch_size):
         end = begin + batch_size
         scores = score_fn(eval_set.users[begin:end], eval_set.histories[begin:end])
+        if eval_set.candidates is not None:
+            allowed = np.zeros(scores.shape[1], dtype=bool)
+            allowed[eval_set.candidates] = True
+            scores = np.where(allowed[None, :], scores, -np.inf)
         exclude = eval_set.exclude[begin:end] if masked else None
         blocks.append(topk_from_scores(scores, k, exclude))
     return np.concatenate(blocks) if blocks else np.zeros((0, k), dtype=np.int64)
@@ -39,6 +43,16 @@ def model_scorer(model, max_history: int | None = None) -> ScoreFn:  # type: ign
         encoded = model.encode_users(torch.as_tensor(users, device=device),
                                      torch.as_tensor(pad_histories(histories, length), device=device))
         return model.interactor.score_all(encoded, items).float().cpu().numpy()
+
+    return score
+
+
+def random_scorer(num_items: int, seed: int = 0) -> ScoreFn:
+    """Uniformly random scores: the chance baseline (cold items have no popularity)."""
+    rng = np.random.default_rng(seed)
+
+    def score(users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+        return rng.random((users.shape[0], num_items + 1), dtype=np.float32)
 
     return score
 

@@ -33,11 +33,15 @@ class RecModel(nn.Module):
 
     def __init__(self, config: ModelConfig, user_spec: FeatureSpec, item_spec: FeatureSpec,
                  user_arrays: dict[str, np.ndarray], item_arrays: dict[str, np.ndarray],
-                 manager: PluginManager | None = None) -> None:
+                 manager: PluginManager | None = None, known_items: np.ndarray | None = None) -> None:
         super().__init__()
         manager = manager or get_plugin_manager()
         self.config = config
         self.num_items = item_spec.num_ids
+        # items with training events; the others (cold) are encoded from features alone, with
+        # id 0, exactly as items arriving after training will be at serving time
+        known = np.ones(self.num_items + 1, dtype=bool) if known_items is None else known_items.astype(bool)
+        self.register_buffer("known_items", torch.from_numpy(known))
         self.user_features = FeatureBuffers(user_arrays)
         self.item_features = FeatureBuffers(item_arrays)
         item_class = manager.get("encoders", config.item_encoder.name)
@@ -66,7 +70,8 @@ class RecModel(nn.Module):
     def embed_items(self, items: Tensor) -> Tensor:
         """Item representations for an index tensor of any shape: [...] → [..., d]."""
         flat = items.reshape(-1)
-        encoded = self.item_encoder({"ids": flat, **self.item_features.gather(flat)}).vector
+        ids = torch.where(self.known_items[flat], flat, torch.zeros_like(flat))
+        encoded = self.item_encoder({"ids": ids, **self.item_features.gather(flat)}).vector
         return encoded.view(*items.shape, -1)
 
     def item_matrix(self, chunk: int = 65_536) -> Tensor:

@@ -16,7 +16,7 @@ from engine.bundle import Bundle, save_bundle
 from engine.config import PipelineConfig, validate_components
 from engine.data import Interactions, build_interactions
 from engine.dataset import PreparedData, prepare
-from engine.evaluate import evaluate_ratings, evaluate_scorer, model_scorer, popularity_scorer
+from engine.evaluate import evaluate_ratings, evaluate_scorer, model_scorer, popularity_scorer, random_scorer
 from engine.metrics import rating_metrics
 from engine.plugin_manager import get_plugin_manager
 from engine.train import TrainResult, train
@@ -46,6 +46,10 @@ def evaluate_interactions(model, popularity: np.ndarray, interactions: Interacti
         "popularity": evaluate_scorer(popularity_scorer(popularity), test, ks, True, batch_size),
         "test_users": len(test),
     }
+    if test.candidates is not None:  # P-cold: chance is the honest baseline for unseen items
+        runs = [evaluate_scorer(random_scorer(len(popularity) - 1, seed), test, ks, True, batch_size) for seed in range(5)]
+        out["random"] = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+        out["cold_items"] = int(test.candidates.size)
     if interactions.test_unmasked:
         out["test_unmasked"] = evaluate_scorer(model_scorer(model), test, ks, False, batch_size)
         out["popularity_unmasked"] = evaluate_scorer(popularity_scorer(popularity), test, ks, False, batch_size)

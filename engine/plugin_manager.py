@@ -28,6 +28,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "plugins.encoders.dense",
     "plugins.encoders.transformer",
     "plugins.encoders.ease",
+    "plugins.encoders.text",
     "plugins.interactors.dot",
     "plugins.interactors.attention",
     "plugins.domains.ecommerce",

@@ -26,10 +26,14 @@ import polars as pl
 import torch
 
 from engine.bundle import Bundle, load_bundle
-from engine.components import Candidates, Catalog, RankContext, Ranker, l2_normalise
+from engine.components import Candidates, Catalog, RankContext, Ranker, SegmentPopularity, l2_normalise
 from engine.config import ComponentRef
 from engine.data import encode_rows
 from engine.plugin_manager import get_plugin_manager
+
+
+MIN_SEGMENT_USERS = 20
+MAX_SEGMENT_VALUES = 100
 
 
 @dataclass
@@ -122,6 +126,7 @@ class Recommender:
         self.rankers = build_rankers(rankers if rankers is not None else bundle.config.ranking.rankers)
         self.num_candidates = candidates or bundle.config.ranking.candidates
         self.cold_items = len(self.item_ids) - len(bundle.items)
+        self._segments: dict[tuple, SegmentPopularity | None] = {}
 
     @classmethod
     def load(cls, name_or_path: str | Path, models: str | Path | None = None, snapshot: str | Path | None = None,
@@ -184,6 +189,39 @@ class Recommender:
             return [], []
         features = self.online.user(user_id)
         return ([], []) if features is None else (features.history, features.history_event_types)
+
+    def segment_popularity(self, attributes: dict[str, Any]) -> SegmentPopularity | None:
+        """Popularity among users sharing a new user's attributes (cached per segment).
+
+        Attributes are narrowed from the coarsest (fewest distinct values) to finer ones as
+        long as at least ``MIN_SEGMENT_USERS`` users remain; None without a snapshot or
+        without any usable attribute.
+        """
+        if self.online is None or not attributes:
+            return None
+        users = self.online.data.users
+        usable = [(users[c].n_unique(), c) for c, v in attributes.items()
+                  if v is not None and c in users.columns and users[c].dtype == pl.String
+                  and users[c].n_unique() <= MAX_SEGMENT_VALUES]
+        mask = pl.Series([True] * users.height)
+        chosen: list[tuple[str, Any]] = []
+        for _, column in sorted(usable):
+            narrower = mask & (users[column] == attributes[column])
+            if narrower.sum() >= MIN_SEGMENT_USERS:
+                mask, chosen = narrower, chosen + [(column, attributes[column])]
+        key = tuple(chosen)
+        if key not in self._segments:
+            self._segments[key] = self._count_segment(users.filter(mask)["user_id"], chosen) if chosen else None
+        return self._segments[key]
+
+    def _count_segment(self, user_ids: pl.Series, chosen: list[tuple[str, Any]]) -> SegmentPopularity:
+        histories = self.online.data.histories
+        items = histories.filter(pl.col("user_id").is_in(user_ids.implode()))["items"].explode().drop_nulls()
+        counts = np.zeros(len(self.item_ids) + 1, dtype=np.float64)
+        indices = np.array([self.item_index.get(i, 0) for i in items.to_list()], dtype=np.int64)
+        np.add.at(counts, indices[indices > 0], 1.0)
+        order = np.argsort(-counts[1:], kind="stable").astype(np.int64) + 1
+        return SegmentPopularity(counts, order, ", ".join(f"{c}: {v}" for c, v in chosen))
 
     def _score_batch(self, users: list[int], histories: list[np.ndarray]) -> list[Candidates]:
         """Encode users together, retrieve each one's top-N, score them with the interactor."""
@@ -260,6 +298,7 @@ class Recommender:
             history_event_types=types, history_ts=times, known_user=known, now=request.now,
             exclude=excluded[excluded > 0], filters=request.filters, user_attributes=attributes,
             item_index=self.item_index, history_of=self.history_of,
+            segment_popularity=lambda: self.segment_popularity(attributes),
         )
         for ranker in self.rankers:
             candidates = ranker.rank(candidates, context)

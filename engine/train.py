@@ -48,7 +48,7 @@ def build_model(config: PipelineConfig, data: PreparedData) -> RecModel:
     return RecModel(
         config.model,
         data.user_features.spec(len(data.users)), data.item_features.spec(len(data.items)),
-        data.user_features.to_arrays(), data.item_features.to_arrays(),
+        data.user_features.to_arrays(), data.item_features.to_arrays(), known_items=data.popularity > 0,
     )
 
 

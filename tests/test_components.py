@@ -29,7 +29,7 @@ def _build_encoder(manager: PluginManager, name: str, role: str, seed: int = 0):
     torch.manual_seed(seed)
     table = _item_table()
     spec = FeatureSpec(num_ids=USERS if role == "user" else ITEMS, categorical={"genre": 5}, numeric=["age"],
-                       vectors={"text": 8})
+                       vectors={"text": 8})  # "text" is the vector set the text encoder projects
     context = EncoderContext(role, DIM, spec, ITEMS, LENGTH, embed_items=table if role == "user" else None)
     encoder_class = manager.get("encoders", name)
     params = {"use_history": True} if name == "dense" and role == "user" else {}
@@ -52,7 +52,8 @@ def _batch(size: int) -> dict[str, torch.Tensor]:
 
 
 def _user_roles(manager: PluginManager):  # type: ignore[no-untyped-def]
-    return [(name, "user") for name in manager.names("encoders")] + [("dense", "item")]
+    """Every (encoder, role) pair the registry offers, from each encoder's declared roles."""
+    return [(name, role) for name in manager.names("encoders") for role in manager.get("encoders", name).roles]
 
 
 @pytest.mark.parametrize("size", [0, 1, 5])

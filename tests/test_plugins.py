@@ -19,7 +19,7 @@ def manager() -> PluginManager:
 
 
 def test_builtins_register_every_family(manager: PluginManager) -> None:
-    assert manager.names("encoders") == ["dense", "ease", "transformer"]
+    assert manager.names("encoders") == ["dense", "ease", "text", "transformer"]
     assert manager.names("interactors") == ["attention", "dot"]
     assert manager.names("rankers") == ["diversity", "exclude-seen", "freshness", "friends-of-friends", "popularity-fallback", "topk"]
     assert manager.names("domains") == ["ecommerce", "news", "social", "video"]
@@ -27,7 +27,7 @@ def test_builtins_register_every_family(manager: PluginManager) -> None:
 
 
 def test_unknown_component_lists_known_names(manager: PluginManager) -> None:
-    with pytest.raises(UnknownComponentError, match="unknown encoder 'gru'; known encoders: dense, ease, transformer"):
+    with pytest.raises(UnknownComponentError, match="unknown encoder 'gru'; known encoders: dense, ease, text, transformer"):
         manager.get("encoders", "gru")
 
 
@@ -60,7 +60,7 @@ def test_broken_plugins_are_reported_not_fatal(manager: PluginManager) -> None:
     second = manager.load_plugin(duplicate)
     assert "RuntimeError: boom in register" in first.error
     assert "encoder 'dense' is already registered by plugins.encoders.dense" in second.error
-    assert manager.names("encoders") == ["dense", "ease", "transformer"]  # the built-ins still work
+    assert manager.names("encoders") == ["dense", "ease", "text", "transformer"]  # the built-ins still work
 
 
 def test_plugin_manager_is_lazy_and_shared() -> None:

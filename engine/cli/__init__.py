@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import data, model_cmds, plugins_cmd, quickstart, serve_cmd, store
+from engine.cli import data, model_cmds, plugins_cmd, quickstart, serve_cmd, store, vectors_cmd
 from engine.cli.common import friendly_errors
 
 
@@ -27,6 +27,7 @@ cli.add_command(model_cmds.recommend)
 cli.add_command(model_cmds.models)
 cli.add_command(quickstart.quickstart)
 cli.add_command(serve_cmd.serve)
+cli.add_command(vectors_cmd.vectors)
 
 
 def _add_plugin_commands() -> None:

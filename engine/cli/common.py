@@ -9,6 +9,7 @@ from typing import Any, Iterator
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 console = Console()
 err_console = Console(stderr=True)
@@ -27,12 +28,13 @@ def print_json(value: Any) -> None:
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
     """Show expected errors (bad input, locked store, unknown names) as one clear message."""
+    from engine.components import ComponentUnavailable
     from feature_store.errors import StoreError
 
     try:
         yield
-    except (StoreError, LookupError, ValueError) as exc:
+    except (StoreError, LookupError, ValueError, ComponentUnavailable, ConnectionError) as exc:
         if isinstance(exc, click.ClickException):
             raise
-        err_console.print(f"[bold red]Error:[/] {exc}", highlight=False, markup=True, soft_wrap=True)
+        err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -68,6 +68,8 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
         columns = [("test", "model"), ("mean_rating", "mean rating")]
     else:
         columns = [("test", "model"), ("popularity", "popularity")]
+    if "random" in metrics:
+        columns.append(("random", "random"))
     if "test_unmasked" in metrics:
         columns += [("test_unmasked", "model (unmasked)"), ("popularity_unmasked", "popularity (unmasked)")]
     for _, label in columns:

