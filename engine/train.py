@@ -66,6 +66,14 @@ def training_mode(config: PipelineConfig, model: RecModel) -> str:
 # ---------------------------------------------------------------------------------------
 
 
+def _shard(order: np.ndarray, shard: tuple[int, int]) -> np.ndarray:
+    """This worker's rows of a permutation every worker shares: equal-sized, disjoint shards,
+    so data-parallel workers run the same number of steps (a remainder row is dropped)."""
+    rank, world = shard
+    usable = (order.size // world) * world
+    return order[:usable][rank::world]
+
+
 class PairBatches:
     """(user, history before the event, item, weight, value) samples in shuffled batches."""
 
@@ -85,7 +93,7 @@ class PairBatches:
         return int(self.users.size)
 
     def batches(self, batch_size: int, rng: np.random.Generator, shard: tuple[int, int] = (0, 1)):
-        order = rng.permutation(self.users.size)[shard[0]::shard[1]]
+        order = _shard(rng.permutation(self.users.size), shard)
         for begin in range(0, order.size, batch_size):
             rows = order[begin:begin + batch_size]
             index = self.positions[rows, None] + self.offsets[None, :]
@@ -124,7 +132,7 @@ class SequenceBatches:
         return int(self.owners.size)
 
     def batches(self, batch_size: int, rng: np.random.Generator, shard: tuple[int, int] = (0, 1)):
-        order = rng.permutation(self.owners.size)[shard[0]::shard[1]]
+        order = _shard(rng.permutation(self.owners.size), shard)
         for begin in range(0, order.size, batch_size):
             rows = order[begin:begin + batch_size]
             yield self.owners[rows], self.inputs[rows], self.targets[rows], self.weights[rows]
@@ -180,6 +188,22 @@ def _sequence_step(model: RecModel, config: PipelineConfig, batch, device, gener
     real = targets > 0
     flat_user = type(encoded)(vector=encoded.sequence[real])
     return _softmax_loss(model, flat_user, targets[real], weights[real], config.train.negatives, generator)
+
+
+class LossModule(torch.nn.Module):
+    """The model plus its training objective as one module, so ``forward(batch)`` returns the
+    loss: data-parallel wrappers (DDP via Ray Train's ``prepare_model``) see every parameter
+    used in the forward pass and average gradients in ``backward``."""
+
+    def __init__(self, model: RecModel, config: PipelineConfig, mode: str, generator: torch.Generator) -> None:
+        super().__init__()
+        self.model = model
+        self.config = config
+        self.step = _sequence_step if mode == "sequence" else _pair_step
+        self.generator = generator
+
+    def forward(self, batch: tuple) -> torch.Tensor:  # type: ignore[override]
+        return self.step(self.model, self.config, batch, self.model.device, self.generator)
 
 
 # ---------------------------------------------------------------------------------------
@@ -245,16 +269,17 @@ def _closed_form_result(config: PipelineConfig, data: PreparedData, model: RecMo
 def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | Path | None = None,
           resume: bool = True, progress: bool = True, report: EpochReport | None = None,
           shard: tuple[int, int] = (0, 1),
-          sync_gradients: Callable[[RecModel], None] | None = None) -> TrainResult:
+          wrap_model: Callable[[torch.nn.Module], torch.nn.Module] | None = None) -> TrainResult:
     """Train until the validation score (NDCG@10; −RMSE for ratings) stops improving
     (``patience``), or the epoch/time budget ends.
 
-    ``shard=(rank, world)`` and ``sync_gradients`` (averaging gradients across workers after
-    each backward pass) let the same function run data-parallel; ``report`` is called after
-    every epoch with its metrics.
+    ``shard=(rank, world)`` and ``wrap_model`` (Ray Train's ``prepare_model``: DDP) let the
+    same function run data-parallel: every worker shuffles alike, takes its own equal
+    shard, and evaluates the same synchronised weights, so all stop at the same epoch.
+    ``report`` is called after every epoch with its metrics (after the checkpoint is saved).
     """
     settings = config.train
-    seed_everything(settings.seed + shard[0])
+    seed_everything(settings.seed)  # identical initial weights on every worker
     device = resolve_device(settings.device)
     model = build_model(config, data).to(device)
     fit_started = time.perf_counter()
@@ -269,9 +294,10 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
         raise ValueError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
     batches = SequenceBatches(data, config.model.max_history) if mode == "sequence" else PairBatches(
         data, config.model.max_history)
-    step = _sequence_step if mode == "sequence" else _pair_step
-    generator = torch.Generator(device=device).manual_seed(settings.seed + shard[0])
-    rng = np.random.default_rng(settings.seed + shard[0])
+    generator = torch.Generator(device=device).manual_seed(settings.seed + shard[0])  # negatives differ per worker
+    rng = np.random.default_rng(settings.seed)  # the shuffle every worker shares
+    objective = LossModule(model, config, mode, generator)
+    trainable = wrap_model(objective) if wrap_model else objective
 
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir else None
     state = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_valid": {}, "history": [], "stale": 0}
@@ -283,7 +309,7 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
             best_file = checkpoint_path / "best.safetensors"
             if best_file.exists():
                 best_state = load_file(str(best_file), device=str(device))
-            rng = np.random.default_rng([settings.seed + shard[0], state["epoch"]])
+            rng = np.random.default_rng([settings.seed, state["epoch"]])
     started = time.perf_counter()
     steps_per_epoch = math.ceil(batches.rows / shard[1] / settings.batch_size)
     with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
@@ -292,14 +318,12 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
         for epoch in range(state["epoch"] + 1, settings.epochs + 1):
             task = bar.add_task("train", total=steps_per_epoch, epoch=epoch, loss=0.0)
             epoch_start = time.perf_counter()
-            model.train()
+            trainable.train()
             total, count = 0.0, 0
             for batch in batches.batches(settings.batch_size, rng, shard):
-                loss = step(model, config, batch, device, generator)
+                loss = trainable(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
-                if sync_gradients:
-                    sync_gradients(model)
                 optimizer.step()
                 total, count = total + loss.item(), count + 1
                 bar.update(task, advance=1, loss=total / count)

@@ -55,6 +55,10 @@ class SnapshotData:
     item_index: dict[str, int]
     history_index: dict[str, int]
     vectors: dict[str, ItemVectors] = field(default_factory=dict)
+    # every history's timestamps in one datetime64 array (user i: offsets[i]:offsets[i+1]);
+    # numpy turns a slice into datetimes ~10x faster than polars' list-to-Python conversion
+    history_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
+    history_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
 
     @classmethod
     def load(cls, path: str | Path) -> "SnapshotData":
@@ -64,10 +68,14 @@ class SnapshotData:
         items = _latest(pl.read_parquet(path / "items.parquet"), ITEM_ID)
         histories = pl.read_parquet(path / "histories.parquet")
         vectors = _load_vectors(pl.read_parquet(path / "item_vectors.parquet"))
+        offsets = np.zeros(histories.height + 1, dtype=np.int64)
+        np.cumsum(histories["ts"].list.len().to_numpy(), out=offsets[1:])
+        history_ts = histories["ts"].explode(empty_as_null=False).cast(pl.Datetime("us")).to_numpy()
         return cls(
             version=info.version, path=path, users=users, items=items, histories=histories,
             user_index=_index(users[USER_ID]), item_index=_index(items[ITEM_ID]),
             history_index=_index(histories[USER_ID]), vectors=vectors,
+            history_offsets=offsets, history_ts=history_ts,
         )
 
 
@@ -126,8 +134,9 @@ class OnlineStore:
         attributes.pop(USER_ID, None)
         if hist_row is None:
             return UserFeatures(user_id, attributes, [], [], [])
-        _, items, ts, types = data.histories.row(hist_row)
-        return UserFeatures(user_id, attributes, items, ts, types)
+        start, end = int(data.history_offsets[hist_row]), int(data.history_offsets[hist_row + 1])
+        return UserFeatures(user_id, attributes, data.histories["items"][hist_row].to_list(),
+                            data.history_ts[start:end].tolist(), data.histories["event_types"][hist_row].to_list())
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """Current features of one item; None if unknown."""
