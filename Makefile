@@ -11,10 +11,11 @@ export HF_HUB_OFFLINE := 1
 install: $(STAMP)
 
 # Installs through constraints.txt: pinned, tested versions (torch 2.13.0 CPU among them).
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt examples/recengine-plugin-example/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[dev,text]"
+	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e examples/recengine-plugin-example
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -18,7 +18,11 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 
-class ComponentUnavailable(RuntimeError):
+class EngineError(RuntimeError):
+    """An expected failure the CLI reports as one line (not a bug)."""
+
+
+class ComponentUnavailable(EngineError):
     """A component cannot run here (a missing extra, weights that fail verification...)."""
 
 

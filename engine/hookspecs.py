@@ -23,7 +23,7 @@ hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
 
 @hookspec
 def register_encoders(register: Callable[[str, Callable[..., Any]], None]) -> None:
-    """Register encoders: ``register(name, factory)``; ``factory(**config)`` builds the module."""
+    """Register encoders: ``register(name, factory)``; ``factory(context, config)`` builds the encoder."""
 
 
 @hookspec

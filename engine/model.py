@@ -22,7 +22,7 @@ class FeatureBuffers(nn.Module):
         super().__init__()
         self.names = sorted(arrays)
         for i, name in enumerate(self.names):
-            self.register_buffer(f"f{i}", torch.from_numpy(np.ascontiguousarray(arrays[name])))
+            self.register_buffer(f"f{i}", torch.from_numpy(np.array(arrays[name], copy=True)))
 
     def gather(self, index: Tensor) -> dict[str, Tensor]:
         return {name: getattr(self, f"f{i}")[index] for i, name in enumerate(self.names)}

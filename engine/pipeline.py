@@ -65,13 +65,21 @@ def domain_event_weights(config: PipelineConfig) -> dict[str, float]:
 def train_pipeline(store_path: str | Path, config: PipelineConfig, models: str | Path | None = None, *,
                    progress: bool = True, checkpoint_dir: str | Path | None = None,
                    resume: bool = False) -> TrainedPipeline:
-    """Validate the config, prepare the store's data, train, evaluate and save a bundle."""
+    """Validate the config, prepare the store's data, train locally, evaluate and save a bundle."""
     validate_components(config)
     with FeatureStore(store_path, read_only=True) as store:
         data = prepare(store, config, domain_event_weights(config))
         snapshot_version = store.stats()["snapshot_version"]
     started = time.perf_counter()
     result = train(config, data, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
+    return finish_pipeline(store_path, config, models, data, result, snapshot_version,
+                           time.perf_counter() - started, {"backend": "local"})
+
+
+def finish_pipeline(store_path: str | Path, config: PipelineConfig, models: str | Path | None, data: PreparedData,
+                    result: TrainResult, snapshot_version: int, train_seconds: float,
+                    extra_manifest: dict[str, Any]) -> TrainedPipeline:
+    """Evaluate a trained model beside its baselines and write its bundle (local or Ray runs)."""
     metrics = {
         "protocol": config.train.protocol,
         "valid": result.best_valid,
@@ -79,7 +87,7 @@ def train_pipeline(store_path: str | Path, config: PipelineConfig, models: str |
         "best_epoch": result.best_epoch,
         "epochs_run": len(result.history),
         "epoch_seconds": result.epoch_seconds,
-        "train_seconds": time.perf_counter() - started,
+        "train_seconds": train_seconds,
         "training_mode": result.mode,
         "history": result.history,
     }
@@ -88,7 +96,7 @@ def train_pipeline(store_path: str | Path, config: PipelineConfig, models: str |
         user_features=data.user_features, item_features=data.item_features, popularity=data.popularity,
         user_sequences=data.interactions.user_sequences(), item_frame=data.item_frame, metrics=metrics,
         extra_manifest={"store": str(Path(store_path).resolve()), "store_snapshot_version": snapshot_version,
-                        "best_epoch": result.best_epoch},
+                        "best_epoch": result.best_epoch, **extra_manifest},
     )
     return TrainedPipeline(bundle_path, metrics, result, data)
 

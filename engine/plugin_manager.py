@@ -115,7 +115,11 @@ class PluginManager:
             self._load(info, lambda name=module_name: importlib.import_module(name))
 
     def load_entry_points(self, allowed: set[str] | None) -> None:
-        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        # a stable order (distribution, then entry point name), so which of two plugins
+        # claiming one name wins never depends on the file system's listing order
+        found = sorted(metadata.entry_points(group=ENTRY_POINT_GROUP),
+                       key=lambda ep: ((ep.dist.metadata["Name"] or "").lower() if ep.dist else "", ep.name))
+        for entry_point in found:
             dist = entry_point.dist
             dist_name = dist.metadata["Name"] if dist is not None else None
             if allowed is not None and entry_point.name not in allowed and dist_name not in allowed:

@@ -311,7 +311,10 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
                 best_state = load_file(str(best_file), device=str(device))
             rng = np.random.default_rng([settings.seed, state["epoch"]])
     started = time.perf_counter()
-    steps_per_epoch = math.ceil(batches.rows / shard[1] / settings.batch_size)
+    # batch_size is the global batch: each of ``world`` workers takes its share, so a
+    # data-parallel run makes the same optimiser steps per epoch as a local one
+    batch_size = max(1, math.ceil(settings.batch_size / shard[1]))
+    steps_per_epoch = math.ceil(batches.rows / shard[1] / batch_size)
     with Progress(TextColumn("[bold]epoch {task.fields[epoch]}"), BarColumn(), MofNCompleteColumn(),
                   TextColumn("loss {task.fields[loss]:.4f}"), TimeElapsedColumn(),
                   disable=not progress, transient=True) as bar:
@@ -320,7 +323,7 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
             epoch_start = time.perf_counter()
             trainable.train()
             total, count = 0.0, 0
-            for batch in batches.batches(settings.batch_size, rng, shard):
+            for batch in batches.batches(batch_size, rng, shard):
                 loss = trainable(batch)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -332,7 +335,7 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
             model.eval()
             score, valid = validation_score(model, data.interactions, settings.eval_batch)
             record = {"epoch": epoch, "loss": total / max(count, 1), "seconds": seconds,
-                      "samples_per_second": len(batches) / shard[1] / max(seconds, 1e-9), **{f"valid_{k}": v for k, v in valid.items()}}
+                      "samples_per_second": len(batches) / max(seconds, 1e-9), "workers": shard[1], **{f"valid_{k}": v for k, v in valid.items()}}
             state["history"].append(record)
             state["epoch"] = epoch
             if score > state["best_score"]:

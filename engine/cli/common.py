@@ -27,13 +27,14 @@ def print_json(value: Any) -> None:
 
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Show expected errors (bad input, locked store, unknown names) as one clear message."""
-    from engine.components import ComponentUnavailable
+    """Show expected errors (bad input, locked store, unknown names, an unreachable cluster)
+    as one clear line on stderr and exit 1; anything else keeps its traceback."""
+    from engine.components import EngineError
     from feature_store.errors import StoreError
 
     try:
         yield
-    except (StoreError, LookupError, ValueError, ComponentUnavailable, ConnectionError) as exc:
+    except (StoreError, LookupError, ValueError, EngineError, ConnectionError) as exc:
         if isinstance(exc, click.ClickException):
             raise
         err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)

@@ -92,20 +92,38 @@ def evaluated_on(metrics: dict[str, Any]) -> str:
 @pipeline_options
 @click.option("--checkpoint-dir", type=click.Path(file_okay=False), help="Save a checkpoint every epoch here.")
 @click.option("--resume", is_flag=True, help="Continue from the checkpoint in --checkpoint-dir.")
+@click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
+              help="Train in this process, or data-parallel on Ray Train.")
+@click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Ray Train workers.")
+@click.option("--address", default=None, help="Ray cluster to join (auto, host:port, ray://host:10001); default: a local one.")
+@click.option("--cpus-per-worker", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
+@click.option("--gpus-per-worker", default=0.0, show_default=True, type=click.FloatRange(min=0))
+@click.option("--run-name", default=None, help="Ray run name; the same name resumes from its last checkpoint.")
+@click.option("--storage", default=None, type=click.Path(file_okay=False),
+              help="Checkpoint storage every node can see (default: MODELS/.ray-train).")
 @json_option
 def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_dir: str | None, resume: bool,
-          as_json: bool, **flags: Any) -> None:
+          backend: str, workers: int, address: str | None, cpus_per_worker: float, gpus_per_worker: float,
+          run_name: str | None, storage: str | None, as_json: bool, **flags: Any) -> None:
     """Train a model on the store's events, evaluate it and save a bundle.
 
     Stops early when validation NDCG@10 stops improving. The bundle lands in
     MODELS/<name>/<version>/ with weights (safetensors), id maps and metrics.
+    With --backend ray the same training runs data-parallel on Ray Train workers.
     """
     from engine.pipeline import train_pipeline
 
     with friendly_errors():
         config = load_config(config_path, **flags)
-        trained = train_pipeline(store_path, config, models_dir, progress=not as_json,
-                                 checkpoint_dir=checkpoint_dir, resume=resume)
+        if backend == "ray":
+            from engine.distributed import train_on_ray
+
+            trained = train_on_ray(store_path, config, models_dir, workers=workers, address=address,
+                                   cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
+                                   run_name=run_name, storage=storage)
+        else:
+            trained = train_pipeline(store_path, config, models_dir, progress=not as_json,
+                                     checkpoint_dir=checkpoint_dir, resume=resume)
     if as_json:
         print_json({"bundle": str(trained.bundle_path), **trained.metrics})
         return
