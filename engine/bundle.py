@@ -147,7 +147,9 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
     user_table, item_table = _table(meta["user"], extras, "user"), _table(meta["item"], extras, "item")
     model = RecModel(config.model, user_table.spec(len(users)), item_table.spec(len(items)),
                      user_table.to_arrays(), item_table.to_arrays())
-    model.load_state_dict(load_file(str(path / "weights.safetensors"), device=device))
+    state = load_file(str(path / "weights.safetensors"), device=device)
+    state.setdefault("known_items", model.known_items)  # bundles from before cold-item masking
+    model.load_state_dict(state)
     model.to(device).eval()
     return Bundle(
         path=path, config=config, model=model, users=users, items=items,

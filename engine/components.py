@@ -228,6 +228,9 @@ class RankContext:
     item_index: dict[str, int] = field(default_factory=dict)  # external item id → dense index
     # another user's recent (item ids, event types), for graph rankers; None without a snapshot
     history_of: Callable[[str], tuple[list[str], list[str]]] | None = None
+    # every item the user ever had an event with (of the given types, None = all), beyond
+    # the recent ``history``; None without a snapshot
+    seen: Callable[[list[str] | None], np.ndarray] | None = None
     # popularity among users like this one (same attributes), for users without history
     segment_popularity: Callable[[], SegmentPopularity | None] | None = None
 

@@ -53,7 +53,7 @@ def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str
         raise ValueError("the split left no training events")
     user_columns = _columns(config.model.user_features, users_frame, "user_id")
     item_columns = _columns(config.model.item_features, items_frame, "item_id")
-    vectors = {name: store.read_vectors(name) for name in config.model.item_vectors}
+    vectors = {name: store.read_vectors(name) for name in required_vectors(config)}
     popularity = np.bincount(interactions.items, minlength=len(items) + 1).astype(np.float32)
     return PreparedData(
         users=users, items=items,
@@ -70,3 +70,14 @@ def _columns(requested: list[str] | str, frame: pl.DataFrame, id_column: str) ->
     if missing:
         raise ValueError(f"feature column(s) {missing} not in the store; available: {frame.columns}")
     return list(requested)
+
+
+def required_vectors(config: PipelineConfig) -> list[str]:
+    """The configured item vector sets plus those the item encoder needs (``text`` for the
+    text encoder), so ``--item-encoder text`` works without listing the set twice."""
+    from engine.plugin_manager import get_plugin_manager
+
+    ref = config.model.item_encoder
+    encoder = get_plugin_manager().get("encoders", ref.name)
+    needed = getattr(encoder, "required_vectors", lambda params: [])(ref.params)
+    return list(dict.fromkeys([*config.model.item_vectors, *needed]))

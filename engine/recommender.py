@@ -182,6 +182,10 @@ class Recommender:
         row = self.bundle.histories[user_index] if user_index else np.zeros(0, dtype=np.int64)
         return user_index, row[row > 0], [], [], {}
 
+    def _seen(self, user_id: str, event_types: list[str] | None) -> np.ndarray:
+        indices = np.array([self.item_index.get(i, 0) for i in self.online.seen(user_id, event_types)], dtype=np.int64)
+        return indices[indices > 0]
+
     def history_of(self, user_id: str) -> tuple[list[str], list[str]]:
         """Another user's recent item ids and event types (for graph rankers such as
         friends-of-friends); empty without a snapshot."""
@@ -267,8 +271,12 @@ class Recommender:
                     for i, b in enumerate(best.tolist())]
         recent = history[-self.max_history:]
         similarity = self.catalog.vectors[items] @ self.catalog.vectors[recent].T  # [K, H]
+        again = items[:, None] == recent[None, :]
+        similarity[again] = -np.inf  # an item is not "similar to" itself
         best = similarity.argmax(axis=1)
-        return [[f"similar to {self.catalog.title(int(recent[b]))}"] for b in best.tolist()]
+        return [(["in your history"] if again[i].any() else [])
+                + ([f"similar to {self.catalog.title(int(recent[b]))}"] if np.isfinite(similarity[i, b]) else [])
+                for i, b in enumerate(best.tolist())]
 
     # -- public API --------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
@@ -299,6 +307,7 @@ class Recommender:
             exclude=excluded[excluded > 0], filters=request.filters, user_attributes=attributes,
             item_index=self.item_index, history_of=self.history_of,
             segment_popularity=lambda: self.segment_popularity(attributes),
+            seen=None if self.online is None else lambda types: self._seen(request.user_id, types),
         )
         for ranker in self.rankers:
             candidates = ranker.rank(candidates, context)

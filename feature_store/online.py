@@ -55,6 +55,7 @@ class SnapshotData:
     item_index: dict[str, int]
     history_index: dict[str, int]
     vectors: dict[str, ItemVectors] = field(default_factory=dict)
+    seen: dict[str, dict[str, list[str]]] = field(default_factory=dict)  # user → event type → items
     # every history's timestamps in one datetime64 array (user i: offsets[i]:offsets[i+1]);
     # numpy turns a slice into datetimes ~10x faster than polars' list-to-Python conversion
     history_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
@@ -68,6 +69,10 @@ class SnapshotData:
         items = _latest(pl.read_parquet(path / "items.parquet"), ITEM_ID)
         histories = pl.read_parquet(path / "histories.parquet")
         vectors = _load_vectors(pl.read_parquet(path / "item_vectors.parquet"))
+        seen: dict[str, dict[str, list[str]]] = {}
+        if (path / "seen.parquet").exists():
+            for user_id, event_type, seen_items in pl.read_parquet(path / "seen.parquet").iter_rows():
+                seen.setdefault(user_id, {})[event_type] = seen_items
         offsets = np.zeros(histories.height + 1, dtype=np.int64)
         np.cumsum(histories["ts"].list.len().to_numpy(), out=offsets[1:])
         history_ts = histories["ts"].explode(empty_as_null=False).cast(pl.Datetime("us")).to_numpy()
@@ -75,7 +80,7 @@ class SnapshotData:
             version=info.version, path=path, users=users, items=items, histories=histories,
             user_index=_index(users[USER_ID]), item_index=_index(items[ITEM_ID]),
             history_index=_index(histories[USER_ID]), vectors=vectors,
-            history_offsets=offsets, history_ts=history_ts,
+            history_offsets=offsets, history_ts=history_ts, seen=seen,
         )
 
 
@@ -137,6 +142,12 @@ class OnlineStore:
         start, end = int(data.history_offsets[hist_row]), int(data.history_offsets[hist_row + 1])
         return UserFeatures(user_id, attributes, data.histories["items"][hist_row].to_list(),
                             data.history_ts[start:end].tolist(), data.histories["event_types"][hist_row].to_list())
+
+    def seen(self, user_id: str, event_types: list[str] | None = None) -> list[str]:
+        """Every item the user had an event with (of ``event_types``; None = any type)."""
+        by_type = self._data.seen.get(user_id, {})
+        kinds = by_type if event_types is None else [t for t in event_types if t in by_type]
+        return sorted({item for kind in kinds for item in by_type[kind]})
 
     def item(self, item_id: str) -> dict[str, Any] | None:
         """Current features of one item; None if unknown."""

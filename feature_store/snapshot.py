@@ -28,7 +28,7 @@ if TYPE_CHECKING:
 
 CURRENT = "CURRENT"
 DEFAULT_HISTORY = 200
-TABLES = ("users", "items", "events", "item_vectors", "histories")
+TABLES = ("users", "items", "events", "item_vectors", "histories", "seen")
 
 
 @dataclass
@@ -82,6 +82,11 @@ def export_snapshot(store: "FeatureStore", root: str | Path | None = None,
                     FROM (SELECT * FROM events QUALIFY row_number() OVER
                           (PARTITION BY user_id ORDER BY ts DESC, seq DESC) <= {int(history)})
                     GROUP BY user_id ORDER BY user_id""",
+                # every item each user had an event with, by type (beyond the last-N history),
+                # so "never show what was bought" holds for a user's whole past
+                "seen": """
+                    SELECT user_id, event_type, list(DISTINCT item_id) AS items
+                    FROM events GROUP BY user_id, event_type ORDER BY user_id, event_type""",
             }
             counts = {}
             for table, query in queries.items():

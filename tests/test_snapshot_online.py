@@ -27,7 +27,7 @@ def test_export_writes_numbered_complete_versions(filled: FeatureStore, tmp_path
     first = filled.export_snapshot(tmp_path / "snaps")
     second = filled.export_snapshot(tmp_path / "snaps")
     assert (first.version, second.version) == (1, 2)
-    assert first.counts == {"users": 3, "items": 4, "events": 6, "item_vectors": 4, "histories": 3}
+    assert first.counts == {"users": 3, "items": 4, "events": 6, "item_vectors": 4, "histories": 3, "seen": 3}
     assert [s.version for s in list_snapshots(tmp_path / "snaps")] == [1, 2]
     events = pl.read_parquet(Path(first.path) / "events.parquet")
     assert events.height == 6 and "seq" in events.columns
@@ -42,6 +42,7 @@ def test_online_lookups_from_published_snapshot(filled: FeatureStore, tmp_path: 
     user = online.user("u1")
     assert user.attributes == {"age": 30, "city": "a"}
     assert user.history == ["i1", "i2", "i3"]  # oldest first
+    assert online.seen("u1") == ["i1", "i2", "i3"] and online.seen("u1", ["purchase"]) == []
     assert online.user("nobody") is None
     assert online.item("i3")["title"] == "Green hat"
     assert online.items(["i4", "zzz", "i1"])["item_id"].to_list() == ["i4", "i1"]

@@ -24,7 +24,9 @@ SCHEMA = StoreSchema(
     name="social",
     open=False,
     user_columns={"age": ColumnType.int, "city": ColumnType.string},
-    item_columns={"kind": ColumnType.string, "author_id": ColumnType.string},
+    # an item's city is the person's own, or the post author's: the community signal the item
+    # tower learns from (people and posts of one city are followed and liked together)
+    item_columns={"kind": ColumnType.string, "author_id": ColumnType.string, "city": ColumnType.string},
     event_types=["follow", "like"],
     default_event_type="like",
 )
@@ -208,6 +210,7 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
         "created_at": syn.datetimes(np.concatenate([joined, post_ts])),
         "kind": pl.Series(["person", "post"]).gather(np.repeat([0, 1], [users, items])),
         "author_id": pl.concat([user_ids, user_ids.gather(author)]),
+        "city": pl.Series(CITIES).gather(np.concatenate([city, city[author]])),
     })
     return SyntheticData(users=users_frame, items=items_frame, events=events_frame)
 

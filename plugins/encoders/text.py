@@ -80,6 +80,11 @@ class TextEncoder(DenseEncoder):
         super().__init__(context, config)
 
     @classmethod
+    def required_vectors(cls, params: dict) -> list[str]:
+        """The item vector set this encoder reads (the engine loads it with the items)."""
+        return [params.get("vector", VECTOR_SET)]
+
+    @classmethod
     def load_model(cls):  # type: ignore[no-untyped-def]
         """The sentence transformer, loaded once per process, offline, after checking its weights."""
         if cls._model is None:

@@ -75,9 +75,12 @@ class ExcludeSeen(Ranker):
         return candidates.take(np.flatnonzero(keep))
 
     def seen_items(self, context: RankContext) -> np.ndarray:
-        """The history items this ranker excludes (all, or those of ``event_types``)."""
-        history = np.asarray(context.history, dtype=np.int64)
+        """The items this ranker excludes (all, or those of ``event_types``): every such event
+        the snapshot knows when ``context.seen`` is there, else the recent history."""
         wanted = self.config.event_types
+        if context.seen is not None:
+            return np.asarray(context.seen(wanted), dtype=np.int64)
+        history = np.asarray(context.history, dtype=np.int64)
         if wanted is None or history.size == 0:
             return history
         types = context.history_event_types

@@ -20,6 +20,7 @@ from pydantic import Field
 from engine.components import Candidates, ComponentConfig, Ranker, RankContext
 from engine.hookspecs import hookimpl
 from plugins.rankers.diversity import min_max_normalise
+from plugins.rankers.filters import column_matches
 
 
 class FriendsOfFriends(Ranker):
@@ -38,7 +39,9 @@ class FriendsOfFriends(Ranker):
         history = np.asarray(context.history, dtype=np.int64)
         types = context.history_event_types
         followed = history[[t == self.config.follow_event for t in types]] if len(types) == len(history) else history[:0]
-        banned = set(followed.tolist()) | {self_index, 0}
+        if context.seen is not None:  # every follow, not only the recent history
+            followed = np.union1d(followed, context.seen([self.config.follow_event]))
+        banned = set(followed.tolist()) | {self_index, 0} | set(np.asarray(context.exclude, dtype=np.int64).tolist())
         keep = np.array([i not in banned for i in candidates.items.tolist()], dtype=bool)
         candidates = candidates.take(np.flatnonzero(keep))
         mutual = self._mutual_counts(followed, banned, context)
@@ -47,13 +50,16 @@ class FriendsOfFriends(Ranker):
         top = mutual.most_common()
         most = top[0][1]
         present = {item: position for position, item in enumerate(candidates.items.tolist())}
-        extra = [item for item, _ in top if item not in present][: self.config.max_added]
+        extra = np.asarray([item for item, _ in top if item not in present], dtype=np.int64)
+        for column, allowed in context.filters.items():  # added people obey the request's filters too
+            extra = extra[column_matches(context.catalog, column, extra, allowed)]
+        extra = extra[: self.config.max_added].tolist()
         items = np.concatenate([candidates.items, np.asarray(extra, dtype=np.int64)])
         base = np.concatenate([min_max_normalise(candidates.scores), np.zeros(len(extra))])
         bonus = np.array([mutual.get(i, 0) / most for i in items.tolist()])
         scores = (base + self.config.weight * bonus).astype(np.float32)
         reasons = candidates.reasons + [[] for _ in extra]
-        reasons = [r + [f"followed by {mutual[i]} people you follow"] if i in mutual else r
+        reasons = [r + [_followed_by(mutual[i])] if i in mutual else r
                    for r, i in zip(reasons, items.tolist())]
         order = np.argsort(-scores, kind="stable")
         return Candidates(items[order], scores[order], [reasons[i] for i in order.tolist()])
@@ -70,6 +76,10 @@ class FriendsOfFriends(Ranker):
                 if event_type == self.config.follow_event and index not in banned:
                     counts[index] += 1
         return counts
+
+
+def _followed_by(count: int) -> str:
+    return f"followed by {count} {'person' if count == 1 else 'people'} you follow"
 
 
 @hookimpl
