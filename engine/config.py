@@ -54,6 +54,8 @@ class TrainConfig(Strict):
     event_weights: dict[str, float] = Field(default_factory=dict)
     weight_by_value: bool = False
     eval_batch: int = Field(512, ge=1)
+    threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch's default, one per core); "
+                                                       "1 is often faster on a shared or oversubscribed machine.")
 
     @field_validator("device")
     @classmethod

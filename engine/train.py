@@ -279,6 +279,8 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     ``report`` is called after every epoch with its metrics (after the checkpoint is saved).
     """
     settings = config.train
+    if settings.threads:
+        torch.set_num_threads(settings.threads)
     seed_everything(settings.seed)  # identical initial weights on every worker
     device = resolve_device(settings.device)
     model = build_model(config, data).to(device)
