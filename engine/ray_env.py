@@ -31,4 +31,6 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
         except (ConnectionError, RuntimeError, ValueError) as exc:
             raise ConnectionError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
         return
-    ray.init(num_cpus=num_cpus or os.cpu_count(), **options)
+    # "local": start our own instance even where other Ray clusters run on this machine
+    # (ray.init would otherwise join the newest one and refuse num_cpus)
+    ray.init(address="local", num_cpus=num_cpus or os.cpu_count(), **options)
