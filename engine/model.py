@@ -70,9 +70,6 @@ class RecModel(nn.Module):
     def embed_items(self, items: Tensor) -> Tensor:
         """Item representations for an index tensor of any shape: [...] → [..., d]."""
         flat = items.reshape(-1)
-        if flat.numel() > 2 * (self.num_items + 1):  # heavy repetition (history batches): encode each item once
-            unique, inverse = torch.unique(flat, return_inverse=True)
-            return self.embed_items(unique)[inverse].view(*items.shape, -1)
         ids = torch.where(self.known_items[flat], flat, torch.zeros_like(flat))
         encoded = self.item_encoder({"ids": ids, **self.item_features.gather(flat)}).vector
         return encoded.view(*items.shape, -1)
