@@ -82,3 +82,22 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+# the matrix-factorisation pipeline several tests train: dense towers, dot, BPR, P-gen
+MF_OVERRIDES = {"model.user_encoder": {"name": "dense", "params": {}},
+                "model.item_encoder": {"name": "dense", "params": {}},
+                "train.objective": "bpr", "train.protocol": "gen"}
+
+
+def generated_shop(base: Path, users: int, items: int, events: int, seed: int, publish: bool = False) -> Path:
+    """A generated e-commerce store under ``base`` (snapshot published to base/snapshots)."""
+    from feature_store import FeatureStore
+    from plugins.domains import ecommerce
+
+    ecommerce.generate(users, items, events, seed).write(base / "data")
+    with FeatureStore(base / "store.duckdb", schema=ecommerce.SCHEMA) as store:
+        store.ingest_paths([base / "data"])
+        if publish:
+            store.publish(base / "snapshots")
+    return base / "store.duckdb"

@@ -12,27 +12,20 @@ import pytest
 from click.testing import CliRunner
 
 from engine.cli import cli
-from engine.config import ComponentRef, PipelineConfig
+from engine.config import PipelineConfig
 from engine.distributed import DistributedTrainingError, train_on_ray
 from engine.pipeline import train_pipeline
 from engine.recommender import Recommender
-from feature_store import FeatureStore
-from plugins.domains import ecommerce
+from tests.conftest import MF_OVERRIDES, generated_shop
 
 pytestmark = pytest.mark.ray
 
-MF = {"model.user_encoder": ComponentRef(name="dense").model_dump(),
-      "model.item_encoder": ComponentRef(name="dense").model_dump(),
-      "train.objective": "bpr", "train.protocol": "gen", "train.batch_size": 256}
+MF = {**MF_OVERRIDES, "train.batch_size": 256}
 
 
 @pytest.fixture(scope="module")
 def store(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    base = tmp_path_factory.mktemp("dist")
-    ecommerce.generate(300, 200, 12_000, 2).write(base / "data")
-    with FeatureStore(base / "store.duckdb", schema=ecommerce.SCHEMA) as fs:
-        fs.ingest_paths([base / "data"])
-    return base / "store.duckdb"
+    return generated_shop(tmp_path_factory.mktemp("dist"), 300, 200, 12_000, 2)
 
 
 def test_two_workers_match_local_and_bundle_serves(store: Path, tmp_path: Path, ray_cluster) -> None:  # type: ignore[no-untyped-def]

@@ -19,21 +19,16 @@ from engine.pipeline import evaluate_bundle, train_pipeline
 from engine.recommender import Recommender
 from engine.train import train
 from feature_store import FeatureStore
-from plugins.domains import ecommerce
+from tests.conftest import MF_OVERRIDES, generated_shop
 
-MF = {"model.user_encoder": ComponentRef(name="dense").model_dump(),
-      "model.item_encoder": ComponentRef(name="dense").model_dump(),
-      "train.objective": "bpr", "train.protocol": "gen", "train.batch_size": 512}
+MF = {**MF_OVERRIDES, "train.batch_size": 512}
 
 
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A small generated e-commerce store."""
     base = tmp_path_factory.mktemp("shop")
-    ecommerce.generate(400, 300, 20_000, 1).write(base / "data")
-    with FeatureStore(base / "store.duckdb", schema=ecommerce.SCHEMA) as store:
-        store.ingest_paths([base / "data"])
-        store.publish(base / "snapshots")
+    generated_shop(base, 400, 300, 20_000, 1, publish=True)
     return base
 
 
