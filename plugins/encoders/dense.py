@@ -16,7 +16,7 @@ from engine.components import ComponentConfig, Encoded, Encoder, EncoderContext
 
 
 class DenseConfig(ComponentConfig):
-    hidden: list[int] = []  # hidden layer sizes; [] is a single linear layer (matrix factorisation)
+    hidden: list[int] = []  # hidden layer sizes; [] is a single linear layer over the inputs
     use_ids: bool = True
     use_features: bool = True
     use_history: bool = False  # users only: add the mean of history item representations
@@ -59,7 +59,11 @@ class DenseEncoder(Encoder):
         for size in config.hidden:
             layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(config.dropout)]
             width = size
-        self.mlp = nn.Sequential(*layers, nn.Linear(width, context.dim))
+        ids_only = self.ids is not None and width == context.dim and not config.hidden
+        # Ids alone with no hidden layer is matrix factorisation: the embedding *is* the output.
+        # A linear layer on top adds nothing it could express and measurably slows and hurts
+        # optimisation (ml-100k P-gen softmax MF: valid NDCG@10 0.229 with it vs 0.249 without).
+        self.mlp = nn.Identity() if ids_only else nn.Sequential(*layers, nn.Linear(width, context.dim))
 
     def forward(self, batch: dict[str, Tensor]) -> Encoded:
         parts = []
