@@ -101,6 +101,12 @@ class Encoder(nn.Module):
         """Width of ``vector``: ``context.dim`` unless the encoder fixes its own (EASE: N+1)."""
         return self.dim
 
+    @property
+    def uses_history(self) -> bool:
+        """Whether ``forward`` reads ``history``; when False the engine skips gathering it
+        (a [B, L] gather per training batch), so history-free towers train faster."""
+        return True
+
     def forward(self, batch: dict[str, Tensor]) -> Encoded:  # pragma: no cover - abstract
         raise NotImplementedError
 

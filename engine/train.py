@@ -294,8 +294,9 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     mode = training_mode(config, model)
     if mode == "sequence" and not getattr(model.user_encoder, "produces_sequence", False):
         raise ValueError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
+    history_length = config.model.max_history if model.user_encoder.uses_history else 0
     batches = SequenceBatches(data, config.model.max_history) if mode == "sequence" else PairBatches(
-        data, config.model.max_history)
+        data, history_length)
     generator = torch.Generator(device=device).manual_seed(settings.seed + shard[0])  # negatives differ per worker
     rng = np.random.default_rng(settings.seed)  # the shuffle every worker shares
     objective = LossModule(model, config, mode, generator)
@@ -337,6 +338,7 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
             model.eval()
             score, valid = validation_score(model, data.interactions, settings.eval_batch)
             record = {"epoch": epoch, "loss": total / max(count, 1), "seconds": seconds,
+                      "elapsed": time.perf_counter() - started,  # training + validation so far
                       "samples_per_second": len(batches) / max(seconds, 1e-9), "workers": shard[1], **{f"valid_{k}": v for k, v in valid.items()}}
             state["history"].append(record)
             state["epoch"] = epoch

@@ -65,6 +65,10 @@ class DenseEncoder(Encoder):
         # optimisation (ml-100k P-gen softmax MF: valid NDCG@10 0.229 with it vs 0.249 without).
         self.mlp = nn.Identity() if ids_only else nn.Sequential(*layers, nn.Linear(width, context.dim))
 
+    @property
+    def uses_history(self) -> bool:
+        return self.use_history
+
     def forward(self, batch: dict[str, Tensor]) -> Encoded:
         parts = []
         if self.ids is not None:
