@@ -50,6 +50,9 @@ class TrainConfig(Strict):
     seed: int = 0
     split_seed: int = 2020
     device: str = "auto"
+    precision: Literal["fp32", "bf16", "fp16"] = Field(
+        "fp32", description="Mixed precision for the forward pass: bf16 (CUDA or CPU) or fp16 (CUDA only, with a "
+                            "gradient scaler); weights and optimiser state stay fp32.")
     max_minutes: float | None = Field(None, gt=0)
     event_weights: dict[str, float] = Field(default_factory=dict)
     weight_by_value: bool = False

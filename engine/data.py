@@ -6,75 +6,19 @@ reserved (padding item / unknown user), so item indices run 1..N and user indice
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import polars as pl
 
-from engine.components import FeatureSpec
+from engine.training_data import EvalSet, FeatureTable, IdMap, Interactions, PairSet, pad_histories
+
+__all__ = ["EvalSet", "FeatureTable", "IdMap", "Interactions", "PairSet", "pad_histories", "auto_feature_columns",
+           "build_feature_table", "build_interactions", "encode_rows"]
 
 TEXT_COLUMNS = {"title", "description", "body", "text"}
 MAX_AUTO_CARDINALITY = 200
 MAX_LIST_LENGTH = 8
-
-
-@dataclass
-class IdMap:
-    """External ids ↔ dense indices (1-based; 0 is padding/unknown)."""
-
-    ids: list[str]
-    index: dict[str, int] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.index = {external: i + 1 for i, external in enumerate(self.ids)}
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-    def encode(self, external: pl.Series | list[str]) -> np.ndarray:
-        """Dense indices of external ids; unknown ids map to 0."""
-        series = external if isinstance(external, pl.Series) else pl.Series(external, dtype=pl.String)
-        mapping = pl.DataFrame({"id": self.ids, "idx": np.arange(1, len(self.ids) + 1, dtype=np.int64)})
-        joined = pl.DataFrame({"id": series.cast(pl.String)}).join(mapping, on="id", how="left", maintain_order="left")
-        return joined["idx"].fill_null(0).to_numpy().astype(np.int64)
-
-    def decode(self, indices: np.ndarray) -> list[str]:
-        return [self.ids[i - 1] if i > 0 else "" for i in np.asarray(indices).tolist()]
-
-
-@dataclass
-class FeatureTable:
-    """Per-entity feature arrays indexed by dense index (row 0 = padding), and their spec.
-
-    ``vocabularies`` keeps the string → code maps so serving encodes new requests alike.
-    """
-
-    categorical: dict[str, np.ndarray]  # [n+1] or [n+1, K] int64 codes (0 = missing)
-    numeric: dict[str, np.ndarray]  # [n+1] float32, standardised
-    vectors: dict[str, np.ndarray]  # [n+1, d] float32
-    vocabularies: dict[str, list[str]]
-    numeric_stats: dict[str, tuple[float, float]]
-
-    def spec(self, num_ids: int) -> FeatureSpec:
-        return FeatureSpec(
-            num_ids=num_ids,
-            categorical={name: len(self.vocabularies[name]) + 1 for name in self.categorical},
-            numeric=list(self.numeric),
-            vectors={name: matrix.shape[1] for name, matrix in self.vectors.items()},
-        )
-
-    def to_arrays(self) -> dict[str, np.ndarray]:
-        """Flat ``cat:/num:/vec:`` arrays, the names encoders receive in batches."""
-        out: dict[str, np.ndarray] = {}
-        out.update({f"cat:{k}": v for k, v in self.categorical.items()})
-        out.update({f"num:{k}": v for k, v in self.numeric.items()})
-        out.update({f"vec:{k}": v for k, v in self.vectors.items()})
-        return out
-
-    @classmethod
-    def empty(cls) -> "FeatureTable":
-        return cls({}, {}, {}, {}, {})
 
 
 def auto_feature_columns(frame: pl.DataFrame, id_column: str) -> list[str]:
@@ -156,54 +100,6 @@ def encode_rows(frame: pl.DataFrame, table: FeatureTable, vectors: dict[str, tup
                 column[row] = matrix[position]
         out[f"vec:{name}"] = column
     return out
-
-
-@dataclass
-class EvalSet:
-    """One evaluation split: per user, the history fed to the model, positives and exclusions."""
-
-    users: np.ndarray  # [U] dense user indices
-    histories: list[np.ndarray]  # item indices, oldest first
-    positives: list[np.ndarray]
-    exclude: list[np.ndarray]  # items masked before ranking (training items, for P-gen)
-    candidates: np.ndarray | None = None  # rank only among these items (P-cold: the cold items)
-
-    def __len__(self) -> int:
-        return int(self.users.shape[0])
-
-
-@dataclass
-class PairSet:
-    """Held-out (user, history before the event, item, value) rows, for rating prediction."""
-
-    users: np.ndarray
-    histories: list[np.ndarray]
-    items: np.ndarray
-    values: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.users.shape[0])
-
-
-@dataclass
-class Interactions:
-    """Training interactions sorted by (user, time), plus the eval sets of the split."""
-
-    users: np.ndarray  # [E] dense user index
-    items: np.ndarray  # [E] dense item index
-    weights: np.ndarray  # [E] float32 training weight (event weight x value where configured)
-    values: np.ndarray  # [E] float32 raw value (rating, completion...)
-    valid: EvalSet
-    test: EvalSet
-    test_unmasked: bool  # True for P-seq: RecBole's convention ranks seen items too
-    valid_pairs: PairSet | None = None
-    test_pairs: PairSet | None = None
-
-    def user_sequences(self) -> list[np.ndarray]:
-        """Each user's training items in time order (index = dense user index)."""
-        num_users = int(self.users.max()) + 1 if self.users.size else 1
-        bounds = np.searchsorted(self.users, np.arange(num_users + 1))
-        return [self.items[bounds[u]:bounds[u + 1]] for u in range(num_users)]
 
 
 def build_interactions(split: pl.DataFrame, users: IdMap, items: IdMap, protocol: str,
@@ -296,13 +192,3 @@ def _eval_set(by_user: dict[int, dict[str, Any]], which: str, protocol: str, max
         positives.append(np.unique(targets))
         exclude.append(np.unique(seen))
     return EvalSet(np.asarray(users, dtype=np.int64), histories, positives, exclude)
-
-
-def pad_histories(histories: list[np.ndarray], length: int) -> np.ndarray:
-    """Right-aligned [B, length] matrix of the last ``length`` items (0 = padding on the left)."""
-    out = np.zeros((len(histories), length), dtype=np.int64)
-    for row, history in enumerate(histories):
-        tail = history[-length:]
-        if tail.size:
-            out[row, length - tail.size:] = tail
-    return out

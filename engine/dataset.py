@@ -2,38 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import polars as pl
 
 from engine.config import PipelineConfig
-from engine.data import (
-    FeatureTable,
-    IdMap,
-    Interactions,
-    auto_feature_columns,
-    build_feature_table,
-    build_interactions,
-)
+from engine.data import IdMap, auto_feature_columns, build_feature_table, build_interactions
+from engine.training_data import PreparedData
 from feature_store import FeatureStore
-
-
-@dataclass
-class PreparedData:
-    """Everything training, evaluation and the recommender need from the store."""
-
-    users: IdMap
-    items: IdMap
-    user_features: FeatureTable
-    item_features: FeatureTable
-    interactions: Interactions
-    popularity: np.ndarray  # [N+1] training-event count per item index
-    item_frame: pl.DataFrame  # current item attributes, for rankers and explanations
-
-    @property
-    def num_items(self) -> int:
-        return len(self.items)
 
 
 def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str, float] | None = None) -> PreparedData:

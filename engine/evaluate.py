@@ -6,13 +6,13 @@ definitions from :mod:`engine.metrics`.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
-from engine.data import EvalSet, PairSet, pad_histories
 from engine.metrics import per_user_metric, ranking_metrics, rating_metrics, topk_from_scores
+from engine.training_data import EvalSet, Interactions, PairSet, pad_histories
 
 ScoreFn = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 
@@ -113,3 +113,28 @@ def validation_score(model, interactions, batch_size: int = 512) -> tuple[float,
         return -metrics["rmse"], metrics
     metrics = evaluate_model(model, interactions.valid, ks=(10,), masked=True, batch_size=batch_size)
     return metrics["ndcg@10"], metrics
+
+
+def evaluate_interactions(model, popularity: np.ndarray, interactions: Interactions,  # type: ignore[no-untyped-def]
+                          ks: tuple[int, ...] = (10, 20), batch_size: int = 512) -> dict[str, Any]:
+    """Test metrics of the model beside popularity; P-seq adds RecBole's unmasked convention;
+    P-rating reports RMSE/MAE beside the training mean rating."""
+    if interactions.test_pairs is not None:
+        pairs = interactions.test_pairs
+        mean = float(interactions.values.mean())
+        return {"test": evaluate_ratings(model, pairs),
+                "mean_rating": rating_metrics(np.full(len(pairs), mean), pairs.values), "test_rows": len(pairs)}
+    test = interactions.test
+    out: dict[str, Any] = {
+        "test": evaluate_scorer(model_scorer(model), test, ks, True, batch_size),
+        "popularity": evaluate_scorer(popularity_scorer(popularity), test, ks, True, batch_size),
+        "test_users": len(test),
+    }
+    if test.candidates is not None:  # P-cold: chance is the honest baseline for unseen items
+        runs = [evaluate_scorer(random_scorer(len(popularity) - 1, seed), test, ks, True, batch_size) for seed in range(5)]
+        out["random"] = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
+        out["cold_items"] = int(test.candidates.size)
+    if interactions.test_unmasked:
+        out["test_unmasked"] = evaluate_scorer(model_scorer(model), test, ks, False, batch_size)
+        out["popularity_unmasked"] = evaluate_scorer(popularity_scorer(popularity), test, ks, False, batch_size)
+    return out

@@ -14,12 +14,12 @@ import numpy as np
 
 from engine.bundle import Bundle, save_bundle
 from engine.config import PipelineConfig, validate_components
-from engine.data import Interactions, build_interactions
+from engine.data import build_interactions
 from engine.dataset import PreparedData, prepare
-from engine.evaluate import evaluate_ratings, evaluate_scorer, model_scorer, popularity_scorer, random_scorer
-from engine.metrics import rating_metrics
+from engine.evaluate import evaluate_interactions
 from engine.plugin_manager import get_plugin_manager
 from engine.train import TrainResult, train
+from engine.training_data import export_training_data
 from feature_store import FeatureStore
 
 
@@ -29,31 +29,6 @@ class TrainedPipeline:
     metrics: dict[str, Any]
     result: TrainResult
     data: PreparedData
-
-
-def evaluate_interactions(model, popularity: np.ndarray, interactions: Interactions,  # type: ignore[no-untyped-def]
-                          ks: tuple[int, ...] = (10, 20), batch_size: int = 512) -> dict[str, Any]:
-    """Test metrics of the model beside popularity; P-seq adds RecBole's unmasked convention;
-    P-rating reports RMSE/MAE beside the training mean rating."""
-    if interactions.test_pairs is not None:
-        pairs = interactions.test_pairs
-        mean = float(interactions.values.mean())
-        return {"test": evaluate_ratings(model, pairs),
-                "mean_rating": rating_metrics(np.full(len(pairs), mean), pairs.values), "test_rows": len(pairs)}
-    test = interactions.test
-    out: dict[str, Any] = {
-        "test": evaluate_scorer(model_scorer(model), test, ks, True, batch_size),
-        "popularity": evaluate_scorer(popularity_scorer(popularity), test, ks, True, batch_size),
-        "test_users": len(test),
-    }
-    if test.candidates is not None:  # P-cold: chance is the honest baseline for unseen items
-        runs = [evaluate_scorer(random_scorer(len(popularity) - 1, seed), test, ks, True, batch_size) for seed in range(5)]
-        out["random"] = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
-        out["cold_items"] = int(test.candidates.size)
-    if interactions.test_unmasked:
-        out["test_unmasked"] = evaluate_scorer(model_scorer(model), test, ks, False, batch_size)
-        out["popularity_unmasked"] = evaluate_scorer(popularity_scorer(popularity), test, ks, False, batch_size)
-    return out
 
 
 def domain_event_weights(config: PipelineConfig) -> dict[str, float]:
@@ -74,6 +49,16 @@ def train_pipeline(store_path: str | Path, config: PipelineConfig, models: str |
     result = train(config, data, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     return finish_pipeline(store_path, config, models, data, result, snapshot_version,
                            time.perf_counter() - started, {"backend": "local"})
+
+
+def export_training_snapshot(store_path: str | Path, config: PipelineConfig, directory: str | Path) -> Path:
+    """Write the prepared training data (Parquet) and the config for ``engine.train_standalone``."""
+    validate_components(config)
+    with FeatureStore(store_path, read_only=True) as store:
+        data = prepare(store, config, domain_event_weights(config))
+    out = export_training_data(data, directory)
+    (out / "config.json").write_text(config.model_dump_json(indent=1))
+    return out
 
 
 def finish_pipeline(store_path: str | Path, config: PipelineConfig, models: str | Path | None, data: PreparedData,

@@ -14,12 +14,14 @@ import os
 import threading
 import traceback
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
 from engine import hookspecs
-from engine.domain import Domain
+
+if TYPE_CHECKING:  # engine.domain needs polars; the training core must import without it
+    from engine.domain import Domain
 
 ENTRY_POINT_GROUP = "recengine"
 FAMILIES = ("encoders", "interactors", "rankers", "domains")
@@ -155,6 +157,8 @@ class PluginManager:
         def registrar(family: str) -> Callable[..., None]:
             def register(name_or_domain: Any, factory: Any = None) -> None:
                 if family == "domains":
+                    from engine.domain import Domain
+
                     if not isinstance(name_or_domain, Domain):
                         raise TypeError(f"register_domains expects an engine.Domain, got {type(name_or_domain).__name__}")
                     name, value = name_or_domain.name, name_or_domain

@@ -23,9 +23,9 @@ from safetensors.torch import load_file, save_file
 
 from engine.components import seed_everything
 from engine.config import PipelineConfig
-from engine.dataset import PreparedData
 from engine.evaluate import validation_score
 from engine.model import RecModel, resolve_device
+from engine.training_data import PreparedData
 
 EpochReport = Callable[[dict[str, Any], "RecModel"], None]
 
@@ -206,6 +206,23 @@ class LossModule(torch.nn.Module):
         return self.step(self.model, self.config, batch, self.model.device, self.generator)
 
 
+def mixed_precision(precision: str, device: torch.device) -> tuple[Callable[[], Any], torch.amp.GradScaler]:
+    """An autocast context factory and a gradient scaler for ``precision``.
+
+    bf16 keeps fp32's exponent range, so it needs no scaler; fp16 does (a disabled scaler
+    is a pass-through for the other precisions). fp16 autocast on CPU is slow and
+    unscaled-safe only on CUDA, so it is refused elsewhere.
+    """
+    if precision == "fp16" and device.type != "cuda":
+        raise ValueError(f"precision 'fp16' needs a CUDA device (this run uses {device}); use 'bf16' or 'fp32'")
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
+
+    def autocast() -> Any:
+        return torch.autocast(device.type, dtype=dtype, enabled=dtype is not None)
+
+    return autocast, torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+
+
 # ---------------------------------------------------------------------------------------
 # checkpoints (safetensors for tensors, JSON for the rest: never pickle)
 # ---------------------------------------------------------------------------------------
@@ -291,6 +308,7 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     if not any(p.requires_grad for p in model.parameters()):
         return _closed_form_result(config, data, model, time.perf_counter() - fit_started, report)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    autocast, scaler = mixed_precision(settings.precision, device)
     mode = training_mode(config, model)
     if mode == "sequence" and not getattr(model.user_encoder, "produces_sequence", False):
         raise ValueError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
@@ -327,10 +345,12 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
             trainable.train()
             total, count = 0.0, 0
             for batch in batches.batches(batch_size, rng, shard):
-                loss = trainable(batch)
+                with autocast():
+                    loss = trainable(batch)
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
                 total, count = total + loss.item(), count + 1
                 bar.update(task, advance=1, loss=total / count)
             bar.remove_task(task)

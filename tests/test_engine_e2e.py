@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+import torch
 from click.testing import CliRunner
 
 from engine.bundle import list_bundles, load_bundle
@@ -99,6 +100,23 @@ def test_seeded_training_is_deterministic(shop: Path) -> None:
     a = train(config, data, progress=False).history[0]["loss"]
     b = train(config, data, progress=False).history[0]["loss"]
     assert a == b
+
+
+def test_bf16_mixed_precision_trains_and_fp16_needs_cuda(shop: Path) -> None:
+    """bf16 autocast (CPU here; CUDA on GPU machines) learns like fp32: the loss falls and the
+    model still beats popularity; fp16 is refused off CUDA with a clear reason."""
+    config = PipelineConfig(name="amp").with_overrides({**MF, "train.epochs": 3, "train.patience": 3,
+                                                        "train.precision": "bf16", "train.device": "cpu"})
+    with FeatureStore(shop / "store.duckdb", read_only=True) as store:
+        data = prepare(store, config)
+    result = train(config, data, progress=False)
+    losses = [h["loss"] for h in result.history]
+    assert all(np.isfinite(losses)) and losses[-1] < losses[0]
+    assert all(p.dtype == torch.float32 for p in result.model.parameters())  # master weights stay fp32
+    fp32 = train(config.with_overrides({"train.precision": "fp32"}), data, progress=False)
+    assert result.best_valid["ndcg@10"] > 0.8 * fp32.best_valid["ndcg@10"]
+    with pytest.raises(ValueError, match="fp16.*CUDA"):
+        train(config.with_overrides({"train.precision": "fp16"}), data, progress=False)
 
 
 def test_cli_train_evaluate_recommend_models(shop: Path, tmp_path: Path) -> None:

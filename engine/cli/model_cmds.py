@@ -34,6 +34,8 @@ def pipeline_options(function):  # type: ignore[no-untyped-def]
         click.option("--batch-size", type=click.IntRange(min=1), help="Batch size."),
         click.option("--seed", type=int, help="Random seed of training."),
         click.option("--device", help="auto, cpu or cuda."),
+        click.option("--precision", type=click.Choice(["fp32", "bf16", "fp16"]),
+                     help="Mixed precision: bf16 (CUDA or CPU) or fp16 (CUDA only)."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -50,7 +52,7 @@ def load_config(config_path: str | None, **flags: Any):  # type: ignore[no-untyp
         "name": flags.get("name"), "domain": flags.get("domain"), "train.objective": flags.get("objective"),
         "train.protocol": flags.get("protocol"), "train.epochs": flags.get("epochs"), "model.dim": flags.get("dim"),
         "train.lr": flags.get("lr"), "train.batch_size": flags.get("batch_size"), "train.seed": flags.get("seed"),
-        "train.device": flags.get("device"),
+        "train.device": flags.get("device"), "train.precision": flags.get("precision"),
     }
     for flag, key in (("user_encoder", "model.user_encoder"), ("item_encoder", "model.item_encoder"),
                       ("interactor", "model.interactor")):
@@ -101,10 +103,14 @@ def evaluated_on(metrics: dict[str, Any]) -> str:
 @click.option("--run-name", default=None, help="Ray run name; the same name resumes from its last checkpoint.")
 @click.option("--storage", default=None, type=click.Path(file_okay=False),
               help="Checkpoint storage every node can see (default: MODELS/.ray-train).")
+@click.option("--export-snapshot", type=click.Path(file_okay=False), default=None,
+              help="Only write the training snapshot (Parquet + config) here, for "
+                   "`python -m engine.train_standalone DIR` on a machine with torch, numpy and pyarrow alone.")
 @json_option
 def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_dir: str | None, resume: bool,
           backend: str, workers: int, address: str | None, cpus_per_worker: float, gpus_per_worker: float,
-          run_name: str | None, storage: str | None, as_json: bool, **flags: Any) -> None:
+          run_name: str | None, storage: str | None, export_snapshot: str | None, as_json: bool,
+          **flags: Any) -> None:
     """Train a model on the store's events, evaluate it and save a bundle.
 
     Stops early when validation NDCG@10 stops improving. The bundle lands in
@@ -115,6 +121,16 @@ def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_
 
     with friendly_errors():
         config = load_config(config_path, **flags)
+        if export_snapshot:
+            from engine.pipeline import export_training_snapshot
+
+            path = export_training_snapshot(store_path, config, export_snapshot)
+            if as_json:
+                print_json({"snapshot": str(path)})
+            else:
+                console.print(f"Training snapshot written to [bold]{path}[/]; train it with "
+                              f"`python -m engine.train_standalone {path} --device cuda`")
+            return
         if backend == "ray":
             from engine.distributed import train_on_ray
 
