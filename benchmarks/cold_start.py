@@ -99,6 +99,8 @@ def parse_args() -> argparse.Namespace:
                         help="train.max_minutes cap per run (default 3; 0.5 with --quick)")
     parser.add_argument("--data", type=Path, default=ML100K, help="ml-100k directory (RecBole atomic files)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="JSON results path (rewritten after every step)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch intra-op threads (default 1: on a shared 2-core machine more threads spin)")
     parser.add_argument("--protocols", default="cold,gen,seq",
                         help="comma-separated subset of cold,gen,seq (the machine is shared; P-cold comes first)")
     return parser.parse_args()
@@ -295,6 +297,7 @@ def report(results: dict[str, Any]) -> None:
 
 def main() -> None:
     args = parse_args()
+    torch.set_num_threads(args.threads)
     epochs = args.epochs or (2 if args.quick else 60)
     max_minutes = args.max_minutes or (0.5 if args.quick else 3.0)
     if not (args.data / "ml-100k.inter").exists():
