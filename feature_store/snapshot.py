@@ -63,10 +63,14 @@ def export_snapshot(store: "FeatureStore", root: str | Path | None = None,
     root = Path(root) if root else default_root(store.path)
     root.mkdir(parents=True, exist_ok=True)
     con = store.con
+    staging: Path | None = None
     with store._lock:
         con.begin()
         try:
-            version = int(one(con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0]) + 1
+            # above both the store's counter and any version already under root: a store
+            # re-created in place must not reuse (and collide with) a published version
+            counter = int(one(con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0])
+            version = max(counter, latest_version(root)) + 1
             final = root / version_name(version)
             staging = root / f".{version_name(version)}.tmp-{os.getpid()}"
             shutil.rmtree(staging, ignore_errors=True)
@@ -103,8 +107,16 @@ def export_snapshot(store: "FeatureStore", root: str | Path | None = None,
             con.commit()
         except BaseException:
             con.rollback()
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
             raise
     return info
+
+
+def latest_version(root: str | Path) -> int:
+    """The highest snapshot version under ``root`` (0 when there is none)."""
+    versions = [int(p.name[1:]) for p in Path(root).glob("v*") if p.is_dir() and p.name[1:].isdigit()]
+    return max(versions, default=0)
 
 
 def publish(store: "FeatureStore", root: str | Path | None = None, version: int | None = None,

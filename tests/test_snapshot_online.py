@@ -33,6 +33,22 @@ def test_export_writes_numbered_complete_versions(filled: FeatureStore, tmp_path
     assert events.height == 6 and "seq" in events.columns
 
 
+def test_recreated_store_publishes_after_existing_versions(filled: FeatureStore, tmp_path: Path,
+                                                           small_frames) -> None:
+    """A store rebuilt in place (as `quickstart` does) must not collide with published versions."""
+    root = tmp_path / "snaps"
+    filled.publish(root)
+    filled.publish(root)
+    fresh = FeatureStore(tmp_path / "fresh.duckdb")
+    for kind in ("users", "items", "events"):
+        fresh.ingest(small_frames[kind])
+    info = fresh.publish(root)
+    fresh.close()
+    assert info.version == 3
+    assert (root / "CURRENT").read_text().strip() == "v000003"
+    assert not [p for p in root.iterdir() if p.name.startswith(".")]  # no staging left behind
+
+
 def test_online_lookups_from_published_snapshot(filled: FeatureStore, tmp_path: Path) -> None:
     root = tmp_path / "snaps"
     with pytest.raises(StoreError, match="no published snapshot"):
