@@ -1,7 +1,9 @@
 """Data-parallel training on Ray Train: the same ``engine.train.train`` function on N workers.
 
-The driver prepares the data once (the store is read only here) and puts it in Ray's
-object store; each worker takes its own equal shard of every epoch's shuffle, wraps the
+The driver prepares the data once (the store is read only here) and exports it as a
+training snapshot (Parquet, ``engine.training_data``) under the run's storage, which every
+node sees; each worker reads it and takes its own equal shard of every epoch's shuffle
+(a distributed sampler: disjoint, equal-sized), wraps the
 model in DDP through ``ray.train.torch.prepare_model``, and reports metrics with a
 checkpoint every epoch. A failed worker group restarts from the last checkpoint
 (``FailureConfig``); a run started again with the same name resumes from it. The best
@@ -26,6 +28,7 @@ from engine.dataset import prepare
 from engine.pipeline import TrainedPipeline, domain_event_weights, finish_pipeline
 from engine.ray_env import init_ray
 from engine.train import TrainResult, build_model, train
+from engine.training_data import export_training_data, load_training_data
 from feature_store import FeatureStore
 
 
@@ -40,7 +43,7 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     import ray.train.torch
 
     config = PipelineConfig.model_validate(loop_config["config"])
-    data = ray.get(loop_config["data"])
+    data = load_training_data(loop_config["snapshot"])  # the exported Parquet snapshot on shared storage
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     local = Path(tempfile.mkdtemp(prefix=f"recengine-rank{rank}-"))
@@ -119,15 +122,16 @@ def train_on_ray(store_path: str | Path, config: PipelineConfig, models: str | P
     check_address(address)
     init_ray(address)
     check_resources(workers, cpus_per_worker, gpus_per_worker)
-    import ray
-
     storage_path = Path(storage or Path(models or "models").resolve() / ".ray-train").resolve()
     name = run_name or f"{config.name}-ray"
+    # workers read the same Parquet snapshot a single-GPU run uses (engine.train_standalone),
+    # from storage every node sees; each takes its equal shard of every epoch's shuffle
+    snapshot = export_training_data(data, storage_path / name / "training-snapshot")
     marker = str(storage_path / name / ".crash-marker") if crash_at_epoch else None
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
     trainer = TorchTrainer(
         _worker_loop,
-        train_loop_config={"config": config.model_dump(), "data": ray.put(data),
+        train_loop_config={"config": config.model_dump(), "snapshot": str(snapshot),
                            "crash_at_epoch": crash_at_epoch, "crash_marker": marker},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker=resources),
