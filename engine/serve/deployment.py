@@ -9,6 +9,7 @@ Requests are scored in dynamic batches (``@serve.batch``).
 
 from __future__ import annotations
 
+import gc
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +51,12 @@ class DomainRecommender:
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Load the bundle/snapshot the config names, then swap (no request is dropped)."""
         self.service.configure(user_config)
+        # The catalogue, id maps and snapshot are hundreds of thousands of long-lived Python
+        # objects; left in the collector's generations, every full collection walks them all
+        # in the middle of some request (~0.9 ms a request on average at 100k items). Freeze
+        # what is loaded now: it is still freed by reference counting after the next swap.
+        gc.collect()
+        gc.freeze()
 
     def check_health(self) -> None:
         self.service.check_health()
