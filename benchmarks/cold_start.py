@@ -55,7 +55,7 @@ from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
 from engine.config import PipelineConfig  # noqa: E402
-from engine.evaluate import evaluate_scorer, model_scorer, popularity_scorer  # noqa: E402
+from engine.evaluate import evaluate_scorer, model_scorer  # noqa: E402
 from engine.metrics import paired_test  # noqa: E402
 from engine.pipeline import TrainedPipeline, train_pipeline  # noqa: E402
 from engine.vectors import build_text_vectors, item_texts  # noqa: E402

@@ -213,7 +213,8 @@ def load_training_data(directory: str | Path) -> PreparedData:
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != SNAPSHOT_FORMAT:
         raise ValueError(f"{manifest_path}: format {manifest.get('format')!r}, expected {SNAPSHOT_FORMAT!r}")
-    inter = {name: _array(column) for name, column in zip(*_named(pq.read_table(source / "interactions.parquet")))}
+    events = pq.read_table(source / "interactions.parquet")
+    inter = {name: _array(events[name]) for name in events.column_names}
     eval_sets = {}
     for name in ("valid", "test"):
         table = pq.read_table(source / f"{name}.parquet")
@@ -255,10 +256,6 @@ def _lists(rows: list[np.ndarray]) -> Any:
     offsets = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int32)
     values = np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values))
-
-
-def _named(table: Any) -> tuple[list[str], list[Any]]:
-    return table.column_names, table.columns
 
 
 def _unlists(column: Any) -> list[np.ndarray]:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import polars as pl
 from click.testing import CliRunner
 
 from engine.cli import cli

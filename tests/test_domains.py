@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pytest
 
 from engine.config import PipelineConfig
 from engine.dataset import prepare

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 import pytest
 
 from feature_store import FeatureStore, StoreLockedError, StoreSchema, UnknownEntitiesError

@@ -16,7 +16,7 @@ from engine.cli import cli
 from engine.config import PipelineConfig
 from engine.pipeline import train_pipeline
 from engine.recommender import Recommender
-from feature_store import FeatureStore, IngestError, UnknownEntitiesError
+from feature_store import FeatureStore
 from plugins.domains import ecommerce
 
 text = pytest.importorskip("plugins.encoders.text")
