@@ -1,6 +1,6 @@
 """Side by side with RecBole 1.2.1 on MovieLens-100K: same data, same splits, same machine, same run.
 
-Run ``python benchmarks/peers/recbole.py`` (about 45 minutes on the 2-core development
+Run ``python benchmarks/peers/recbole.py`` (27 minutes on the quiet 2-core development
 machine; ``--quick`` trains two epochs of everything to check that it runs). It
 
 1. builds an isolated virtual environment for RecBole 1.2.1 on first use (``--env``,
