@@ -210,8 +210,8 @@ def mixed_precision(precision: str, device: torch.device) -> tuple[Callable[[], 
     """An autocast context factory and a gradient scaler for ``precision``.
 
     bf16 keeps fp32's exponent range, so it needs no scaler; fp16 does (a disabled scaler
-    is a pass-through for the other precisions). fp16 autocast on CPU is slow and
-    unscaled-safe only on CUDA, so it is refused elsewhere.
+    is a pass-through for the other precisions). fp16 is refused off CUDA: CPU fp16 kernels
+    are slow, and bf16 is the CPU choice.
     """
     if precision == "fp16" and device.type != "cuda":
         raise ValueError(f"precision 'fp16' needs a CUDA device (this run uses {device}); use 'bf16' or 'fp32'")
