@@ -32,6 +32,7 @@ from engine.components import Candidates, Encoded, Interactor, Ranker
 from engine.plugin_manager import PluginManager, UnknownComponentError, get_plugin_manager, reset_plugin_manager
 from engine.testing import check_encoder, check_plugin, check_ranker, make_catalog, rank_contexts, sample_candidates
 from plugins.domains import ecommerce
+from tests.conftest import generated_shop
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLE = ROOT / "examples" / "recengine-plugin-example"
@@ -492,13 +493,8 @@ def test_installed_example_is_listed_with_version_and_components(fresh_plugins) 
 
 @pytest.fixture(scope="module")
 def tiny_shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from feature_store import FeatureStore
-
     base = tmp_path_factory.mktemp("gru-shop")
-    ecommerce.generate(120, 60, 3000, 3).write(base / "data")
-    with FeatureStore(base / "store.duckdb", schema=ecommerce.SCHEMA) as store:
-        store.ingest_paths([base / "data"])
-        store.publish(base / "snapshots")
+    generated_shop(base, 120, 60, 3000, 3, publish=True)
     return base
 
 

@@ -17,7 +17,7 @@ from engine.config import PipelineConfig
 from engine.pipeline import train_pipeline
 from engine.recommender import Recommender
 from feature_store import FeatureStore
-from plugins.domains import ecommerce
+from tests.conftest import generated_shop
 
 text = pytest.importorskip("plugins.encoders.text")
 pytest.importorskip("sentence_transformers", reason="needs the text extra: pip install 'recengine[text]'")
@@ -66,9 +66,7 @@ def test_missing_extra_names_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
 @pytest.fixture(scope="module")
 def shop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     base = tmp_path_factory.mktemp("textshop")
-    ecommerce.generate(300, 150, 8_000, 3).write(base / "data")
-    with FeatureStore(base / "store.duckdb", schema=ecommerce.SCHEMA) as store:
-        store.ingest_paths([base / "data"])
+    generated_shop(base, 300, 150, 8_000, 3)
     result = CliRunner().invoke(cli, ["vectors", "build", "--store", str(base / "store.duckdb")])
     assert result.exit_code == 0, result.output
     assert "Embedded 150 item(s)" in result.output
