@@ -18,7 +18,7 @@ from engine.data import build_interactions
 from engine.dataset import PreparedData, prepare
 from engine.evaluate import evaluate_interactions
 from engine.plugin_manager import get_plugin_manager
-from engine.train import TrainResult, train
+from engine.train import TrainResult, run_metrics, train
 from engine.training_data import export_training_data
 from feature_store import FeatureStore
 
@@ -65,17 +65,7 @@ def finish_pipeline(store_path: str | Path, config: PipelineConfig, models: str 
                     result: TrainResult, snapshot_version: int, train_seconds: float,
                     extra_manifest: dict[str, Any]) -> TrainedPipeline:
     """Evaluate a trained model beside its baselines and write its bundle (local or Ray runs)."""
-    metrics = {
-        "protocol": config.train.protocol,
-        "valid": result.best_valid,
-        **evaluate_interactions(result.model, data.popularity, data.interactions),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "epoch_seconds": result.epoch_seconds,
-        "train_seconds": train_seconds,
-        "training_mode": result.mode,
-        "history": result.history,
-    }
+    metrics = run_metrics(config, data, result, train_seconds)
     bundle_path = save_bundle(
         models, config, result.model, users=data.users, items=data.items,
         user_features=data.user_features, item_features=data.item_features, popularity=data.popularity,

@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from engine.components import seed_everything
 from engine.config import PipelineConfig
-from engine.evaluate import validation_score
+from engine.evaluate import evaluate_interactions, validation_score
 from engine.model import RecModel, resolve_device
 from engine.training_data import PreparedData
 
@@ -281,6 +281,22 @@ def _closed_form_result(config: PipelineConfig, data: PreparedData, model: RecMo
     if report:
         report(record, model)
     return TrainResult(model=model, best_epoch=1, best_valid=valid, history=[record], mode="closed-form")
+
+
+def run_metrics(config: PipelineConfig, data: PreparedData, result: TrainResult, train_seconds: float) -> dict[str, Any]:
+    """What a finished run reports: validation at the best epoch, test beside the
+    baselines, and the training history (local, Ray and standalone runs alike)."""
+    return {
+        "protocol": config.train.protocol,
+        "valid": result.best_valid,
+        **evaluate_interactions(result.model, data.popularity, data.interactions),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "epoch_seconds": result.epoch_seconds,
+        "train_seconds": train_seconds,
+        "training_mode": result.mode,
+        "history": result.history,
+    }
 
 
 def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | Path | None = None,

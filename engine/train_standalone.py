@@ -21,9 +21,8 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from engine.config import PipelineConfig
-from engine.evaluate import evaluate_interactions
 from engine.model import resolve_device
-from engine.train import train
+from engine.train import run_metrics, train
 from engine.training_data import load_training_data
 
 
@@ -40,12 +39,8 @@ def run(snapshot: str | Path, out: str | Path | None = None, overrides: dict | N
     started = time.perf_counter()
     result = train(config, data, progress=progress)
     seconds = time.perf_counter() - started
-    metrics = {
-        "valid": result.best_valid, **evaluate_interactions(result.model, data.popularity, data.interactions),
-        "best_epoch": result.best_epoch, "epochs_run": len(result.history), "epoch_seconds": result.epoch_seconds,
-        "train_seconds": seconds, "training_mode": result.mode, "history": result.history,
-        "device": str(resolve_device(config.train.device)), "precision": config.train.precision,
-    }
+    metrics = {**run_metrics(config, data, result, seconds),
+               "device": str(resolve_device(config.train.device)), "precision": config.train.precision}
     target = Path(out) if out else source / "result"
     target.mkdir(parents=True, exist_ok=True)
     save_file({k: v.detach().cpu().contiguous() for k, v in result.model.state_dict().items()},
