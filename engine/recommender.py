@@ -365,7 +365,8 @@ class Recommender:
         index = self.item_index.get(item_id)
         if index is None:
             raise KeyError(f"unknown item {item_id!r}")
-        similarity = self.catalog.vectors @ self.catalog.vectors[index]
+        with self._thread_limit():
+            similarity = self.catalog.vectors @ self.catalog.vectors[index]
         similarity[[0, index]] = -np.inf
         n = max(1, min(k, similarity.shape[0] - 2))
         top = np.argpartition(-similarity, n - 1)[:n]

@@ -38,11 +38,8 @@ class DomainRecommender:
     """A replica of one domain's recommendation service behind its FastAPI app."""
 
     def __init__(self, domain: str) -> None:
-        import torch
-
-        # a fractional-CPU replica must not spin several intra-op threads on shared cores
-        # (measured in-process at 10k items under load: 840 ms/request with 2, 59 ms with 1)
-        torch.set_num_threads(1)
+        # thread pools: the Recommender caps torch's and BLAS's threads to one while it
+        # answers (a fractional-CPU replica must not spin intra-op threads on shared cores)
         self.service = RecommendService(domain)
 
     def __serve_build_asgi_app__(self):  # type: ignore[no-untyped-def]
