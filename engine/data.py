@@ -1,7 +1,8 @@
-"""From store tables to model-ready arrays: id maps, feature tables, sequences and eval sets.
-
-Everything here is numpy: the training loop turns slices into tensors. Dense index 0 is
-reserved (padding item / unknown user), so item indices run 1..N and user indices 1..M.
+"""From store tables (polars) to model-ready arrays: id maps, feature tables, sequences and
+eval sets. The array containers themselves live in ``engine.training_data`` (no polars), so
+the training loop can run where only torch, numpy and pyarrow are installed; they are
+re-exported here. Dense index 0 is reserved (padding item / unknown user), so item indices
+run 1..N and user indices 1..M.
 """
 
 from __future__ import annotations
