@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -59,8 +60,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    metrics = run(args.snapshot, args.out, {"train.device": args.device, "train.precision": args.precision,
-                                            "train.epochs": args.epochs}, progress=not args.quiet)
+    try:
+        metrics = run(args.snapshot, args.out, {"train.device": args.device, "train.precision": args.precision,
+                                                "train.epochs": args.epochs}, progress=not args.quiet)
+    except (FileNotFoundError, ValueError) as exc:  # not a snapshot, a bad config or device: say which
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     test = metrics["test"]
     baseline = metrics.get("popularity") or metrics.get("mean_rating") or {}
     print(json.dumps({"device": metrics["device"], "precision": metrics["precision"],

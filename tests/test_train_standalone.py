@@ -85,6 +85,10 @@ def test_standalone_training_without_polars_duckdb_or_ray(shop: Path, tmp_path: 
     assert metrics["valid"]["ndcg@10"] == pytest.approx(local.best_valid["ndcg@10"], abs=0.05)
 
 
-def test_not_a_snapshot_is_a_clear_error(tmp_path: Path) -> None:
+def test_not_a_snapshot_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(FileNotFoundError, match="not a training snapshot"):
         load_training_data(tmp_path)
+    from engine.train_standalone import main
+
+    assert main([str(tmp_path), "--quiet"]) == 2
+    assert "export with `recengine train" in capsys.readouterr().err
