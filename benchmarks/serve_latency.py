@@ -8,7 +8,9 @@ Run ``python benchmarks/serve_latency.py`` (100k-item catalogue) or ``--quick`` 
    ``--reuse`` keeps an already prepared one with the same sizes). Model quality does not
    matter here, the catalogue size does;
 2. times in-process ``Recommender.recommend_many`` for one request and for a batch of 16
-   (before Ray starts), so the HTTP figures can be split into model cost and serving cost;
+   (before Ray starts), as served (cached user vectors, IVF retrieval) and with the exact
+   scan + per-request user encoder, so the HTTP figures can be split into model cost and
+   serving cost;
 3. starts Ray (``init_ray(num_cpus=2)``) and ``serve.start`` on a free 127.0.0.1 port, and
    deploys two applications side by side:
 
@@ -156,38 +158,46 @@ def known_users(bundle: Path) -> list[str]:
 
 
 def in_process(bundle: Path, snapshot: Path, users: list[str], n: int) -> dict[str, Any]:
-    """``recommend_many`` timed in this process: one request, and batches of 16."""
+    """``recommend_many`` timed in this process: one request, and batches of 16.
+
+    Measured as a replica serves (user vectors cached, retrieval as the bundle configures:
+    IVF at this size) and, for comparison, with the exact scan and the user encoder run per
+    request (the serving path before the index and the cache).
+    """
     import torch
 
     from engine.recommender import Recommender, Request
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a Ray replica (OMP_NUM_THREADS=1); 2 threads on a loaded box spin
-    start = time.perf_counter()
-    recommender = Recommender.load(bundle, None, snapshot)
-    load_s = time.perf_counter() - start
-    rng = random.Random(1)
-    for _ in range(20):
-        recommender.recommend_many([Request(rng.choice(users), K)])
-    single = []
-    for _ in range(n):
-        request = Request(rng.choice(users), K)
-        t = time.perf_counter()
-        recommender.recommend_many([request])
-        single.append((time.perf_counter() - t) * 1e3)
-    batch = []
-    for _ in range(max(10, n // 10)):
-        requests = [Request(rng.choice(users), K) for _ in range(16)]
-        t = time.perf_counter()
-        recommender.recommend_many(requests)
-        batch.append((time.perf_counter() - t) * 1e3)
-    items = len(recommender.item_ids)
-    del recommender
-    torch.set_num_threads(threads)
-    return {"torch_threads": 1, "load_s": round(load_s, 2), "items": items,
+    result: dict[str, Any] = {"torch_threads": 1}
+    for label, options in (("served", {"precompute_users": True}), ("exact_uncached", {"retrieval": "exact"})):
+        start = time.perf_counter()
+        recommender = Recommender.load(bundle, None, snapshot, **options)
+        load_s = time.perf_counter() - start
+        rng = random.Random(1)
+        for _ in range(20):
+            recommender.recommend_many([Request(rng.choice(users), K)])
+        single = []
+        for _ in range(n):
+            request = Request(rng.choice(users), K)
+            t = time.perf_counter()
+            recommender.recommend_many([request])
+            single.append((time.perf_counter() - t) * 1e3)
+        batch = []
+        for _ in range(max(10, n // 10)):
+            requests = [Request(rng.choice(users), K) for _ in range(16)]
+            t = time.perf_counter()
+            recommender.recommend_many(requests)
+            batch.append((time.perf_counter() - t) * 1e3)
+        result[label] = {
+            "load_s": round(load_s, 2), "items": len(recommender.item_ids), "retrieval": recommender.retrieval_info(),
             "single_p50_ms": round(percentile(single, 50), 2), "single_p99_ms": round(percentile(single, 99), 2),
             "batch16_p50_ms": round(percentile(batch, 50), 2), "batch16_p99_ms": round(percentile(batch, 99), 2),
             "batch16_per_request_ms": round(percentile(batch, 50) / 16, 2)}
+        del recommender
+    torch.set_num_threads(threads)
+    return result
 
 
 def wait_ready(base: str, app: str, timeout: float = 180.0) -> None:
@@ -329,9 +339,12 @@ def main() -> None:
         users = known_users(bundle)
         print(f"prepared {DOMAIN}: {args.items:,} items, {len(users):,} known users in {prepare_s:.0f} s")
         local = in_process(bundle, snapshot, users, 200 if not args.quick else 50)
-        print(f"in-process recommend_many at {local['items']:,} items: 1 request p50 {local['single_p50_ms']} ms, "
-              f"p99 {local['single_p99_ms']} ms; batch of 16 p50 {local['batch16_p50_ms']} ms "
-              f"({local['batch16_per_request_ms']} ms/request)")
+        for label, run in local.items():
+            if isinstance(run, dict):
+                print(f"in-process recommend_many ({label}) at {run['items']:,} items: 1 request p50 "
+                      f"{run['single_p50_ms']} ms, p99 {run['single_p99_ms']} ms; batch of 16 p50 "
+                      f"{run['batch16_p50_ms']} ms ({run['batch16_per_request_ms']} ms/request); load "
+                      f"{run['load_s']} s; {run['retrieval']}")
 
         ray_start = time.perf_counter()
         # a fresh local instance even when other Ray clusters run on this machine (without

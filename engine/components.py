@@ -127,11 +127,16 @@ class Interactor(nn.Module):
     - ``score(user, items)``: ``items`` [B, d] → [B], or [B, K, d] → [B, K] (candidates);
     - ``score_all(user, item_matrix)``: [N, d] → [B, N], for full ranking and retrieval.
     ``explain(user, items)`` returns per-history-item weights [B, K, L] when the interactor
-    has them (attention), else None.
+    has them (attention), else None. ``needs_sequence``: scoring requires ``user.sequence``;
+    ``uses_sequence = False``: scoring never reads it (declare it to let serving cache user
+    vectors; the default assumes it might).
     """
 
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
     needs_sequence: ClassVar[bool] = False
+    # False when scores read ``user.vector`` alone (never ``sequence``): serving may then
+    # encode every user once per snapshot and score from those cached vectors
+    uses_sequence: ClassVar[bool] = True
 
     def __init__(self, context: InteractorContext, config: ComponentConfig | None = None) -> None:
         super().__init__()

@@ -73,6 +73,11 @@ class RankingConfig(Strict):
         default_factory=lambda: [ComponentRef(name="popularity-fallback"), ComponentRef(name="exclude-seen"),
                                  ComponentRef(name="topk")])
     candidates: int = Field(200, ge=1, description="Items retrieved before scoring and ranking.")
+    retrieval: Literal["auto", "exact", "ivf"] = Field(
+        "auto", description="How candidates are retrieved: exact scan of the catalogue, or an IVF index (faiss) "
+                            "calibrated to retrieval_recall; auto = IVF from 50k items on.")
+    retrieval_recall: float = Field(0.95, gt=0, le=1, description="Recall@candidates the IVF index is calibrated "
+                                                                   "to reach against the exact scan.")
 
 
 class PipelineConfig(Strict):

@@ -1,10 +1,17 @@
 """``Recommender``: retrieve → score → rank, with reasons.
 
-1. Retrieve the top-N candidates over the whole catalogue with one matrix product of the
-   users' vectors against the cached item matrix (exact; an ANN index could replace it).
+1. Retrieve the top-N candidates by inner product of the users' vectors with the item
+   matrix: an exact scan, or from 50k items an IVF index calibrated to a recall target
+   (``engine.retrieval``).
 2. Score them with the bundle's interactor (the same product for ``dot``; target attention
    over the history for ``attention``).
 3. Run the ranker chain (filters, diversity, freshness, fallback, top-k) in config order.
+4. Explain the final items only: reasons are built for the k items returned, not for every
+   candidate.
+
+Serving builds the Recommender with ``precompute_users=True``: every user's vector is then
+encoded once per snapshot (``engine.user_vectors``) when the interactor scores from the
+vector alone, and a request skips the user encoder.
 
 Items that reached the published snapshot after training (no events, so no learned id
 embedding) join the catalogue through the item tower applied to their attributes and
@@ -29,10 +36,12 @@ import torch
 from threadpoolctl import ThreadpoolController
 
 from engine.bundle import Bundle, load_bundle
-from engine.components import Candidates, Catalog, RankContext, Ranker, SegmentPopularity, l2_normalise
+from engine.components import Candidates, Catalog, Encoded, RankContext, Ranker, SegmentPopularity, l2_normalise
 from engine.config import ComponentRef
 from engine.data import encode_rows
 from engine.plugin_manager import get_plugin_manager
+from engine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index
+from engine.user_vectors import UserVectors
 
 
 MIN_SEGMENT_USERS = 20
@@ -48,6 +57,24 @@ class Recommendation:
 
     def to_dict(self) -> dict[str, Any]:
         return {"item_id": self.item_id, "score": self.score, "reasons": self.reasons, "title": self.title}
+
+
+class Recommendations(list):
+    """A request's ranked :class:`Recommendation` list; ``fallback`` is True when the model
+    did not know the user (no id, no history) and fallback rankers answered alone."""
+
+    def __init__(self, items: list[Recommendation], fallback: bool = False) -> None:
+        super().__init__(items)
+        self.fallback = fallback
+
+
+@dataclass
+class Scored:
+    """One known user's model candidates, best first, and what explains them."""
+
+    candidates: Candidates
+    weights: np.ndarray | None  # [n, L] attention over ``padded`` (attention interactors)
+    padded: np.ndarray  # [L] the history the model saw (0 = padding)
 
 
 @dataclass
@@ -126,12 +153,17 @@ class Recommender:
     """Recommendations from a model bundle, with live histories and cold items from a snapshot."""
 
     def __init__(self, bundle: Bundle, online: Any | None = None, rankers: list[ComponentRef] | None = None,
-                 candidates: int | None = None, threads: int | None = 1) -> None:
+                 candidates: int | None = None, threads: int | None = 1, precompute_users: bool = False,
+                 retrieval: str | None = None) -> None:
         """``threads`` caps torch's and BLAS's thread pools while a request runs (``None``:
         leave them as the process has them). One request's tensors are tiny, so extra threads
         only add hand-offs; and two pools of spinning threads (torch's OpenMP, numpy's
         OpenBLAS) fighting over 2 busy cores made requests 30x slower (p50 ~14 ms → ~450 ms
-        at 100k items). Scale with processes or replicas, not intra-op threads."""
+        at 100k items). Scale with processes or replicas, not intra-op threads.
+
+        ``precompute_users`` encodes every user once now (serving: seconds at load, the
+        user encoder off every request); ``retrieval`` overrides the bundle's
+        ``ranking.retrieval`` (auto, exact, ivf)."""
         self.bundle = bundle
         self.threads = threads
         self.online = online
@@ -160,6 +192,51 @@ class Recommender:
         self.num_candidates = candidates or bundle.config.ranking.candidates
         self.cold_items = len(self.item_ids) - len(bundle.items)
         self._segments: dict[tuple, SegmentPopularity | None] = {}
+        self.user_vectors: UserVectors | None = None
+        with self._thread_limit():
+            if precompute_users and not self.model.interactor.uses_sequence:
+                self.user_vectors = self._encode_all_users()
+            self.index = self._build_index(retrieval or bundle.config.ranking.retrieval)
+
+    # -- user vectors and the retrieval index ------------------------------------------
+    def _user_ids(self) -> list[str]:
+        """Every user the model can score: ids it trained on and users with a snapshot history."""
+        ids = list(self.bundle.users.ids)
+        if self.online is not None:
+            ids += self.online.data.histories["user_id"].to_list()
+        return ids
+
+    def _encode_vectors(self, users: list[int], histories: list[np.ndarray]) -> np.ndarray:
+        with torch.no_grad():
+            return self._encode(users, self._pad(histories)).vector.float().cpu().numpy()
+
+    def _encode_all_users(self) -> UserVectors:
+        return UserVectors.build(self._user_ids(), lambda user: self.user_history(user)[:2], self._encode_vectors)
+
+    def _build_index(self, kind: str) -> RetrievalIndex:
+        items = self.item_matrix.shape[0] - 1
+        queries = None
+        if kind == "ivf" or (kind == "auto" and items >= IVF_MIN_ITEMS):
+            queries = self._calibration_queries()
+        return build_index(kind, self.item_matrix, queries, self.num_candidates,  # type: ignore[arg-type]
+                           self.bundle.config.ranking.retrieval_recall)
+
+    def _calibration_queries(self) -> np.ndarray:
+        """Vectors of up to 256 real users: the queries the index will answer."""
+        if self.user_vectors is not None:
+            return self.user_vectors.sample(CALIBRATION_QUERIES)
+        ids = self._user_ids()
+        rng = np.random.default_rng(0)
+        chosen = [ids[i] for i in rng.permutation(len(ids))[:CALIBRATION_QUERIES * 2]]
+        looked_up = [self.user_history(u)[:2] for u in chosen]
+        looked_up = [(i, h) for i, h in looked_up if i > 0 or h.size][:CALIBRATION_QUERIES]
+        if not looked_up:
+            return np.zeros((0, self.item_matrix.shape[1]), dtype=np.float32)
+        return self._encode_vectors([i for i, _ in looked_up], [h for _, h in looked_up])
+
+    def retrieval_info(self) -> dict[str, Any]:
+        """The retrieval index and user-vector cache in use (for ``/model`` and logs)."""
+        return {**self.index.describe(), "cached_users": len(self.user_vectors) if self.user_vectors else 0}
 
     @classmethod
     def load(cls, name_or_path: str | Path, models: str | Path | None = None, snapshot: str | Path | None = None,
@@ -260,68 +337,89 @@ class Recommender:
         order = np.argsort(-counts[1:], kind="stable").astype(np.int64) + 1
         return SegmentPopularity(counts, order, ", ".join(f"{c}: {v}" for c, v in chosen))
 
-    def _score_batch(self, users: list[int], histories: list[np.ndarray]) -> list[Candidates]:
-        """Encode users together, retrieve each one's top-N, score them with the interactor."""
-        padded = np.zeros((len(users), self.max_history), dtype=np.int64)
+    def _pad(self, histories: list[np.ndarray]) -> np.ndarray:
+        """Histories as the model's [B, L] input: the last L items, right-aligned, 0-padded."""
+        padded = np.zeros((len(histories), self.max_history), dtype=np.int64)
         for row, history in enumerate(histories):
             tail = history[-self.max_history:]
             # items beyond the model's id range (cold items) have no learned embedding
             tail = np.where(tail <= len(self.bundle.items), tail, 0)
             if tail.size:
                 padded[row, -tail.size:] = tail
+        return padded
+
+    def _encode(self, users: list[int], padded: np.ndarray) -> Encoded:
+        return self.model.encode_users(torch.as_tensor(users, device=self.device),
+                                       torch.as_tensor(padded, device=self.device))
+
+    def _encode_batch(self, user_ids: list[str], users: list[int], padded: np.ndarray) -> Encoded:
+        """The users' encodings: cached vectors where there are, the user encoder otherwise."""
+        if self.user_vectors is None:
+            return self._encode(users, padded)
+        cached = [self.user_vectors.get(u) for u in user_ids]
+        missing = [row for row, vector in enumerate(cached) if vector is None]
+        if missing:
+            fresh = self._encode([users[r] for r in missing], padded[missing]).vector.float().cpu().numpy()
+            for row, vector in zip(missing, fresh):
+                cached[row] = vector
+        return Encoded(vector=torch.from_numpy(np.stack(cached)).to(self.device))  # type: ignore[arg-type]
+
+    def _score_batch(self, user_ids: list[str], users: list[int], histories: list[np.ndarray]) -> list[Scored]:
+        """Encode users together, retrieve each one's top-N, score them with the interactor."""
+        padded = self._pad(histories)
         n = min(self.num_candidates, self.item_matrix.shape[0] - 1)
         with self._lock, torch.no_grad():
-            encoded = self.model.encode_users(torch.as_tensor(users, device=self.device),
-                                              torch.as_tensor(padded, device=self.device))
-            vectors = encoded.vector.float().cpu().numpy()
-            retrieval = vectors @ self.item_matrix.T  # [B, N+1]
-            retrieval[:, 0] = -np.inf
-            if n < retrieval.shape[1] - 1:  # the n largest, without negating a copy of [B, N+1]
-                top = np.argpartition(retrieval, -n, axis=1)[:, -n:]
-            else:
-                top = np.tile(np.arange(1, retrieval.shape[1]), (len(users), 1))
-            top_t = torch.as_tensor(top, device=self.device)
-            items_t = self.item_matrix_t[top_t]
+            encoded = self._encode_batch(user_ids, users, padded)
+            top = self.index.search(encoded.vector.float().cpu().numpy(), n)
+            items_t = self.item_matrix_t[torch.as_tensor(top, device=self.device)]
             scores = self.model.interactor.score(encoded, items_t).float().cpu().numpy()
             weights = self.model.interactor.explain(encoded, items_t)
             weights = None if weights is None else weights.float().cpu().numpy()
         results = []
         for row in range(len(users)):
             order = np.argsort(-scores[row], kind="stable")
-            items = top[row][order].astype(np.int64)
-            reasons = self._reasons(items, histories[row], padded[row],
-                                    None if weights is None else weights[row][order])
-            results.append(Candidates(items, scores[row][order].astype(np.float32), reasons))
+            candidates = Candidates(top[row][order].astype(np.int64), scores[row][order].astype(np.float32),
+                                    [[] for _ in range(order.size)])
+            results.append(Scored(candidates, None if weights is None else weights[row][order], padded[row]))
         return results
 
-    def _reasons(self, items: np.ndarray, history: np.ndarray, padded: np.ndarray,
-                 weights: np.ndarray | None) -> list[list[str]]:
-        if history.size == 0:
-            return [[] for _ in range(items.size)]
-        if weights is not None:  # attention: the history item the candidate attended to most
-            best = weights.argmax(axis=1)
-            return [[f"attention {weights[i, b]:.2f} on {self.catalog.title(int(padded[b]))}"]
-                    for i, b in enumerate(best.tolist())]
+    def _model_reasons(self, items: np.ndarray, scored: Scored, history: np.ndarray) -> list[list[str]]:
+        """Why the model proposed each of ``items``: the most-attended history item
+        (attention) or the most similar one (dot); nothing for items it did not propose."""
+        position = {item: row for row, item in enumerate(scored.candidates.items.tolist())}
+        rows = [position.get(item) for item in items.tolist()]
+        if history.size == 0 or all(row is None for row in rows):
+            return [[] for _ in rows]
+        if scored.weights is not None:  # attention: the history item the candidate attended to most
+            reasons = []
+            for row in rows:
+                if row is None:
+                    reasons.append([])
+                    continue
+                best = int(scored.weights[row].argmax())
+                reasons.append([f"attention {scored.weights[row, best]:.2f} on "
+                                f"{self.catalog.title(int(scored.padded[best]))}"])
+            return reasons
         recent = history[-self.max_history:]
         similarity = self.catalog.vectors[items] @ self.catalog.vectors[recent].T  # [K, H]
         again = items[:, None] == recent[None, :]
         similarity[again] = -np.inf  # an item is not "similar to" itself
         best = similarity.argmax(axis=1)
-        # flags as Python lists: numpy scalar calls per candidate cost ~0.5 ms a request
         seen = again.any(axis=1).tolist()
         similar = np.isfinite(similarity[np.arange(items.size), best]).tolist()
-        return [(["in your history"] if s else []) + ([f"similar to {self.catalog.title(int(recent[b]))}"] if f else [])
-                for s, f, b in zip(seen, similar, best.tolist())]
+        return [[] if row is None else
+                (["in your history"] if s else []) + ([f"similar to {self.catalog.title(int(recent[b]))}"] if f else [])
+                for row, s, f, b in zip(rows, seen, similar, best.tolist())]
 
     # -- public API --------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
                   filters: dict[str, list[Any]] | None = None, now: datetime | None = None,
-                  explain: bool = True) -> list[Recommendation]:
+                  explain: bool = True) -> Recommendations:
         """The top ``k`` items for a user; unknown users get popular items with that reason."""
         request = Request(user_id, k, list(exclude or []), dict(filters or {}), now, explain)
         return self.recommend_many([request])[0]
 
-    def recommend_many(self, requests: list[Request]) -> list[list[Recommendation]]:
+    def recommend_many(self, requests: list[Request]) -> list[Recommendations]:
         """Several requests with one batched encode and retrieval (what serving batches)."""
         with self._thread_limit():
             return self._recommend_many(requests)
@@ -329,19 +427,21 @@ class Recommender:
     def _thread_limit(self) -> AbstractContextManager[Any]:
         return nullcontext() if self.threads is None else thread_pools().limit(limits=self.threads)
 
-    def _recommend_many(self, requests: list[Request]) -> list[list[Recommendation]]:
+    def _recommend_many(self, requests: list[Request]) -> list[Recommendations]:
         for request in requests:
             if request.k < 1:
                 raise ValueError(f"k must be at least 1, got {request.k}")
         looked_up = [self.user_history(r.user_id) for r in requests]
         known = [i for i, (index, history, *_) in enumerate(looked_up) if index > 0 or history.size > 0]
-        scored = dict(zip(known, self._score_batch([looked_up[i][0] for i in known],
+        scored = dict(zip(known, self._score_batch([requests[i].user_id for i in known],
+                                                   [looked_up[i][0] for i in known],
                                                    [looked_up[i][1] for i in known]))) if known else {}
-        return [self._rank(request, looked_up[i], scored.get(i, Candidates.empty()), i in scored)
-                for i, request in enumerate(requests)]
+        return [self._rank(request, looked_up[i], scored.get(i)) for i, request in enumerate(requests)]
 
-    def _rank(self, request: Request, looked_up: tuple, candidates: Candidates, known: bool) -> list[Recommendation]:
+    def _rank(self, request: Request, looked_up: tuple, scored: Scored | None) -> Recommendations:
         _, history, types, times, attributes = looked_up
+        known = scored is not None
+        candidates = scored.candidates if scored is not None else Candidates.empty()
         excluded = np.array([self.item_index.get(i, 0) for i in request.exclude], dtype=np.int64)
         context = RankContext(
             user_id=request.user_id, k=request.k, catalog=self.catalog, history=history,
@@ -354,11 +454,14 @@ class Recommender:
         for ranker in self.rankers:
             candidates = ranker.rank(candidates, context)
         candidates = candidates.take(np.arange(min(request.k, len(candidates))))
-        return [
-            Recommendation(str(self.catalog.item_ids[i]), float(s), list(r) if request.explain else [],
-                           self.catalog.title(int(i)))
-            for i, s, r in zip(candidates.items.tolist(), candidates.scores.tolist(), candidates.reasons)
-        ]
+        reasons: list[list[str]] = [[] for _ in range(len(candidates))]
+        if request.explain:
+            model = self._model_reasons(candidates.items, scored, history) if scored is not None else reasons
+            reasons = [m + list(r) for m, r in zip(model, candidates.reasons)]
+        return Recommendations([
+            Recommendation(str(self.catalog.item_ids[i]), float(s), r, self.catalog.title(int(i)))
+            for i, s, r in zip(candidates.items.tolist(), candidates.scores.tolist(), reasons)
+        ], fallback=not known and len(candidates) > 0)
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
         """Items whose representations are closest (cosine) to ``item_id``'s."""

@@ -71,13 +71,49 @@ def test_recommend_with_reasons_and_fallback(trained, shop: Path) -> None:  # ty
         recommender.recommend(user, 0)
 
 
+def test_cached_user_vectors_and_ivf_retrieval_answer_like_the_exact_path(trained, shop: Path) -> None:  # type: ignore[no-untyped-def]
+    """Serving's fast path (every user encoded once, IVF retrieval) returns what the
+    per-request encoder and the exact scan return."""
+    exact = Recommender.load(trained.bundle_path, snapshot=shop / "snapshots", retrieval="exact")
+    cached = Recommender.load(trained.bundle_path, snapshot=shop / "snapshots", retrieval="exact",
+                              precompute_users=True)
+    assert exact.user_vectors is None and len(cached.user_vectors) >= len(cached.bundle.users)
+    assert cached.retrieval_info()["cached_users"] == len(cached.user_vectors)
+    users = list(exact.bundle.users.ids[:40])
+    for user in users:
+        a, b = exact.recommend(user, 10), cached.recommend(user, 10)
+        assert [i.item_id for i in a] == [i.item_id for i in b] and [i.reasons for i in a] == [i.reasons for i in b]
+        assert [i.score for i in a] == pytest.approx([i.score for i in b], rel=1e-4)
+    ivf = Recommender.load(trained.bundle_path, snapshot=shop / "snapshots", retrieval="ivf", precompute_users=True)
+    info = ivf.retrieval_info()
+    assert info["kind"] == "ivf" and info["calibrated_recall"] >= 0.95
+    overlap = np.mean([len({i.item_id for i in exact.recommend(u, 10)} & {i.item_id for i in ivf.recommend(u, 10)}) / 10
+                       for u in users])
+    assert overlap >= 0.8
+
+
+def test_reasons_explain_returned_items_and_fallback_does_not_depend_on_them(trained, shop: Path) -> None:  # type: ignore[no-untyped-def]
+    recommender = Recommender.load(trained.bundle_path, snapshot=shop / "snapshots")
+    user = recommender.bundle.users.ids[1]
+    quiet = recommender.recommend(user, 5, explain=False)
+    assert [i.reasons for i in quiet] == [[]] * 5 and quiet.fallback is False
+    explained = recommender.recommend(user, 5)
+    assert [i.item_id for i in explained] == [i.item_id for i in quiet]
+    history = recommender.online.user(user).history
+    titles = {recommender.catalog.title(recommender.item_index[h]) for h in history}
+    assert all(r.reasons[-1].removeprefix("similar to ") in titles for r in explained)
+    unknown = recommender.recommend("someone-new", 4, explain=False)
+    assert unknown.fallback is True and len(unknown) == 4 and all(not i.reasons for i in unknown)
+
+
 def test_attention_pipeline_explains_with_history(shop: Path) -> None:
     config = PipelineConfig(name="shop-att", domain="ecommerce").with_overrides(
         {"model.interactor": ComponentRef(name="attention").model_dump(), "train.epochs": 1,
          "train.negatives": 50, "model.max_history": 20})
     out = train_pipeline(shop / "store.duckdb", config, shop / "models", progress=False)
     assert out.result.mode == "pairs"
-    recommender = Recommender.load(out.bundle_path)
+    recommender = Recommender.load(out.bundle_path, precompute_users=True)
+    assert recommender.user_vectors is None  # attention reads the history sequence: nothing to cache
     items = recommender.recommend(recommender.bundle.users.ids[3], 5)
     assert items and all(i.reasons[0].startswith("attention ") for i in items)
 

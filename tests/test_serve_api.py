@@ -39,6 +39,8 @@ def test_recommend_known_user(shop) -> None:  # type: ignore[no-untyped-def]
 def test_unknown_user_gets_fallback(shop) -> None:  # type: ignore[no-untyped-def]
     body = shop[0].post("/recommend", json={"user_id": "never-seen", "k": 3}).json()
     assert body["fallback"] is True and [i["reasons"] for i in body["items"]] == [["popular"]] * 3
+    quiet = shop[0].post("/recommend", json={"user_id": "never-seen", "k": 3, "explain": False}).json()
+    assert quiet["fallback"] is True and [i["reasons"] for i in quiet["items"]] == [[]] * 3
 
 
 @pytest.mark.parametrize("payload, fragment", [
@@ -84,6 +86,8 @@ def test_similar_health_model_and_docs(shop) -> None:  # type: ignore[no-untyped
     info = client.get("/model").json()
     assert info["bundle"] == "ecommerce" and info["version"] == service.recommender.bundle.version
     assert info["snapshot_version"] == service.recommender.online.version
+    # serving encodes every user once per snapshot; a small catalogue is scanned exactly
+    assert info["retrieval"]["kind"] == "exact" and info["retrieval"]["cached_users"] >= info["users"] > 0
     assert client.get("/docs").status_code == 200 and "/recommend" in client.get("/openapi.json").text
 
 

@@ -53,6 +53,9 @@ class ModelInfo(BaseModel):
     items: int
     cold_items: int
     users: int
+    retrieval: dict[str, Any] = Field(default_factory=dict,
+                                      description="Candidate retrieval: exact scan or IVF (nlist, nprobe, calibrated "
+                                                  "recall), and how many user vectors are cached.")
 
 
 class Health(BaseModel):

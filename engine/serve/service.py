@@ -55,7 +55,8 @@ class RecommendService:
         with self._swap:
             if config == self._config and self._recommender is not None:
                 return
-            loaded = Recommender.load(config.bundle, config.models, config.snapshot)
+            # every user's vector encoded once per snapshot: requests skip the user encoder
+            loaded = Recommender.load(config.bundle, config.models, config.snapshot, precompute_users=True)
             self._recommender, self._config = loaded, config
 
     def check_health(self) -> None:
@@ -77,7 +78,8 @@ class RecommendService:
         return ModelInfo(domain=self.domain, bundle=bundle.name, version=bundle.version, path=str(bundle.path),
                          created_at=bundle.manifest.get("created_at"),
                          snapshot_version=recommender.online.version if recommender.online else None,
-                         items=len(recommender.item_ids), cold_items=recommender.cold_items, users=len(bundle.users))
+                         items=len(recommender.item_ids), cold_items=recommender.cold_items, users=len(bundle.users),
+                         retrieval=recommender.retrieval_info())
 
     def recommend_many(self, requests: list[RecommendRequest]) -> list[RecommendResponse]:
         recommender = self.recommender  # one model for the whole batch, even if a swap happens
@@ -88,9 +90,8 @@ class RecommendService:
         snapshot = recommender.online.version if recommender.online else None
         responses = []
         for request, items in zip(requests, results):
-            fallback = bool(items) and all(item.reasons == ["popular"] for item in items)
             responses.append(RecommendResponse(
-                user_id=request.user_id, fallback=fallback, model=model, snapshot_version=snapshot,
+                user_id=request.user_id, fallback=items.fallback, model=model, snapshot_version=snapshot,
                 items=[RecommendedItem(item_id=i.item_id, score=i.score, title=i.title, reasons=i.reasons) for i in items],
             ))
         return responses

@@ -15,6 +15,8 @@ from engine.components import Encoded, Interactor
 class DotInteractor(Interactor):
     """Inner product of the user vector with item vectors."""
 
+    uses_sequence = False  # the user vector alone: serving can cache it per snapshot
+
     def score(self, user: Encoded, items: Tensor) -> Tensor:
         if items.dim() == 2:  # [B, d] pairs
             return (user.vector * items).sum(-1)
