@@ -9,12 +9,16 @@ items, few requests, to check it works). For each catalogue size and each model:
 
 it builds a synthetic bundle with :func:`engine.bundle.save_bundle` in a temporary directory
 (random-initialised weights, which cost the same as trained ones; a few thousand users with
-random histories of 50 items drawn with Zipf-like popularity; an item frame with item_id,
+random histories of 50 items drawn with Zipf-like popularity; item embeddings clustered by
+category as trained ones are; an item frame with item_id,
 title, category and created_at so rankers have columns), loads it with ``load_bundle`` and
 measures, in a fresh worker process per (size, model) so peak RSS is that of serving alone:
 
 1. Construction: ``Recommender(bundle, rankers=...)`` (item matrix + catalogue), with the
-   item-matrix and catalogue parts timed separately; best of the constructions made.
+   item-matrix and catalogue parts timed separately, along two paths: ``exact`` (the exact
+   scan and the user encoder on every request, as the CLI runs it) and ``served`` (every
+   user encoded once and retrieval left on ``auto`` — IVF from 50k items when it reaches
+   its recall target — as a Serve replica runs it).
 2. Latency of ``recommend(user_id, k=10)`` for random known users with two ranker chains:
    ``default`` (popularity-fallback, exclude-seen, topk: the config default) and ``heavy``
    (popularity-fallback, exclude-seen, freshness, diversity on ``category``; diversity picks
@@ -122,6 +126,13 @@ def build_bundle(root: Path, n_items: int, model_name: str, seed: int = 0) -> Pa
     user_table, item_table = FeatureTable.empty(), FeatureTable.empty()
     model = RecModel(config.model, user_table.spec(len(users)), item_table.spec(len(items)),
                      user_table.to_arrays(), item_table.to_arrays())
+    # item embeddings clustered by category, as trained ones are (an untrained N(0, 1) table
+    # has no structure an index could use; the exact scan costs the same either way)
+    category = rng.integers(0, CATEGORIES, n_items)
+    centres = rng.standard_normal((CATEGORIES, DIM)).astype(np.float32)
+    with torch.no_grad():
+        table = model.item_encoder.ids.weight
+        table[1:] = torch.from_numpy(centres[category] + 0.5 * rng.standard_normal((n_items, DIM), dtype=np.float32))
     # histories of HISTORY items per user (dense indices 1..N), Zipf-ish popularity
     drawn = rng.choice(n_items, USERS * HISTORY, p=_power_law(rng, n_items, 0.8)) + 1
     sequences = [np.zeros(0, dtype=np.int64)] + list(drawn.reshape(USERS, HISTORY).astype(np.int64))
@@ -130,7 +141,7 @@ def build_bundle(root: Path, n_items: int, model_name: str, seed: int = 0) -> Pa
     item_frame = pl.DataFrame({
         "item_id": items.ids,
         "title": _strings("Item ", np.arange(n_items)),
-        "category": _strings("c", rng.integers(0, CATEGORIES, n_items)),
+        "category": _strings("c", category),
         "created_at": pl.Series(T0_US - rng.integers(0, 365 * DAY_US, n_items)).cast(pl.Datetime("us")),
     })
     return save_bundle(root, config, model, users=users, items=items, user_features=user_table,
@@ -187,11 +198,19 @@ def floor_topk(item_matrix: np.ndarray) -> Callable[[np.ndarray], np.ndarray]:
     return run
 
 
-def construct(bundle: Any, chain: list[ComponentRef]) -> tuple[Recommender, dict[str, float]]:
+# how the Recommender is built: as the CLI does (exact scan, user encoder per request), and
+# as a Serve replica does (every user encoded once, retrieval as configured: "auto")
+PATHS: dict[str, dict[str, Any]] = {
+    "exact": {"retrieval": "exact"},
+    "served": {"precompute_users": True},
+}
+
+
+def construct(bundle: Any, chain: list[ComponentRef], path: str) -> tuple[Recommender, dict[str, Any]]:
     """A recommender, timed as a whole, with the item-matrix part timed again on the side
-    (the rest is the catalogue for rankers and the id index)."""
+    (the rest is the catalogue for rankers, the id index, the user vectors and the index)."""
     start = time.perf_counter()
-    recommender = Recommender(bundle, rankers=chain)
+    recommender = Recommender(bundle, rankers=chain, **PATHS[path])
     total = time.perf_counter() - start
     start = time.perf_counter()
     with torch.no_grad():
@@ -199,7 +218,7 @@ def construct(bundle: Any, chain: list[ComponentRef]) -> tuple[Recommender, dict
     item_matrix_s = time.perf_counter() - start
     del matrix
     return recommender, {"construct_s": total, "item_matrix_s": item_matrix_s,
-                         "rest_s": max(0.0, total - item_matrix_s)}
+                         "rest_s": max(0.0, total - item_matrix_s), "retrieval": recommender.retrieval_info()}
 
 
 def profile_requests(recommender: Recommender, user_ids: list[str], top: int = 25) -> str:
@@ -237,9 +256,9 @@ def worker(bundle_path: str, requests: int, warmup: int, passes: int, budget_s: 
                            "thread_env": {k: os.environ.get(k) for k in THREAD_ENV},
                            "thread_pools": pools.info() if pools is not None else None,
                            "recommender_module": sys.modules[Recommender.__module__].__file__}
-    for chain_name, chain in CHAINS.items():
+    for (chain_name, chain), path in ((c, p) for c in CHAINS.items() for p in PATHS):
         gc.collect()
-        recommender, build = construct(bundle, chain)
+        recommender, build = construct(bundle, chain, path)
         build["rss_after_construct_mb"] = rss_mb()
         build["recommender_threads"] = getattr(recommender, "threads", "n/a (no such option)")
         item_matrix = recommender.item_matrix
@@ -276,7 +295,7 @@ def worker(bundle_path: str, requests: int, warmup: int, passes: int, budget_s: 
         }
         if profile:
             entry["profile"] = profile_requests(recommender, timed_ids[: min(300, len(timed_ids))])
-        out["chains"][chain_name] = entry
+        out["chains"][f"{chain_name} · {path}"] = entry
         del recommender, item_matrix, floor
         gc.collect()
     out["peak_rss_mb"] = peak_rss_mb()
@@ -291,16 +310,18 @@ def _met(ok: bool) -> str:
 def print_size(size: int, per_model: dict[str, dict[str, Any]], threads: str) -> None:
     table = Table(title=f"recommend(k={K}) at {size:,} items — dim {DIM}, {USERS:,} users × {HISTORY}-item "
                         f"histories, threads: {threads}")
-    for column in ("Model", "Rankers", "Ours p50 / p99", "CPU/request", "Floor p50 / p99 (numpy)",
+    for column in ("Model", "Rankers · path", "Retrieval", "Ours p50 / p99", "CPU/request", "Floor p50 / p99 (numpy)",
                    "Ratio p50 / p99", "Construct (item matrix + rest)", "RSS built / peak", "Load (1m)", "Target"):
-        table.add_column(column, justify="left" if column in ("Model", "Rankers", "Target") else "right")
+        table.add_column(column, justify="left" if column in ("Model", "Rankers · path", "Retrieval", "Target")
+                         else "right")
     for model_name, r in per_model.items():
         for chain_name, c in r["chains"].items():
             o, f, b = c["ours"], c["floor"], c["build"]
             target = ""
             if size == TARGET_SIZE:
                 target = f"p99 < {TARGET_P99_MS:g} ms " + _met(o["p99_ms"] < TARGET_P99_MS)
-            table.add_row(model_name, chain_name, f"{o['p50_ms']:.2f} / {o['p99_ms']:.2f} ms (n={o['n']:,})",
+            table.add_row(model_name, chain_name, describe_retrieval(b["retrieval"]),
+                          f"{o['p50_ms']:.2f} / {o['p99_ms']:.2f} ms (n={o['n']:,})",
                           f"{o['cpu_p50_ms']:.2f} ms", f"{f['p50_ms']:.2f} / {f['p99_ms']:.2f} ms",
                           f"{c['ratio_p50']:.1f}× / {c['ratio_p99']:.1f}×",
                           f"{b['construct_s']:.2f} s ({b['item_matrix_s']:.2f} + {b['rest_s']:.2f})",
@@ -309,17 +330,26 @@ def print_size(size: int, per_model: dict[str, dict[str, Any]], threads: str) ->
     console.print(table)
 
 
+def describe_retrieval(info: dict[str, Any]) -> str:
+    """"exact", or "ivf nprobe 16/632 (recall 0.97)", plus "cached users" when they are."""
+    text = info["kind"]
+    if info["kind"] == "ivf":
+        text += f" {info['nprobe']}/{info['nlist']} lists (recall {info['calibrated_recall']:.2f})"
+    return text + (", users cached" if info.get("cached_users") else "")
+
+
 def markdown(results: dict[str, Any]) -> str:
     lines = [
-        "| Items | Model | Rankers | p50 (ms) | p99 (ms) | CPU/request (ms) | numpy floor p50 / p99 (ms) "
-        "| ratio p50 / p99 | construct (s) | peak RSS (MiB) |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| Items | Model | Rankers · path | retrieval | p50 (ms) | p99 (ms) | CPU/request (ms) "
+        "| numpy floor p50 / p99 (ms) | ratio p50 / p99 | construct (s) | peak RSS (MiB) |",
+        "|---:|---|---|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for size, per_model in results["sizes"].items():
         for model_name, r in per_model.items():
             for chain_name, c in r["chains"].items():
                 o, f = c["ours"], c["floor"]
-                lines.append(f"| {int(size):,} | {model_name} | {chain_name} | {o['p50_ms']:.2f} | {o['p99_ms']:.2f} "
+                lines.append(f"| {int(size):,} | {model_name} | {chain_name} | {describe_retrieval(c['build']['retrieval'])} "
+                             f"| {o['p50_ms']:.2f} | {o['p99_ms']:.2f} "
                              f"| {o['cpu_p50_ms']:.2f} | {f['p50_ms']:.2f} / {f['p99_ms']:.2f} "
                              f"| {c['ratio_p50']:.1f}× / {c['ratio_p99']:.1f}× "
                              f"| {c['build']['construct_s']:.2f} | {r['peak_rss_mb']:,.0f} |")

@@ -76,8 +76,9 @@ class IVFIndex:
 
     @classmethod
     def build(cls, matrix: np.ndarray, queries: np.ndarray, n: int, target_recall: float,
-              seed: int = 0) -> "IVFIndex":
-        """Cluster ``matrix[1:]`` into ~2·√N lists and calibrate ``nprobe`` on ``queries``."""
+              seed: int = 0, max_probed_share: float = 1.0) -> "IVFIndex":
+        """Cluster ``matrix[1:]`` into ~2·√N lists and calibrate ``nprobe`` on ``queries``
+        (trying at most ``max_probed_share`` of the lists; ``recall`` says what it reached)."""
         import faiss
 
         items = matrix.shape[0] - 1
@@ -92,24 +93,26 @@ class IVFIndex:
         index.add_with_ids(np.ascontiguousarray(matrix[1:]), np.arange(1, items + 1, dtype=np.int64))
         exact = ExactIndex(matrix)
         built = cls(index, exact, nlist, nlist, 1.0, n)
-        built.calibrate(queries, target_recall)
+        built.calibrate(queries, target_recall, max(1, int(max_probed_share * nlist)))
         return built
 
-    def calibrate(self, queries: np.ndarray, target_recall: float) -> None:
-        """The smallest power-of-two ``nprobe`` reaching ``target_recall`` (all lists at worst)."""
+    def calibrate(self, queries: np.ndarray, target_recall: float, max_nprobe: int | None = None) -> None:
+        """The smallest power-of-two ``nprobe`` reaching ``target_recall``, trying up to
+        ``max_nprobe`` (default: every list, which is exact)."""
         queries = np.ascontiguousarray(queries[:CALIBRATION_QUERIES], dtype=np.float32)
         if queries.shape[0] == 0:
             return  # nothing to calibrate on: keep scanning every list (exact)
+        limit = min(self.nlist, max_nprobe or self.nlist)
         truth = self.exact.search(queries, self.n)
         nprobe = 1
         while True:
             self.index.nprobe = nprobe
             found = self._search(queries, self.n)
             recall = float(np.mean([np.intersect1d(a, b).size / b.size for a, b in zip(found, truth)]))
-            if recall >= target_recall or nprobe >= self.nlist:
+            if recall >= target_recall or nprobe >= limit:
                 self.nprobe, self.recall = nprobe, recall
                 return
-            nprobe = min(self.nlist, nprobe * 2)
+            nprobe = min(limit, nprobe * 2)
 
     def _search(self, queries: np.ndarray, n: int) -> np.ndarray:
         _, found = self.index.search(np.ascontiguousarray(queries, dtype=np.float32), n)
@@ -144,7 +147,7 @@ def build_index(kind: RetrievalKind, matrix: np.ndarray, queries: np.ndarray | N
         return ExactIndex(matrix)
     if queries is None or not len(queries):
         raise ValueError("IVF retrieval needs query vectors to calibrate on (no known users)")
-    index = IVFIndex.build(matrix, queries, n, target_recall)
-    if auto and index.nprobe > IVF_MAX_PROBED_SHARE * index.nlist:
-        return index.exact
-    return index
+    if not auto:
+        return IVFIndex.build(matrix, queries, n, target_recall)
+    index = IVFIndex.build(matrix, queries, n, target_recall, max_probed_share=IVF_MAX_PROBED_SHARE)
+    return index if index.recall >= target_recall else index.exact
