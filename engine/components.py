@@ -201,15 +201,48 @@ class Catalog:
     vectors: np.ndarray
     popularity: np.ndarray
     titles: np.ndarray | None = None
+    _codes: dict[str, np.ndarray | None] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def size(self) -> int:
         return int(self.item_ids.shape[0]) - 1
 
+    def codes(self, name: str) -> np.ndarray | None:
+        """Integer codes [N+1] of a single-valued column (one per distinct value, -1 for a
+        missing one), computed once per catalogue; None for a list-valued column (genres).
+        Rankers that group items per request compare these instead of Python objects."""
+        if name not in self._codes:
+            self._codes[name] = value_codes(self.columns[name])
+        return self._codes[name]
+
     def title(self, index: int) -> str:
         if self.titles is not None and self.titles[index]:
             return str(self.titles[index])
         return str(self.item_ids[index])
+
+
+def value_codes(values: np.ndarray) -> np.ndarray | None:
+    """A code per cell (equal values, equal codes; None/NaN/NaT → -1), or None when some
+    cell holds several values (a list, set or array)."""
+    missing: np.ndarray
+    if values.dtype.kind == "M":
+        missing = np.isnat(values)
+    elif values.dtype.kind == "f":
+        missing = np.isnan(values)
+    elif values.dtype != object:
+        missing = np.zeros(values.shape[0], dtype=bool)
+    else:
+        index: dict[Any, int] = {}
+        codes = np.empty(values.shape[0], dtype=np.int64)
+        for row, value in enumerate(values.tolist()):
+            if isinstance(value, (list, set, np.ndarray)):
+                return None
+            codes[row] = -1 if value is None or value != value else index.setdefault(value, len(index))
+        return codes
+    _, codes = np.unique(values, return_inverse=True)
+    codes = codes.reshape(-1).astype(np.int64)
+    codes[missing] = -1
+    return codes
 
 
 @dataclass(frozen=True)

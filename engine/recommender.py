@@ -181,7 +181,6 @@ class Recommender:
             frame = online.data.items
             matrix, popularity = self._add_cold_items(frame, matrix, popularity)
         self.item_matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        self.item_matrix_t = torch.from_numpy(self.item_matrix).to(self.device)
         self.item_index = dict(bundle.items.index)  # a copy: cold items join it
         self.item_index.update((item, i) for i, item in enumerate(self.item_ids[len(bundle.items):],
                                                                   start=len(bundle.items) + 1))
@@ -371,7 +370,7 @@ class Recommender:
         with self._lock, torch.no_grad():
             encoded = self._encode_batch(user_ids, users, padded)
             top = self.index.search(encoded.vector.float().cpu().numpy(), n)
-            items_t = self.item_matrix_t[torch.as_tensor(top, device=self.device)]
+            items_t = torch.from_numpy(self.item_matrix[top]).to(self.device)  # numpy's gather is ~5x cheaper
             scores = self.model.interactor.score(encoded, items_t).float().cpu().numpy()
             weights = self.model.interactor.explain(encoded, items_t)
             weights = None if weights is None else weights.float().cpu().numpy()

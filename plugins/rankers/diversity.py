@@ -62,7 +62,10 @@ class Diversity(Ranker):
         vectors = np.asarray(matrix[candidates.items] if has_vectors else np.zeros((n, 0)), dtype=np.float32)
         groups = None
         if self.config.field is not None:
-            groups = value_membership(_column(context.catalog, self.config.field)[candidates.items])
+            column = _column(context.catalog, self.config.field)
+            codes = context.catalog.codes(self.config.field)  # computed once per catalogue
+            groups = (code_membership(codes[candidates.items]) if codes is not None
+                      else value_membership(column[candidates.items]))
         picks = _mmr(relevance, vectors, groups, k, self.config.lambda_, self.config.max_per_value)
 
         # Reasons for the picks that pure score order would have left out of the top k.
@@ -131,6 +134,16 @@ def min_max_normalise(scores: np.ndarray) -> np.ndarray:
     if high <= low:
         return np.ones_like(scores)
     return (scores - low) / (high - low)
+
+
+def code_membership(codes: np.ndarray) -> np.ndarray:
+    """[n, u] booleans from value codes (``Catalog.codes``): row i marks item i's value;
+    code -1 (missing) marks none."""
+    present, inverse = np.unique(codes, return_inverse=True)
+    membership = np.zeros((codes.shape[0], present.shape[0]), dtype=bool)
+    membership[np.arange(codes.shape[0]), inverse.reshape(-1)] = True
+    membership[:, present < 0] = False
+    return membership
 
 
 def value_membership(values: np.ndarray) -> np.ndarray:
