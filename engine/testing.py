@@ -29,7 +29,8 @@ What is checked:
 - interactors: ``score`` gives [B] for pairs and [B, K] for candidates, ``score_all`` [B, N]
   and all three agree; ``explain`` returns None or finite [B, K, L] weights that are zero on
   padding; empty batches work; interactors that do not need a sequence work from ``vector``
-  alone, those that do (``needs_sequence``) raise ``ValueError`` without one; determinism;
+  alone, those that do (``needs_sequence``) raise ``ValueError`` without one; those that
+  declare ``uses_sequence = False`` score the same with and without one; determinism;
 - rankers: empty candidates give a valid empty-or-not list; the input candidates and the
   request context are never mutated (nor their reason lists); the output is a new
   :class:`~engine.components.Candidates` with aligned columns, integer catalogue items
@@ -343,6 +344,13 @@ def check_interactor(interactor_class: type, *, name: str | None = None, plugin:
                                        f"with a clear message, got {type(exc).__name__}: {exc}") from exc
                 else:
                     raise _fail(label, "needs_sequence is True but it scored a user without a sequence")
+            if not getattr(interactor_class, "uses_sequence", True):
+                _expect(not needs_sequence, label, "uses_sequence is False but needs_sequence is True")
+                with_sequence, without = _user(4, dim), _user(4, dim, with_sequence=False)
+                _expect(torch.allclose(interactor.score_all(with_sequence, catalogue),
+                                       interactor.score_all(without, catalogue)), label,
+                        "uses_sequence is False but its scores change with user.sequence: serving would score "
+                        "from cached user vectors and get them wrong")
             user = _user(4, dim)
             first = interactor.score_all(user, catalogue)
             _expect(torch.equal(first, build().score_all(user, catalogue)), label,

@@ -30,7 +30,7 @@ from engine.cli import cli
 from engine.cli import plugins_cmd
 from engine.components import Candidates, Encoded, Interactor, Ranker
 from engine.plugin_manager import PluginManager, UnknownComponentError, get_plugin_manager, reset_plugin_manager
-from engine.testing import check_encoder, check_plugin, check_ranker, make_catalog, rank_contexts, sample_candidates
+from engine.testing import check_encoder, check_interactor, check_plugin, check_ranker, make_catalog, rank_contexts, sample_candidates
 from plugins.domains import ecommerce
 from tests.conftest import generated_shop
 
@@ -218,6 +218,26 @@ def test_check_ranker_names_a_ranker_that_mutates_its_input() -> None:
     expected = r"ranker 'appender' \(plugin acme, .*Appender\): rank mutated its input reasons"
     with pytest.raises(AssertionError, match=expected):
         check_ranker(Appender, name="appender", plugin="acme")
+
+
+def test_check_interactor_catches_a_false_uses_sequence_claim() -> None:
+    """An interactor that says it scores from the vector alone but reads the sequence
+    would be fed cached user vectors by serving: the contract check refuses it."""
+    from plugins.interactors.dot import DotInteractor
+
+    class Pooled(DotInteractor):
+        @staticmethod
+        def _pooled(user: Encoded) -> Encoded:
+            return user if user.sequence is None else Encoded(user.vector + user.sequence.sum(1))
+
+        def score(self, user, items):  # type: ignore[no-untyped-def]
+            return super().score(self._pooled(user), items)
+
+        def score_all(self, user, item_matrix):  # type: ignore[no-untyped-def]
+            return super().score_all(self._pooled(user), item_matrix)
+
+    with pytest.raises(AssertionError, match="uses_sequence is False but its scores change with user.sequence"):
+        check_interactor(Pooled, name="pooled", plugin="acme")
 
 
 # ---------------------------------------------------------------------------------------
