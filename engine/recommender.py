@@ -46,6 +46,9 @@ from engine.user_vectors import UserVectors
 
 MIN_SEGMENT_USERS = 20
 MAX_SEGMENT_VALUES = 100
+# users encoded at load with precompute_users (a bound on load time and memory: 500k users
+# × 64 floats is 128 MB and ~2 min on one core); users beyond it are encoded per request
+MAX_PRECOMPUTED_USERS = 500_000
 
 
 @dataclass
@@ -199,18 +202,20 @@ class Recommender:
 
     # -- user vectors and the retrieval index ------------------------------------------
     def _user_ids(self) -> list[str]:
-        """Every user the model can score: ids it trained on and users with a snapshot history."""
-        ids = list(self.bundle.users.ids)
-        if self.online is not None:
-            ids += self.online.data.histories["user_id"].to_list()
-        return ids
+        """Every user the model can score: users with a snapshot history first, then the
+        ids it trained on (duplicates are dropped by the caller)."""
+        ids = self.online.data.histories["user_id"].to_list() if self.online is not None else []
+        return ids + list(self.bundle.users.ids)
 
     def _encode_vectors(self, users: list[int], histories: list[np.ndarray]) -> np.ndarray:
         with torch.no_grad():
             return self._encode(users, self._pad(histories)).vector.float().cpu().numpy()
 
     def _encode_all_users(self) -> UserVectors:
-        return UserVectors.build(self._user_ids(), lambda user: self.user_history(user)[:2], self._encode_vectors)
+        """Up to MAX_PRECOMPUTED_USERS users (~0.25 ms each on one core); the rest are encoded
+        when they ask."""
+        ids = list(dict.fromkeys(self._user_ids()))[:MAX_PRECOMPUTED_USERS]
+        return UserVectors.build(ids, lambda user: self.user_history(user)[:2], self._encode_vectors)
 
     def _build_index(self, kind: str) -> RetrievalIndex:
         items = self.item_matrix.shape[0] - 1

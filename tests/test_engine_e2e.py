@@ -71,7 +71,7 @@ def test_recommend_with_reasons_and_fallback(trained, shop: Path) -> None:  # ty
         recommender.recommend(user, 0)
 
 
-def test_cached_user_vectors_and_ivf_retrieval_answer_like_the_exact_path(trained, shop: Path) -> None:  # type: ignore[no-untyped-def]
+def test_cached_user_vectors_and_ivf_retrieval_answer_like_the_exact_path(trained, shop: Path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Serving's fast path (every user encoded once, IVF retrieval) returns what the
     per-request encoder and the exact scan return."""
     exact = Recommender.load(trained.bundle_path, snapshot=shop / "snapshots", retrieval="exact")
@@ -84,6 +84,12 @@ def test_cached_user_vectors_and_ivf_retrieval_answer_like_the_exact_path(traine
         a, b = exact.recommend(user, 10), cached.recommend(user, 10)
         assert [i.item_id for i in a] == [i.item_id for i in b] and [i.reasons for i in a] == [i.reasons for i in b]
         assert [i.score for i in a] == pytest.approx([i.score for i in b], rel=1e-4)
+    monkeypatch.setattr("engine.recommender.MAX_PRECOMPUTED_USERS", 5)
+    capped = Recommender.load(trained.bundle_path, snapshot=shop / "snapshots", retrieval="exact",
+                              precompute_users=True)
+    assert len(capped.user_vectors) == 5
+    beyond = next(u for u in users if capped.user_vectors.get(u) is None)  # encoded when asked
+    assert [i.item_id for i in capped.recommend(beyond, 10)] == [i.item_id for i in exact.recommend(beyond, 10)]
     ivf = Recommender.load(trained.bundle_path, snapshot=shop / "snapshots", retrieval="ivf", precompute_users=True)
     info = ivf.retrieval_info()
     assert info["kind"] == "ivf" and info["calibrated_recall"] >= 0.95
