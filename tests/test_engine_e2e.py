@@ -174,6 +174,9 @@ def test_cli_train_evaluate_recommend_models(shop: Path, tmp_path: Path) -> None
     assert result.exit_code == 0 and "popularity" in result.output and json.loads(out.read_text())["test"]
     result = runner.invoke(cli, ["recommend", "--user", "u0000001", "-k", "3", "--models", models, "--json"])
     assert result.exit_code == 0 and len(json.loads(result.output)) == 3
+    ivf = runner.invoke(cli, ["recommend", "--user", "u0000001", "-k", "3", "--models", models, "--json",
+                              "--retrieval", "ivf"])
+    assert ivf.exit_code == 0 and len(json.loads(ivf.output)) == 3
     assert "cli" in runner.invoke(cli, ["models", "list", "--models", models]).output
     bad = runner.invoke(cli, ["train", "--store", store, "--models", models, "--user-encoder", "no-such-encoder"])
     assert bad.exit_code == 1 and "unknown encoder 'no-such-encoder'; known encoders: dense, ease" in bad.output

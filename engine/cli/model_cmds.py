@@ -182,9 +182,12 @@ def evaluate(model: str, store_path: str, models_dir: str, version: int | None, 
 @click.option("--snapshot", type=click.Path(file_okay=False),
               help="Snapshot root for live histories (default: the bundle's training histories).")
 @click.option("--exclude", multiple=True, help="Item id never to recommend (repeatable).")
+@click.option("--retrieval", type=click.Choice(["exact", "auto", "ivf"]), default="exact", show_default=True,
+              help="Candidate retrieval: the exact scan suits one answer; auto/ivf first build the index "
+                   "serving uses (seconds at load on large catalogues).")
 @json_option
 def recommend(user_id: str, k: int, model: str | None, models_dir: str, snapshot: str | None,
-              exclude: tuple[str, ...], as_json: bool) -> None:
+              exclude: tuple[str, ...], retrieval: str, as_json: bool) -> None:
     """Recommend K items for a user, with the reasons for each."""
     from engine.bundle import list_bundles
     from engine.recommender import Recommender
@@ -195,7 +198,7 @@ def recommend(user_id: str, k: int, model: str | None, models_dir: str, snapshot
             if not bundles:
                 raise LookupError(f"no model bundles under {models_dir}; train one with `recengine train`")
             model = bundles[-1]["path"]
-        recommender = Recommender.load(model, models_dir, snapshot)
+        recommender = Recommender.load(model, models_dir, snapshot, retrieval=retrieval)
         items = recommender.recommend(user_id, k, exclude=list(exclude))
     if as_json:
         print_json([r.to_dict() for r in items])
