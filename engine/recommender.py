@@ -214,8 +214,8 @@ class Recommender:
     def _encode_all_users(self) -> UserVectors:
         """Up to MAX_PRECOMPUTED_USERS users (~0.25 ms each on one core); the rest are encoded
         when they ask."""
-        ids = list(dict.fromkeys(self._user_ids()))[:MAX_PRECOMPUTED_USERS]
-        return UserVectors.build(ids, lambda user: self.user_history(user)[:2], self._encode_vectors)
+        return UserVectors.build(self._user_ids(), lambda user: self.user_history(user)[:2], self._encode_vectors,
+                                 limit=MAX_PRECOMPUTED_USERS)
 
     def _build_index(self, kind: str) -> RetrievalIndex:
         items = self.item_matrix.shape[0] - 1

@@ -27,8 +27,10 @@ class UserVectors:
         self.matrix = matrix
 
     @classmethod
-    def build(cls, user_ids: Iterable[str], lookup: Lookup, encode: Encode, batch: int = BATCH) -> "UserVectors":
-        """Encode every user that has an id in the model or a history (others are unknown)."""
+    def build(cls, user_ids: Iterable[str], lookup: Lookup, encode: Encode, batch: int = BATCH,
+              limit: int | None = None) -> "UserVectors":
+        """Encode every user that has an id in the model or a history (others are unknown),
+        the first ``limit`` of them when given."""
         rows: dict[str, int] = {}
         parts: list[np.ndarray] = []
         pending: tuple[list[str], list[int], list[np.ndarray]] = ([], [], [])
@@ -42,6 +44,8 @@ class UserVectors:
                     part.clear()
 
         for user_id in dict.fromkeys(user_ids):  # de-duplicated, order kept
+            if limit is not None and len(rows) + len(pending[0]) >= limit:
+                break
             index, history = lookup(user_id)
             if index == 0 and history.size == 0:
                 continue

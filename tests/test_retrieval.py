@@ -93,3 +93,5 @@ def test_user_vectors_encode_known_users_once_in_batches() -> None:
     assert cache.get("a").tolist() == [1, 2] and cache.get("b").tolist() == [0, 1] and cache.get("c").tolist() == [2, 0]
     assert cache.get("nobody") is None
     assert cache.sample(10).shape == (3, 2) and cache.sample(2).shape == (2, 2)
+    first_two = UserVectors.build(["a", "nobody", "b", "c"], histories.__getitem__, encode, limit=2)
+    assert list(first_two.rows) == ["a", "b"]  # the limit counts encoded users
