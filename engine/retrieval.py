@@ -137,6 +137,8 @@ def build_index(kind: RetrievalKind, matrix: np.ndarray, queries: np.ndarray | N
 
     ``queries`` are representative user vectors for calibrating IVF (None: no IVF, exact).
     """
+    if kind not in ("auto", "exact", "ivf"):
+        raise ValueError(f"unknown retrieval {kind!r}; expected auto, exact or ivf")
     items = matrix.shape[0] - 1
     if n >= items:
         return ExactIndex(matrix)  # every item is a candidate anyway
