@@ -221,6 +221,9 @@ class Catalog:
         return str(self.item_ids[index])
 
 
+LIST_VALUE_TYPES = (list, set, np.ndarray)  # a cell holding several values (genres); a tuple is one value
+
+
 def value_codes(values: np.ndarray) -> np.ndarray | None:
     """A code per cell (equal values, equal codes; None/NaN/NaT → -1), or None when some
     cell holds several values (a list, set or array)."""
@@ -235,7 +238,7 @@ def value_codes(values: np.ndarray) -> np.ndarray | None:
         index: dict[Any, int] = {}
         codes = np.empty(values.shape[0], dtype=np.int64)
         for row, value in enumerate(values.tolist()):
-            if isinstance(value, (list, set, np.ndarray)):
+            if isinstance(value, LIST_VALUE_TYPES):
                 return None
             codes[row] = -1 if value is None or value != value else index.setdefault(value, len(index))
         return codes

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 
 from engine.components import Candidates, Catalog, Ranker, RankContext
 from engine.plugin_manager import PluginManager
-from plugins.rankers.diversity import Diversity, min_max_normalise
+from plugins.rankers.diversity import Diversity, list_membership, min_max_normalise
 from plugins.rankers.filters import ExcludeSeen, TopK
 from plugins.rankers.freshness import Freshness
 from plugins.rankers.popularity import PopularityFallback
@@ -282,6 +282,24 @@ def test_diversity_caps_items_per_field_value():
     # The cap is soft: with only one category left it still fills k.
     only_c = ALL.take(ALL.items >= 15)
     assert len(ranker.rank(only_c, context())) == 6
+
+
+def test_catalog_codes_single_valued_columns_once_and_leave_list_columns_to_membership():
+    codes = CATALOG.codes("brand")
+    assert codes is CATALOG.codes("brand")  # computed once per catalogue
+    assert codes[0] == codes[5] == -1 and codes[1] == codes[3] != codes[2]  # None → -1
+    assert CATALOG.codes("genres") is None  # list-valued
+    assert (CATALOG.codes("created_at")[[0, 14]] == -1).all()  # NaT → -1
+    groups = list_membership(CATALOG.columns["genres"][[4, 1, 2]])  # [drama, comedy], [drama], []
+    assert groups.tolist() == [[True, True], [True, False], [False, False]]
+
+
+def test_diversity_caps_a_list_valued_field_per_element():
+    ranker = Diversity(Diversity.Config(**{"lambda": 1.0, "field": "genres", "max_per_value": 2, "k": 4}))
+    out = ranker.rank(ALL, context())
+    picked = CATALOG.columns["genres"][out.items]
+    assert sum("drama" in g for g in picked) == 2  # capped; genre-less items filled the rest
+    assert len(out) == 4
 
 
 def test_diversity_with_lambda_one_and_no_field_is_score_order():

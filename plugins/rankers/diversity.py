@@ -29,10 +29,8 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from engine.components import Candidates, Catalog, ComponentConfig, Ranker, RankContext
+from engine.components import LIST_VALUE_TYPES, Candidates, Catalog, ComponentConfig, Ranker, RankContext
 from engine.hookspecs import hookimpl
-
-_SEQUENCE_TYPES = (list, set, np.ndarray)  # list-valued cells; a tuple is one value
 
 
 class Diversity(Ranker):
@@ -65,7 +63,7 @@ class Diversity(Ranker):
             column = _column(context.catalog, self.config.field)
             codes = context.catalog.codes(self.config.field)  # computed once per catalogue
             groups = (code_membership(codes[candidates.items]) if codes is not None
-                      else value_membership(column[candidates.items]))
+                      else list_membership(column[candidates.items]))
         picks = _mmr(relevance, vectors, groups, k, self.config.lambda_, self.config.max_per_value)
 
         # Reasons for the picks that pure score order would have left out of the top k.
@@ -146,36 +144,20 @@ def code_membership(codes: np.ndarray) -> np.ndarray:
     return membership
 
 
-def value_membership(values: np.ndarray) -> np.ndarray:
-    """[n, u] booleans: row i marks the distinct values item i has (None/NaN: none).
-
-    A list-valued column (genres: lists or arrays) may mark several values in a row; a
-    tuple is a single (hashable) value.
-    """
-    n = values.shape[0]
-    if values.dtype != object:
-        unique, codes = np.unique(values, return_inverse=True)
-        membership = np.zeros((n, unique.shape[0]), dtype=bool)
-        membership[np.arange(n), codes.reshape(-1)] = True
-        return membership
-    listed = values.tolist()
+def list_membership(values: np.ndarray) -> np.ndarray:
+    """[n, u] booleans for a list-valued column (genres): row i marks every value item i
+    has (a scalar cell is one value; None/NaN mark none). Single-valued columns go through
+    ``Catalog.codes`` and :func:`code_membership` instead."""
     index: dict[Any, int] = {}
-    try:  # one value per item: a code per row
-        codes = [index.setdefault(value, len(index)) for value in listed]
-        rows, cols = np.arange(n), np.asarray(codes, dtype=np.int64)
-    except TypeError:  # list-valued (lists are unhashable): a code per element
-        index.clear()
-        row_list: list[int] = []
-        col_list: list[int] = []
-        for row, value in enumerate(listed):
-            for element in value if isinstance(value, _SEQUENCE_TYPES) else (value,):
-                row_list.append(row)
-                col_list.append(index.setdefault(element, len(index)))
-        rows, cols = np.asarray(row_list, dtype=np.int64), np.asarray(col_list, dtype=np.int64)
-    membership = np.zeros((n, len(index)), dtype=bool)
-    membership[rows, cols] = True
-    missing = [code for value, code in index.items() if value is None or value != value]  # None, NaN
-    membership[:, missing] = False
+    rows: list[int] = []
+    cols: list[int] = []
+    for row, value in enumerate(values.tolist()):
+        for element in value if isinstance(value, LIST_VALUE_TYPES) else (value,):
+            if element is not None and element == element:  # None and NaN are no value
+                rows.append(row)
+                cols.append(index.setdefault(element, len(index)))
+    membership = np.zeros((values.shape[0], len(index)), dtype=bool)
+    membership[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = True
     return membership
 
 

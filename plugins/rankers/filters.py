@@ -15,10 +15,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from engine.components import Candidates, Catalog, ComponentConfig, Ranker, RankContext
+from engine.components import LIST_VALUE_TYPES, Candidates, Catalog, ComponentConfig, Ranker, RankContext
 from engine.hookspecs import hookimpl
 
-_SEQUENCE_TYPES = (list, set, np.ndarray)  # list-valued cells; a tuple is one value
 
 
 class TopK(Ranker):
@@ -124,7 +123,7 @@ def column_matches(catalog: Catalog, column: str, items: np.ndarray, allowed: An
 
 
 def _value_allowed(value: Any, allowed: set[Any]) -> bool:
-    if isinstance(value, _SEQUENCE_TYPES):
+    if isinstance(value, LIST_VALUE_TYPES):
         return any(_hashable_in(element, allowed) for element in value)
     return _hashable_in(value, allowed)
 
