@@ -458,9 +458,12 @@ class Recommender:
         for ranker in self.rankers:
             candidates = ranker.rank(candidates, context)
         candidates = candidates.take(np.arange(min(request.k, len(candidates))))
-        reasons: list[list[str]] = [[] for _ in range(len(candidates))]
-        if request.explain:
-            model = self._model_reasons(candidates.items, scored, history) if scored is not None else reasons
+        if not request.explain:
+            reasons: list[list[str]] = [[] for _ in range(len(candidates))]
+        elif scored is None:  # nothing from the model: the rankers' reasons ("popular") alone
+            reasons = [list(r) for r in candidates.reasons]
+        else:  # the model's reasons first, then what rankers added ("diversified")
+            model = self._model_reasons(candidates.items, scored, history)
             reasons = [m + list(r) for m, r in zip(model, candidates.reasons)]
         return Recommendations([
             Recommendation(str(self.catalog.item_ids[i]), float(s), r, self.catalog.title(int(i)))
