@@ -6,8 +6,8 @@ Run ``python benchmarks/cold_start.py`` (default budget: ``--epochs 60``, early 
 warm comparisons carry a paired per-user test so a difference can be told from noise.
 
 1. Text embedding: every item's text (``title`` + genres ``class``, joined as
-   ``engine.vectors.item_texts`` does) through ``TextEncoder.embed_texts`` (all-MiniLM-L6-v2,
-   CPU) via ``engine.vectors.build_text_vectors`` into the store's vector set ``text``.
+   ``recengine.vectors.item_texts`` does) through ``TextEncoder.embed_texts`` (all-MiniLM-L6-v2,
+   CPU) via ``recengine.vectors.build_text_vectors`` into the store's vector set ``text``.
    Throughput (items/s) is the time inside ``embed_texts`` (model load and store writes
    reported apart), printed beside the ~550 items/s quiet-machine figure from the issue and
    the machine's load average at the time; the 5 nearest neighbours of "Toy Story" are
@@ -54,12 +54,12 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from engine.config import PipelineConfig  # noqa: E402
-from engine.evaluate import evaluate_scorer, model_scorer  # noqa: E402
-from engine.metrics import paired_test  # noqa: E402
-from engine.pipeline import TrainedPipeline, train_pipeline  # noqa: E402
-from engine.vectors import build_text_vectors, item_texts  # noqa: E402
-from feature_store import FeatureStore  # noqa: E402
+from recengine.config import PipelineConfig  # noqa: E402
+from recengine.evaluate import evaluate_scorer, model_scorer  # noqa: E402
+from recengine.metrics import paired_test  # noqa: E402
+from recengine.pipeline import TrainedPipeline, train_pipeline  # noqa: E402
+from recengine.vectors import build_text_vectors, item_texts  # noqa: E402
+from recengine.feature_store import FeatureStore  # noqa: E402
 
 ML100K = Path(_HERE).parent.parent / "shared" / "data" / "ml-100k"
 RESULTS = Path(_HERE) / "results" / "cold_start.json"
@@ -115,7 +115,7 @@ def load_average() -> list[float]:
 
 # -- 1. text embedding ---------------------------------------------------------------------------
 def embed_items(store_path: Path) -> dict[str, Any]:
-    from plugins.encoders.text import TextEncoder
+    from recengine.plugins.encoders.text import TextEncoder
 
     load_before = load_average()
     started = time.perf_counter()

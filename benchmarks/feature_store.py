@@ -47,8 +47,8 @@ import polars as pl  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from feature_store.online import OnlineStore  # noqa: E402
-from feature_store.store import FeatureStore  # noqa: E402
+from recengine.feature_store.online import OnlineStore  # noqa: E402
+from recengine.feature_store.store import FeatureStore  # noqa: E402
 
 HISTORY = 20  # last-N window of the training set
 ONLINE_HISTORY = 200  # last-N kept per user in the published snapshot (snapshot.DEFAULT_HISTORY)

@@ -1,7 +1,7 @@
 """One-time GPU check: epochs on CUDA (fp32 and bf16) beside CPU, from a training snapshot.
 
 Made for a machine with torch, numpy and pyarrow (plus pydantic, pluggy, rich and
-safetensors) and nothing else: it imports only ``engine.train_standalone``'s path. Export a
+safetensors) and nothing else: it imports only ``recengine.train_standalone``'s path. Export a
 snapshot where the store is, then run this where the GPU is::
 
     recengine train --store ml.duckdb --protocol seq --user-encoder transformer \\
@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from engine.train_standalone import run  # noqa: E402
+from recengine.train_standalone import run  # noqa: E402
 
 
 def main() -> int:

@@ -51,11 +51,11 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from engine.config import PipelineConfig  # noqa: E402
-from engine.evaluate import evaluate_scorer, model_scorer, popularity_scorer  # noqa: E402
-from engine.metrics import mean_std, paired_test  # noqa: E402
-from engine.pipeline import train_pipeline  # noqa: E402
-from feature_store import FeatureStore  # noqa: E402
+from recengine.config import PipelineConfig  # noqa: E402
+from recengine.evaluate import evaluate_scorer, model_scorer, popularity_scorer  # noqa: E402
+from recengine.metrics import mean_std, paired_test  # noqa: E402
+from recengine.pipeline import train_pipeline  # noqa: E402
+from recengine.feature_store import FeatureStore  # noqa: E402
 
 DEFAULT_DATA = Path(_HERE).parent.parent / "shared" / "data" / "ml-100k"
 RESULTS = Path(_HERE) / "results" / "quality.json"

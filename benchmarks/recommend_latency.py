@@ -7,7 +7,7 @@ items, few requests, to check it works). For each catalogue size and each model:
   over ids only, dot interactor, dim 64);
 - ``dense+dot``: a dense (id-embedding) user encoder with the same item tower and dot;
 
-it builds a synthetic bundle with :func:`engine.bundle.save_bundle` in a temporary directory
+it builds a synthetic bundle with :func:`recengine.bundle.save_bundle` in a temporary directory
 (random-initialised weights, which cost the same as trained ones; a few thousand users with
 random histories of 50 items drawn with Zipf-like popularity; item embeddings clustered by
 category as trained ones are; an item frame with item_id,
@@ -68,11 +68,11 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from engine.bundle import load_bundle, save_bundle  # noqa: E402
-from engine.config import ComponentRef, ModelConfig, PipelineConfig  # noqa: E402
-from engine.data import FeatureTable, IdMap  # noqa: E402
-from engine.model import RecModel  # noqa: E402
-from engine.recommender import Recommender  # noqa: E402
+from recengine.bundle import load_bundle, save_bundle  # noqa: E402
+from recengine.config import ComponentRef, ModelConfig, PipelineConfig  # noqa: E402
+from recengine.data import FeatureTable, IdMap  # noqa: E402
+from recengine.model import RecModel  # noqa: E402
+from recengine.recommender import Recommender  # noqa: E402
 
 DIM = 64
 HISTORY = 50

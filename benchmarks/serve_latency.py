@@ -14,7 +14,7 @@ Run ``python benchmarks/serve_latency.py`` (100k-item catalogue) or ``--quick`` 
 3. starts Ray (``init_ray(num_cpus=2)``) and ``serve.start`` on a free 127.0.0.1 port, and
    deploys two applications side by side:
 
-   - ``/ecommerce``: :func:`engine.serve.deployment.domain_application` (batched, as shipped);
+   - ``/ecommerce``: :func:`recengine.serve.deployment.domain_application` (batched, as shipped);
    - ``/noop``: a FastAPI ingress whose ``POST /recommend`` validates the same
      ``RecommendRequest`` body and returns a constant ``RecommendResponse`` of k items
      (same response model, so validation and JSON serialisation cost the same), with the
@@ -85,7 +85,7 @@ def noop_deployment(num_cpus: float, max_ongoing_requests: int):  # type: ignore
         def __serve_build_asgi_app__(self):  # type: ignore[no-untyped-def]
             from fastapi import FastAPI
 
-            from engine.serve.schemas import RecommendedItem, RecommendRequest, RecommendResponse
+            from recengine.serve.schemas import RecommendedItem, RecommendRequest, RecommendResponse
 
             app = FastAPI(title="no-op")
             items = [RecommendedItem(item_id=f"i{n:07d}", score=1.0 - n / 100, title=f"item {n}", reasons=["noop"])
@@ -130,7 +130,7 @@ def percentile(values: list[float], q: float) -> float:
 
 def prepare(project: Path, args: argparse.Namespace) -> tuple[Path, Path, float]:
     """Bundle and snapshot of the ecommerce domain at the requested sizes (seconds spent)."""
-    from engine.project import domain_paths, prepare_domain, resolve_targets
+    from recengine.project import domain_paths, prepare_domain, resolve_targets
 
     marker = project / DOMAIN / "serve_latency_sizes.json"
     sizes = {"users": args.users, "items": args.items, "events": args.events, "epochs": args.epochs}
@@ -166,7 +166,7 @@ def in_process(bundle: Path, snapshot: Path, users: list[str], n: int) -> dict[s
     """
     import torch
 
-    from engine.recommender import Recommender, Request
+    from recengine.recommender import Recommender, Request
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in a Ray replica (OMP_NUM_THREADS=1); 2 threads on a loaded box spin
@@ -330,8 +330,8 @@ def main() -> None:
 
     from ray import serve
 
-    from engine.ray_env import init_ray
-    from engine.serve.deployment import DEFAULT_CPUS_PER_REPLICA, BATCH_WAIT_S, MAX_BATCH_SIZE, domain_application
+    from recengine.ray_env import init_ray
+    from recengine.serve.deployment import DEFAULT_CPUS_PER_REPLICA, BATCH_WAIT_S, MAX_BATCH_SIZE, domain_application
 
     num_cpus = args.num_cpus if args.num_cpus is not None else DEFAULT_CPUS_PER_REPLICA
     try:
@@ -357,7 +357,7 @@ def main() -> None:
         base = f"http://127.0.0.1:{port}"
         serve.run(domain_application(DOMAIN, bundle, snapshot, num_cpus=num_cpus), name=DOMAIN,
                   route_prefix=f"/{DOMAIN}")
-        from engine.serve.deployment import DomainRecommender
+        from recengine.serve.deployment import DomainRecommender
 
         max_ongoing = DomainRecommender.max_ongoing_requests
         serve.run(noop_deployment(num_cpus, max_ongoing), name="noop", route_prefix="/noop")

@@ -60,11 +60,11 @@ import torch  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from engine.config import ComponentRef, PipelineConfig  # noqa: E402
-from engine.distributed import train_on_ray  # noqa: E402
-from engine.pipeline import train_pipeline  # noqa: E402
-from engine.ray_env import init_ray  # noqa: E402
-from feature_store import FeatureStore  # noqa: E402
+from recengine.config import ComponentRef, PipelineConfig  # noqa: E402
+from recengine.distributed import train_on_ray  # noqa: E402
+from recengine.pipeline import train_pipeline  # noqa: E402
+from recengine.ray_env import init_ray  # noqa: E402
+from recengine.feature_store import FeatureStore  # noqa: E402
 
 ML100K = Path("/work/shared/data/ml-100k")
 RESULTS = Path(_HERE) / "results" / "train_speed.json"
@@ -91,7 +91,7 @@ def build_store(base: Path, quick: bool, console: Console) -> tuple[Path, str]:
         with FeatureStore(store) as fs:
             fs.ingest_paths([ML100K])
         return store, f"ml-100k ({ML100K})"
-    from plugins.domains import ecommerce
+    from recengine.plugins.domains import ecommerce
 
     users, items, events = (300, 200, 12_000) if quick else (2_000, 1_000, 100_000)
     ecommerce.generate(users, items, events, 7).write(base / "data")

@@ -24,9 +24,9 @@ import polars as pl
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
-from engine.config import PipelineConfig
-from engine.data import FeatureTable, IdMap, pad_histories
-from engine.model import RecModel
+from recengine.config import PipelineConfig
+from recengine.data import FeatureTable, IdMap, pad_histories
+from recengine.model import RecModel
 
 DEFAULT_MODELS_DIR = "models"
 

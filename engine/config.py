@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from engine.plugin_manager import PluginManager, get_plugin_manager
+from recengine.plugin_manager import PluginManager, get_plugin_manager
 
 
 class Strict(BaseModel):

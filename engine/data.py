@@ -1,5 +1,5 @@
 """From store tables (polars) to model-ready arrays: id maps, feature tables, sequences and
-eval sets. The array containers themselves live in ``engine.training_data`` (no polars), so
+eval sets. The array containers themselves live in ``recengine.training_data`` (no polars), so
 the training loop can run where only torch, numpy and pyarrow are installed; they are
 re-exported here. Dense index 0 is reserved (padding item / unknown user), so item indices
 run 1..N and user indices 1..M.
@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from engine.training_data import EvalSet, FeatureTable, IdMap, Interactions, PairSet, pad_histories
+from recengine.training_data import EvalSet, FeatureTable, IdMap, Interactions, PairSet, pad_histories
 
 __all__ = ["EvalSet", "FeatureTable", "IdMap", "Interactions", "PairSet", "pad_histories", "auto_feature_columns",
            "build_feature_table", "build_interactions", "encode_rows"]

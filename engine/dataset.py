@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from engine.config import PipelineConfig
-from engine.data import IdMap, auto_feature_columns, build_feature_table, build_interactions
-from engine.training_data import PreparedData
-from feature_store import FeatureStore
+from recengine.config import PipelineConfig
+from recengine.data import IdMap, auto_feature_columns, build_feature_table, build_interactions
+from recengine.training_data import PreparedData
+from recengine.feature_store import FeatureStore
 
 
 def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str, float] | None = None) -> PreparedData:
@@ -50,7 +50,7 @@ def _columns(requested: list[str] | str, frame: pl.DataFrame, id_column: str) ->
 def required_vectors(config: PipelineConfig) -> list[str]:
     """The configured item vector sets plus those the item encoder needs (``text`` for the
     text encoder), so ``--item-encoder text`` works without listing the set twice."""
-    from engine.plugin_manager import get_plugin_manager
+    from recengine.plugin_manager import get_plugin_manager
 
     ref = config.model.item_encoder
     encoder = get_plugin_manager().get("encoders", ref.name)

@@ -1,7 +1,7 @@
-"""Data-parallel training on Ray Train: the same ``engine.train.train`` function on N workers.
+"""Data-parallel training on Ray Train: the same ``recengine.train.train`` function on N workers.
 
 The driver prepares the data once (the store is read only here) and exports it as a
-training snapshot (Parquet, ``engine.training_data``) under the run's storage, which every
+training snapshot (Parquet, ``recengine.training_data``) under the run's storage, which every
 node sees; each worker reads it and takes its own equal shard of every epoch's shuffle
 (a distributed sampler: disjoint, equal-sized), wraps the
 model in DDP through ``ray.train.torch.prepare_model``, and reports metrics with a
@@ -22,14 +22,14 @@ from typing import Any
 
 from safetensors.torch import load_file
 
-from engine.components import EngineError
-from engine.config import PipelineConfig, validate_components
-from engine.dataset import prepare
-from engine.pipeline import TrainedPipeline, domain_event_weights, finish_pipeline
-from engine.ray_env import init_ray
-from engine.train import TrainResult, build_model, train
-from engine.training_data import export_training_data, load_training_data
-from feature_store import FeatureStore
+from recengine.components import EngineError
+from recengine.config import PipelineConfig, validate_components
+from recengine.dataset import prepare
+from recengine.pipeline import TrainedPipeline, domain_event_weights, finish_pipeline
+from recengine.ray_env import init_ray
+from recengine.train import TrainResult, build_model, train
+from recengine.training_data import export_training_data, load_training_data
+from recengine.feature_store import FeatureStore
 
 
 class DistributedTrainingError(EngineError):
@@ -124,7 +124,7 @@ def train_on_ray(store_path: str | Path, config: PipelineConfig, models: str | P
     check_resources(workers, cpus_per_worker, gpus_per_worker)
     storage_path = Path(storage or Path(models or "models").resolve() / ".ray-train").resolve()
     name = run_name or f"{config.name}-ray"
-    # workers read the same Parquet snapshot a single-GPU run uses (engine.train_standalone),
+    # workers read the same Parquet snapshot a single-GPU run uses (recengine.train_standalone),
     # from storage every node sees; each takes its equal shard of every epoch's shuffle
     snapshot = export_training_data(data, storage_path / name / "training-snapshot")
     marker = str(storage_path / name / ".crash-marker") if crash_at_epoch else None

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
-from feature_store.schema import StoreSchema
+from recengine.feature_store.schema import StoreSchema
 
 
 class SyntheticData(BaseModel):

@@ -1,7 +1,7 @@
 """Full-ranking evaluation of a model (and the popularity baseline) on an eval split.
 
 Every item is ranked for every user (never sampled negatives), with RecBole's metric
-definitions from :mod:`engine.metrics`.
+definitions from :mod:`recengine.metrics`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from engine.metrics import per_user_metric, ranking_metrics, rating_metrics, topk_from_scores
-from engine.training_data import EvalSet, Interactions, PairSet, pad_histories
+from recengine.metrics import per_user_metric, ranking_metrics, rating_metrics, topk_from_scores
+from recengine.training_data import EvalSet, Interactions, PairSet, pad_histories
 
 ScoreFn = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 

@@ -13,7 +13,7 @@ import pluggy
 if TYPE_CHECKING:
     import click
 
-    from engine.domain import Domain
+    from recengine.domain import Domain
 
 PROJECT_NAME = "recengine"
 
@@ -38,7 +38,7 @@ def register_rankers(register: Callable[[str, Callable[..., Any]], None]) -> Non
 
 @hookspec
 def register_domains(register: Callable[["Domain"], None]) -> None:
-    """Register domain presets: ``register(domain)`` with an ``engine.Domain``."""
+    """Register domain presets: ``register(domain)`` with a ``recengine.Domain``."""
 
 
 @hookspec

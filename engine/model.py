@@ -10,9 +10,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from engine.components import Encoded, EncoderContext, FeatureSpec, InteractorContext
-from engine.config import ModelConfig
-from engine.plugin_manager import PluginManager, get_plugin_manager
+from recengine.components import Encoded, EncoderContext, FeatureSpec, InteractorContext
+from recengine.config import ModelConfig
+from recengine.plugin_manager import PluginManager, get_plugin_manager
 
 
 class FeatureBuffers(nn.Module):

@@ -12,15 +12,15 @@ from typing import Any
 
 import numpy as np
 
-from engine.bundle import Bundle, save_bundle
-from engine.config import PipelineConfig, validate_components
-from engine.data import build_interactions
-from engine.dataset import PreparedData, prepare
-from engine.evaluate import evaluate_interactions
-from engine.plugin_manager import get_plugin_manager
-from engine.train import TrainResult, run_metrics, train
-from engine.training_data import export_training_data
-from feature_store import FeatureStore
+from recengine.bundle import Bundle, save_bundle
+from recengine.config import PipelineConfig, validate_components
+from recengine.data import build_interactions
+from recengine.dataset import PreparedData, prepare
+from recengine.evaluate import evaluate_interactions
+from recengine.plugin_manager import get_plugin_manager
+from recengine.train import TrainResult, run_metrics, train
+from recengine.training_data import export_training_data
+from recengine.feature_store import FeatureStore
 
 
 @dataclass
@@ -52,7 +52,7 @@ def train_pipeline(store_path: str | Path, config: PipelineConfig, models: str |
 
 
 def export_training_snapshot(store_path: str | Path, config: PipelineConfig, directory: str | Path) -> Path:
-    """Write the prepared training data (Parquet) and the config for ``engine.train_standalone``."""
+    """Write the prepared training data (Parquet) and the config for ``recengine.train_standalone``."""
     validate_components(config)
     with FeatureStore(store_path, read_only=True) as store:
         data = prepare(store, config, domain_event_weights(config))

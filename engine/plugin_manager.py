@@ -18,30 +18,30 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
-from engine import hookspecs
+from recengine import hookspecs
 
-if TYPE_CHECKING:  # engine.domain needs polars; the training core must import without it
-    from engine.domain import Domain
+if TYPE_CHECKING:  # recengine.domain needs polars; the training core must import without it
+    from recengine.domain import Domain
 
 ENTRY_POINT_GROUP = "recengine"
 FAMILIES = ("encoders", "interactors", "rankers", "domains")
 
 DEFAULT_PLUGINS: tuple[str, ...] = (
-    "plugins.encoders.dense",
-    "plugins.encoders.transformer",
-    "plugins.encoders.ease",
-    "plugins.encoders.text",
-    "plugins.interactors.dot",
-    "plugins.interactors.attention",
-    "plugins.domains.ecommerce",
-    "plugins.domains.news",
-    "plugins.domains.video",
-    "plugins.domains.social",
-    "plugins.rankers.filters",
-    "plugins.rankers.diversity",
-    "plugins.rankers.freshness",
-    "plugins.rankers.popularity",
-    "plugins.rankers.graph",
+    "recengine.plugins.encoders.dense",
+    "recengine.plugins.encoders.transformer",
+    "recengine.plugins.encoders.ease",
+    "recengine.plugins.encoders.text",
+    "recengine.plugins.interactors.dot",
+    "recengine.plugins.interactors.attention",
+    "recengine.plugins.domains.ecommerce",
+    "recengine.plugins.domains.news",
+    "recengine.plugins.domains.video",
+    "recengine.plugins.domains.social",
+    "recengine.plugins.rankers.filters",
+    "recengine.plugins.rankers.diversity",
+    "recengine.plugins.rankers.freshness",
+    "recengine.plugins.rankers.popularity",
+    "recengine.plugins.rankers.graph",
 )
 
 
@@ -157,10 +157,10 @@ class PluginManager:
         def registrar(family: str) -> Callable[..., None]:
             def register(name_or_domain: Any, factory: Any = None) -> None:
                 if family == "domains":
-                    from engine.domain import Domain
+                    from recengine.domain import Domain
 
                     if not isinstance(name_or_domain, Domain):
-                        raise TypeError(f"register_domains expects an engine.Domain, got {type(name_or_domain).__name__}")
+                        raise TypeError(f"register_domains expects an recengine.Domain, got {type(name_or_domain).__name__}")
                     name, value = name_or_domain.name, name_or_domain
                 else:
                     if not isinstance(name_or_domain, str) or not callable(factory):

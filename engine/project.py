@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from engine.bundle import resolve_bundle
+from recengine.bundle import resolve_bundle
 
 DEFAULT_PROJECT = "recengine-project"
 ALL_DOMAINS = ("ecommerce", "news", "video", "social")
@@ -27,11 +27,11 @@ def domain_paths(project: str | Path, domain: str) -> dict[str, Path]:
 
 def domain_config(domain: str | None):  # type: ignore[no-untyped-def]
     """The pipeline config a domain preset recommends (defaults when there is no domain)."""
-    from engine.config import PipelineConfig
+    from recengine.config import PipelineConfig
 
     if not domain:
         return PipelineConfig()
-    from engine.plugin_manager import get_plugin_manager
+    from recengine.plugin_manager import get_plugin_manager
 
     preset = get_plugin_manager().domain(domain)
     return PipelineConfig.model_validate({"name": domain, "domain": domain, **preset.pipeline})
@@ -42,17 +42,17 @@ class PreparedDomain:
     domain: str
     paths: dict[str, Path]
     stats: dict[str, Any]
-    trained: Any  # engine.pipeline.TrainedPipeline
+    trained: Any  # recengine.pipeline.TrainedPipeline
 
 
 def prepare_domain(project: str | Path, domain: str, *, users: int, items: int, events: int, epochs: int,
                    seed: int = 0, dataset: str | Path | None = None, progress: bool = True,
                    overrides: dict[str, Any] | None = None) -> PreparedDomain:
     """Generate (or ingest ``dataset``) → fresh store → publish snapshot → train → bundle."""
-    from engine.config import PipelineConfig
-    from engine.pipeline import train_pipeline
-    from engine.plugin_manager import get_plugin_manager
-    from feature_store import FeatureStore
+    from recengine.config import PipelineConfig
+    from recengine.pipeline import train_pipeline
+    from recengine.plugin_manager import get_plugin_manager
+    from recengine.feature_store import FeatureStore
 
     paths = domain_paths(project, domain)
     paths["base"].mkdir(parents=True, exist_ok=True)

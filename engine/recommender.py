@@ -2,7 +2,7 @@
 
 1. Retrieve the top-N candidates by inner product of the users' vectors with the item
    matrix: an exact scan, or from 50k items an IVF index calibrated to a recall target
-   (``engine.retrieval``).
+   (``recengine.retrieval``).
 2. Score them with the bundle's interactor (the same product for ``dot``; target attention
    over the history for ``attention``).
 3. Run the ranker chain (filters, diversity, freshness, fallback, top-k) in config order.
@@ -10,7 +10,7 @@
    candidate.
 
 Serving builds the Recommender with ``precompute_users=True``: every user's vector is then
-encoded once per snapshot (``engine.user_vectors``) when the interactor scores from the
+encoded once per snapshot (``recengine.user_vectors``) when the interactor scores from the
 vector alone, and a request skips the user encoder.
 
 Items that reached the published snapshot after training (no events, so no learned id
@@ -35,13 +35,13 @@ import polars as pl
 import torch
 from threadpoolctl import ThreadpoolController
 
-from engine.bundle import Bundle, load_bundle
-from engine.components import Candidates, Catalog, Encoded, RankContext, Ranker, SegmentPopularity, l2_normalise
-from engine.config import ComponentRef
-from engine.data import encode_rows
-from engine.plugin_manager import get_plugin_manager
-from engine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index
-from engine.user_vectors import UserVectors
+from recengine.bundle import Bundle, load_bundle
+from recengine.components import Candidates, Catalog, Encoded, RankContext, Ranker, SegmentPopularity, l2_normalise
+from recengine.config import ComponentRef
+from recengine.data import encode_rows
+from recengine.plugin_manager import get_plugin_manager
+from recengine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index
+from recengine.user_vectors import UserVectors
 
 
 MIN_SEGMENT_USERS = 20
@@ -251,7 +251,7 @@ class Recommender:
         root = Path(snapshot) if snapshot else default_snapshot(bundle)
         online = None
         if root is not None:
-            from feature_store import OnlineStore
+            from recengine.feature_store import OnlineStore
 
             online = OnlineStore(root)
         return cls(bundle, online, **kwargs)

@@ -2,7 +2,7 @@
 
 A plugin's tests call one function per component::
 
-    from engine.testing import check_encoder, check_interactor, check_ranker
+    from recengine.testing import check_encoder, check_interactor, check_ranker
 
     def test_gru_keeps_the_encoder_contract():
         check_encoder(GRUEncoder)                      # every role it declares
@@ -33,7 +33,7 @@ What is checked:
   declare ``uses_sequence = False`` score the same with and without one; determinism;
 - rankers: empty candidates give a valid empty-or-not list; the input candidates and the
   request context are never mutated (nor their reason lists); the output is a new
-  :class:`~engine.components.Candidates` with aligned columns, integer catalogue items
+  :class:`~recengine.components.Candidates` with aligned columns, integer catalogue items
   (never the padding item 0, no duplicates) and reasons as lists of strings; the same
   request gives the same answer twice and from a fresh instance.
 """
@@ -50,7 +50,7 @@ import torch
 from pydantic import BaseModel, ValidationError
 from torch import Tensor, nn
 
-from engine.components import (
+from recengine.components import (
     Candidates,
     Catalog,
     ComponentConfig,
@@ -109,7 +109,7 @@ def _check_config(component: Any, params: dict[str, Any] | None, label: str) -> 
     """``Config`` is a pydantic model: ``params`` (or its defaults) validate, unknown keys fail."""
     config_class = getattr(component, "Config", None)
     _expect(isinstance(config_class, type) and issubclass(config_class, BaseModel), label,
-            f"Config must be a pydantic model (subclass engine.components.ComponentConfig), got {config_class!r}")
+            f"Config must be a pydantic model (subclass recengine.components.ComponentConfig), got {config_class!r}")
     try:
         config = config_class(**(params or {}))
     except ValidationError as exc:
@@ -121,7 +121,7 @@ def _check_config(component: Any, params: dict[str, Any] | None, label: str) -> 
         pass
     else:
         raise _fail(label, "Config accepted an unknown parameter 'no_such_parameter'; "
-                           "subclass engine.components.ComponentConfig (extra='forbid')")
+                           "subclass recengine.components.ComponentConfig (extra='forbid')")
     return config
 
 
@@ -189,7 +189,7 @@ def _encode(encoder: Encoder, batch: dict[str, Tensor], label: str, role: str) -
     except Exception as exc:
         size = batch["ids"].shape[0]
         raise _fail(label, f"forward failed on a batch of {size} ({role} role): {type(exc).__name__}: {exc}") from exc
-    _expect(isinstance(out, Encoded), label, f"forward must return engine.components.Encoded, got {type(out).__name__}")
+    _expect(isinstance(out, Encoded), label, f"forward must return recengine.components.Encoded, got {type(out).__name__}")
     return out
 
 
@@ -205,7 +205,7 @@ def check_encoder(encoder_class: type, roles: Iterable[str] | None = None, *, na
     """
     label = _label("encoder", encoder_class, name, plugin)
     _expect(isinstance(encoder_class, type) and issubclass(encoder_class, Encoder), label,
-            "must be a subclass of engine.components.Encoder")
+            "must be a subclass of recengine.components.Encoder")
     declared = tuple(getattr(encoder_class, "roles", ("user", "item")))
     _expect(bool(declared) and set(declared) <= {"user", "item"}, label,
             f"roles must be a non-empty subset of ('user', 'item'), got {declared}")
@@ -314,7 +314,7 @@ def check_interactor(interactor_class: type, *, name: str | None = None, plugin:
     """Check an interactor class: score/score_all/explain shapes, agreement, empty batches."""
     label = _label("interactor", interactor_class, name, plugin)
     _expect(isinstance(interactor_class, type) and issubclass(interactor_class, Interactor), label,
-            "must be a subclass of engine.components.Interactor")
+            "must be a subclass of recengine.components.Interactor")
     config = _check_config(interactor_class, params, label)
 
     def build() -> Interactor:
@@ -476,7 +476,7 @@ def rank_contexts(catalog: Catalog | None = None) -> dict[str, RankContext]:
 
 
 def _check_valid(out: Any, catalog: Catalog, label: str, what: str) -> None:
-    _expect(isinstance(out, Candidates), label, f"rank must return engine.components.Candidates on {what}, "
+    _expect(isinstance(out, Candidates), label, f"rank must return recengine.components.Candidates on {what}, "
                                                 f"got {type(out).__name__}")
     items, scores, reasons = out.items, out.scores, out.reasons
     _expect(isinstance(items, np.ndarray) and items.ndim == 1 and np.issubdtype(items.dtype, np.integer), label,
@@ -503,7 +503,7 @@ def check_ranker(ranker_class: type, *, name: str | None = None, plugin: str | N
     """
     label = _label("ranker", ranker_class, name, plugin)
     _expect(isinstance(ranker_class, type) and issubclass(ranker_class, Ranker), label,
-            "must be a subclass of engine.components.Ranker")
+            "must be a subclass of recengine.components.Ranker")
     config = _check_config(ranker_class, params, label)
 
     def build() -> Ranker:

@@ -21,11 +21,11 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
-from engine.components import seed_everything
-from engine.config import PipelineConfig
-from engine.evaluate import evaluate_interactions, validation_score
-from engine.model import RecModel, resolve_device
-from engine.training_data import PreparedData
+from recengine.components import seed_everything
+from recengine.config import PipelineConfig
+from recengine.evaluate import evaluate_interactions, validation_score
+from recengine.model import RecModel, resolve_device
+from recengine.training_data import PreparedData
 
 EpochReport = Callable[[dict[str, Any], "RecModel"], None]
 

@@ -4,7 +4,7 @@ GPU machines often have torch, numpy and pyarrow but not Ray, DuckDB or polars. 
 snapshot where the store is (``recengine train ... --export-snapshot DIR``), copy ``DIR``
 over, and run::
 
-    python -m engine.train_standalone DIR --device cuda --precision bf16
+    python -m recengine.train_standalone DIR --device cuda --precision bf16
 
 It runs the engine's own ``train()`` (the function local and Ray Train runs use), evaluates
 on the snapshot's test split beside popularity, and writes ``DIR/result/weights.safetensors``
@@ -21,10 +21,10 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from engine.config import PipelineConfig
-from engine.model import resolve_device
-from engine.train import run_metrics, train
-from engine.training_data import load_training_data
+from recengine.config import PipelineConfig
+from recengine.model import resolve_device
+from recengine.train import run_metrics, train
+from recengine.training_data import load_training_data
 
 
 def run(snapshot: str | Path, out: str | Path | None = None, overrides: dict | None = None,

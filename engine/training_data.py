@@ -1,9 +1,9 @@
 """The arrays the training loop consumes, and their Parquet export: no polars, DuckDB or Ray.
 
-``engine.data`` builds these from store frames; a training snapshot written by
+``recengine.data`` builds these from store frames; a training snapshot written by
 :func:`export_training_data` can be read back with :func:`load_training_data` on a machine
 that has only torch, numpy and pyarrow (plus recengine's pure-Python core), which is how a
-single-GPU run trains (``python -m engine.train_standalone``). Dense index 0 is reserved
+single-GPU run trains (``python -m recengine.train_standalone``). Dense index 0 is reserved
 (padding item / unknown user), so item indices run 1..N and user indices 1..M.
 """
 
@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from engine.components import FeatureSpec
+from recengine.components import FeatureSpec
 
 if TYPE_CHECKING:
     import polars as pl

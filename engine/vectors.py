@@ -8,8 +8,8 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
-from feature_store import FeatureStore
-from feature_store.errors import IngestError
+from recengine.feature_store import FeatureStore
+from recengine.feature_store.errors import IngestError
 
 Progress = Callable[[int, int], None]
 

@@ -4,16 +4,16 @@ Public API: :class:`FeatureStore` (the live DuckDB file, one writer), :class:`On
 (lookups from a published in-memory snapshot) and :class:`StoreSchema`.
 """
 
-from feature_store.errors import (
+from recengine.feature_store.errors import (
     IngestError,
     SchemaError,
     StoreError,
     StoreLockedError,
     UnknownEntitiesError,
 )
-from feature_store.online import OnlineStore, UserFeatures
-from feature_store.schema import ColumnType, StoreSchema
-from feature_store.store import FeatureStore, IngestResult, default_store_path
+from recengine.feature_store.online import OnlineStore, UserFeatures
+from recengine.feature_store.schema import ColumnType, StoreSchema
+from recengine.feature_store.store import FeatureStore, IngestResult, default_store_path
 
 __all__ = [
     "ColumnType",

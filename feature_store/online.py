@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from feature_store.schema import ITEM_ID, USER_ID, VALID_FROM
-from feature_store.snapshot import current_version_dir, read_manifest
+from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM
+from recengine.feature_store.snapshot import current_version_dir, read_manifest
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from feature_store.errors import IngestError
-from feature_store.schema import ColumnType
+from recengine.feature_store.errors import IngestError
+from recengine.feature_store.schema import ColumnType
 
 RECBOLE_KINDS = {".inter": "events", ".user": "users", ".item": "items"}
 TEXT_SUFFIXES = {".csv", ".tsv", ".txt", *RECBOLE_KINDS}

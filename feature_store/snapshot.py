@@ -20,11 +20,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from feature_store.db import one, run
-from feature_store.errors import StoreError
+from recengine.feature_store.db import one, run
+from recengine.feature_store.errors import StoreError
 
 if TYPE_CHECKING:
-    from feature_store.store import FeatureStore
+    from recengine.feature_store.store import FeatureStore
 
 CURRENT = "CURRENT"
 DEFAULT_HISTORY = 200

@@ -1,7 +1,7 @@
 """The feature store: users, items, events and item vectors in one DuckDB file.
 
 One process opens the live file for writing (DuckDB locks it); training reads exported
-snapshots and serving reads published ones (see :mod:`feature_store.snapshot`).
+snapshots and serving reads published ones (see :mod:`recengine.feature_store.snapshot`).
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from typing import Any, Iterable
 import duckdb
 import polars as pl
 
-from feature_store import snapshot, training
-from feature_store.db import one, run
-from feature_store.errors import IngestError, SchemaError, StoreError, StoreLockedError, UnknownEntitiesError
-from feature_store.readers import RawTable, expand_paths, read_source
-from feature_store.schema import ITEM_ID, USER_ID, VALID_FROM, ColumnType, StoreSchema, table_columns
-from feature_store.validate import conform, infer_kind, new_columns, normalise_names
+from recengine.feature_store import snapshot, training
+from recengine.feature_store.db import one, run
+from recengine.feature_store.errors import IngestError, SchemaError, StoreError, StoreLockedError, UnknownEntitiesError
+from recengine.feature_store.readers import RawTable, expand_paths, read_source
+from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM, ColumnType, StoreSchema, table_columns
+from recengine.feature_store.validate import conform, infer_kind, new_columns, normalise_names
 
 DEFAULT_PATH = "recengine.duckdb"
 KIND_ORDER = {"users": 0, "items": 1, "events": 2}
@@ -358,7 +358,7 @@ class FeatureStore:
         id_column = USER_ID if kind == "users" else ITEM_ID
         return self.sql(f"SELECT * FROM {kind} QUALIFY row_number() OVER (PARTITION BY {id_column} ORDER BY {VALID_FROM} DESC) = 1 ORDER BY {id_column}")
 
-    # -- training sets (SQL in feature_store.training) -----------------------------------
+    # -- training sets (SQL in recengine.feature_store.training) -----------------------------------
     def training_set(self, history: int = 50, event_types: list[str] | None = None,
                      out: str | Path | None = None) -> pl.DataFrame | Path:
         """Every event with point-in-time user/item attributes and its last-N item history.

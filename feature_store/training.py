@@ -6,7 +6,7 @@ second keep their file order (a stable sort, as DESIGN §6 requires).
 
 from __future__ import annotations
 
-from feature_store.schema import StoreSchema
+from recengine.feature_store.schema import StoreSchema
 
 PROTOCOLS = ("seq", "gen", "cold", "rating")
 

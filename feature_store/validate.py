@@ -9,9 +9,9 @@ from __future__ import annotations
 import duckdb
 import polars as pl
 
-from feature_store.errors import IngestError
-from feature_store.readers import RawTable
-from feature_store.schema import (
+from recengine.feature_store.errors import IngestError
+from recengine.feature_store.readers import RawTable
+from recengine.feature_store.schema import (
     ITEM_ID,
     USER_ID,
     VALID_FROM,

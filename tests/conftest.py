@@ -51,7 +51,7 @@ def small_frames() -> dict[str, pl.DataFrame]:
 @pytest.fixture(scope="session")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """All four domains generated, ingested, published and trained (small, 2 epochs)."""
-    from engine.project import ALL_DOMAINS, prepare_domain
+    from recengine.project import ALL_DOMAINS, prepare_domain
 
     root = tmp_path_factory.mktemp("project")
     for domain in ALL_DOMAINS:
@@ -64,7 +64,7 @@ def ray_cluster():
     """One local Ray instance for every test that needs it, shut down at the end."""
     import ray
 
-    from engine.ray_env import init_ray
+    from recengine.ray_env import init_ray
 
     init_ray(num_cpus=2)
     yield ray
@@ -92,8 +92,8 @@ MF_OVERRIDES = {"model.user_encoder": {"name": "dense", "params": {}},
 
 def generated_shop(base: Path, users: int, items: int, events: int, seed: int, publish: bool = False) -> Path:
     """A generated e-commerce store under ``base`` (snapshot published to base/snapshots)."""
-    from feature_store import FeatureStore
-    from plugins.domains import ecommerce
+    from recengine.feature_store import FeatureStore
+    from recengine.plugins.domains import ecommerce
 
     ecommerce.generate(users, items, events, seed).write(base / "data")
     with FeatureStore(base / "store.duckdb", schema=ecommerce.SCHEMA) as store:

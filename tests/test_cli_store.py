@@ -7,7 +7,7 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from engine.cli import cli
+from recengine.cli import cli
 
 
 def _run(*args: str, env: dict | None = None):
@@ -73,7 +73,7 @@ def test_locked_store_message_through_cli(tmp_path: Path) -> None:
     store = tmp_path / "locked.duckdb"
     holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import sys
-        from feature_store import FeatureStore
+        from recengine.feature_store import FeatureStore
         fs = FeatureStore({str(store)!r})
         print("ready", flush=True)
         sys.stdin.readline()

@@ -7,8 +7,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from engine.components import EncoderContext, FeatureSpec, InteractorContext
-from engine.plugin_manager import PluginManager
+from recengine.components import EncoderContext, FeatureSpec, InteractorContext
+from recengine.plugin_manager import PluginManager
 
 DIM, ITEMS, USERS, LENGTH = 16, 30, 12, 6
 

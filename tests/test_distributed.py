@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import cli
-from engine.config import PipelineConfig
-from engine.distributed import DistributedTrainingError, train_on_ray
-from engine.pipeline import train_pipeline
-from engine.recommender import Recommender
+from recengine.cli import cli
+from recengine.config import PipelineConfig
+from recengine.distributed import DistributedTrainingError, train_on_ray
+from recengine.pipeline import train_pipeline
+from recengine.recommender import Recommender
 from tests.conftest import MF_OVERRIDES, generated_shop
 
 pytestmark = pytest.mark.ray
@@ -75,9 +75,9 @@ def test_clear_errors_not_hangs(store: Path, tmp_path: Path, ray_cluster) -> Non
 TWO_NODES = textwrap.dedent('''
     import sys
     from ray.cluster_utils import Cluster
-    from engine.config import PipelineConfig, ComponentRef
-    from engine.distributed import train_on_ray
-    from engine.ray_env import ray_environment
+    from recengine.config import PipelineConfig, ComponentRef
+    from recengine.distributed import train_on_ray
+    from recengine.ray_env import ray_environment
 
     ray_environment()
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})

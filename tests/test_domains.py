@@ -9,12 +9,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from engine.config import PipelineConfig
-from engine.dataset import prepare
-from engine.plugin_manager import get_plugin_manager
-from engine.project import domain_config, domain_paths, resolve_targets
-from engine.recommender import Recommender
-from feature_store import FeatureStore
+from recengine.config import PipelineConfig
+from recengine.dataset import prepare
+from recengine.plugin_manager import get_plugin_manager
+from recengine.project import domain_config, domain_paths, resolve_targets
+from recengine.recommender import Recommender
+from recengine.feature_store import FeatureStore
 
 
 def _recommender(project: Path, domain: str) -> Recommender:
@@ -127,7 +127,7 @@ def test_social_people_you_may_know(project: Path) -> None:
 
 
 def test_domain_configs_validate() -> None:
-    from engine.config import validate_components
+    from recengine.config import validate_components
 
     for domain in ("ecommerce", "news", "video", "social"):
         config = domain_config(domain)

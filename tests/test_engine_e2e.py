@@ -12,14 +12,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-from engine.bundle import list_bundles, load_bundle
-from engine.cli import cli
-from engine.config import ComponentRef, PipelineConfig
-from engine.dataset import prepare
-from engine.pipeline import evaluate_bundle, train_pipeline
-from engine.recommender import Recommender
-from engine.train import train
-from feature_store import FeatureStore
+from recengine.bundle import list_bundles, load_bundle
+from recengine.cli import cli
+from recengine.config import ComponentRef, PipelineConfig
+from recengine.dataset import prepare
+from recengine.pipeline import evaluate_bundle, train_pipeline
+from recengine.recommender import Recommender
+from recengine.train import train
+from recengine.feature_store import FeatureStore
 from tests.conftest import MF_OVERRIDES, generated_shop
 
 MF = {**MF_OVERRIDES, "train.batch_size": 512}
@@ -84,7 +84,7 @@ def test_cached_user_vectors_and_ivf_retrieval_answer_like_the_exact_path(traine
         a, b = exact.recommend(user, 10), cached.recommend(user, 10)
         assert [i.item_id for i in a] == [i.item_id for i in b] and [i.reasons for i in a] == [i.reasons for i in b]
         assert [i.score for i in a] == pytest.approx([i.score for i in b], rel=1e-4)
-    monkeypatch.setattr("engine.recommender.MAX_PRECOMPUTED_USERS", 5)
+    monkeypatch.setattr("recengine.recommender.MAX_PRECOMPUTED_USERS", 5)
     capped = Recommender.load(trained.bundle_path, snapshot=shop / "snapshots", retrieval="exact",
                               precompute_users=True)
     assert len(capped.user_vectors) == 5
@@ -191,7 +191,7 @@ def test_config_file_and_validation(tmp_path: Path) -> None:
     path.write_text("[train]\nepoks = 2\n")
     with pytest.raises(ValueError, match="epoks"):
         PipelineConfig.from_toml(path)
-    from engine.config import validate_components
+    from recengine.config import validate_components
 
     with pytest.raises(ValueError, match=r"model.user_encoder \('dense'\): invalid parameters"):
         validate_components(config.with_overrides({"model.user_encoder.params": {"hiden": [1]}}))

@@ -12,9 +12,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from feature_store import FeatureStore, StoreLockedError, StoreSchema, UnknownEntitiesError
-from feature_store.errors import IngestError
-from feature_store.schema import ColumnType
+from recengine.feature_store import FeatureStore, StoreLockedError, StoreSchema, UnknownEntitiesError
+from recengine.feature_store.errors import IngestError
+from recengine.feature_store.schema import ColumnType
 
 
 def test_ml100k_loads_whole(ml100k: Path, store_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_second_writer_gets_locked_by_pid(store_path: Path) -> None:
     holder = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
             import sys, time
-            from feature_store import FeatureStore
+            from recengine.feature_store import FeatureStore
             fs = FeatureStore({str(store_path)!r})
             print("ready", flush=True)
             sys.stdin.readline()

@@ -7,9 +7,9 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from feature_store import FeatureStore, StoreSchema
-from feature_store.errors import IngestError
-from feature_store.schema import ColumnType
+from recengine.feature_store import FeatureStore, StoreSchema
+from recengine.feature_store.errors import IngestError
+from recengine.feature_store.schema import ColumnType
 
 
 @pytest.fixture

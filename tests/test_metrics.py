@@ -1,4 +1,4 @@
-"""Tests for engine.metrics: hand-computed ranking metrics (RecBole 1.2.1 definitions), top-K, stats."""
+"""Tests for recengine.metrics: hand-computed ranking metrics (RecBole 1.2.1 definitions), top-K, stats."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-import engine.metrics as metrics_module
-from engine.metrics import (
+import recengine.metrics as metrics_module
+from recengine.metrics import (
     RANKING_METRICS,
     PopularityBaseline,
     mean_std,

@@ -1,6 +1,6 @@
 """docs/plugins.md against the code: every hook documented with its exact signature and
 docstring, every hook exercised by a test, the documented examples and every built-in
-passing ``engine.testing`` — so the plugin author's guide and the code cannot drift."""
+passing ``recengine.testing`` — so the plugin author's guide and the code cannot drift."""
 
 from __future__ import annotations
 
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from engine import hookspecs
-from engine.plugin_manager import PluginManager
-from engine.testing import CHECKED_FAMILIES, check_component, check_plugin
+from recengine import hookspecs
+from recengine.plugin_manager import PluginManager
+from recengine.testing import CHECKED_FAMILIES, check_component, check_plugin
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs" / "plugins.md"
@@ -96,7 +96,7 @@ def test_documented_examples_load_and_keep_the_contracts(marker: str, family: st
 
 
 # ---------------------------------------------------------------------------------------
-# engine.testing over every registered built-in (the checks plugin authors are told to run)
+# recengine.testing over every registered built-in (the checks plugin authors are told to run)
 # ---------------------------------------------------------------------------------------
 
 BUILTINS = PluginManager()

@@ -24,14 +24,14 @@ import pytest
 import torch
 from click.testing import CliRunner
 
-import engine
-from engine import Domain, hookimpl
-from engine.cli import cli
-from engine.cli import plugins_cmd
-from engine.components import Candidates, Encoded, Interactor, Ranker
-from engine.plugin_manager import PluginManager, UnknownComponentError, get_plugin_manager, reset_plugin_manager
-from engine.testing import check_encoder, check_interactor, check_plugin, check_ranker, make_catalog, rank_contexts, sample_candidates
-from plugins.domains import ecommerce
+import recengine
+from recengine import Domain, hookimpl
+from recengine.cli import cli
+from recengine.cli import plugins_cmd
+from recengine.components import Candidates, Encoded, Interactor, Ranker
+from recengine.plugin_manager import PluginManager, UnknownComponentError, get_plugin_manager, reset_plugin_manager
+from recengine.testing import check_encoder, check_interactor, check_plugin, check_ranker, make_catalog, rank_contexts, sample_candidates
+from recengine.plugins.domains import ecommerce
 from tests.conftest import generated_shop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,8 +56,8 @@ BROKEN_IMPORT = "import acme_missing_dependency  # noqa\n"
 
 WIDE_ENCODER = '''
 import torch
-from engine import hookimpl
-from engine.components import Encoded, Encoder
+from recengine import hookimpl
+from recengine.components import Encoded, Encoder
 
 
 class Wide(Encoder):
@@ -77,8 +77,8 @@ def register_encoders(register):
 '''
 
 STEAL_TOPK = '''
-from engine import hookimpl
-from engine.components import Ranker
+from recengine import hookimpl
+from recengine.components import Ranker
 
 
 class MyTopK(Ranker):
@@ -142,9 +142,9 @@ def test_plugin_raising_on_import_is_reported_and_contained(fake_site: Path) -> 
 def test_duplicate_name_is_reported_and_nothing_of_that_plugin_registers(fake_site: Path) -> None:
     manager = loaded()
     steal = by_name(manager)["acme_steal"]
-    assert "DuplicateComponentError: ranker 'topk' is already registered by plugins.rankers.filters" in steal.error
+    assert "DuplicateComponentError: ranker 'topk' is already registered by recengine.plugins.rankers.filters" in steal.error
     assert "fine" not in manager.names("rankers")  # all or nothing: its other ranker is not half-registered
-    assert manager.registry.components["rankers"]["topk"][1] == "plugins.rankers.filters"
+    assert manager.registry.components["rankers"]["topk"][1] == "recengine.plugins.rankers.filters"
 
 
 def test_wrong_shape_encoder_is_named_with_expected_and_actual_shapes(fake_site: Path) -> None:
@@ -223,7 +223,7 @@ def test_check_ranker_names_a_ranker_that_mutates_its_input() -> None:
 def test_check_interactor_catches_a_false_uses_sequence_claim() -> None:
     """An interactor that says it scores from the vector alone but reads the sequence
     would be fed cached user vectors by serving: the contract check refuses it."""
-    from plugins.interactors.dot import DotInteractor
+    from recengine.plugins.interactors.dot import DotInteractor
 
     class Pooled(DotInteractor):
         @staticmethod
@@ -336,8 +336,8 @@ def test_loading_order_does_not_change_registry_or_results(example_module: types
 
 def test_third_party_encoders_and_interactors_build_into_a_model_in_any_order(
         example_module: types.ModuleType) -> None:
-    from engine.components import EncoderContext, InteractorContext
-    from engine.testing import default_features, encoder_batch
+    from recengine.components import EncoderContext, InteractorContext
+    from recengine.testing import default_features, encoder_batch
 
     scores = []
     for order in ((plugin_one(), example_module), (example_module, plugin_one())):
@@ -381,7 +381,7 @@ def fake_pip(monkeypatch: pytest.MonkeyPatch) -> FakePip:
 def test_install_runs_pip_in_recengines_environment_with_its_constraints(fake_pip: FakePip) -> None:
     result = CliRunner().invoke(cli, ["plugins", "install", "--no-deps", "--no-build-isolation", str(EXAMPLE)])
     assert result.exit_code == 0, result.output
-    constraints = Path(engine.__file__).resolve().parents[1] / "constraints.txt"
+    constraints = Path(recengine.__file__).resolve().parents[1] / "constraints.txt"
     expected = [sys.executable, "-m", "pip", "install", "--no-deps", "--no-build-isolation"]
     if constraints.is_file():
         expected += ["--constraint", str(constraints)]
@@ -447,7 +447,7 @@ def test_real_install_and_uninstall_of_the_example_package(tmp_path: Path) -> No
     env.pop("PYTHONPATH", None)
 
     def recengine(*args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([str(python), "-c", "from engine.cli import main; main()", *args], env=env,
+        return subprocess.run([str(python), "-c", "from recengine.cli import main; main()", *args], env=env,
                               capture_output=True, text=True, timeout=300)
 
     # build from a copy: an in-tree setuptools build would leave build/ and egg-info in the example
@@ -524,12 +524,12 @@ def test_model_with_gru_trains_evaluates_recommends_and_serves(  # type: ignore[
         fresh_plugins, tiny_shop: Path) -> None:
     from fastapi.testclient import TestClient
 
-    from engine.bundle import load_bundle
-    from engine.config import PipelineConfig
-    from engine.pipeline import evaluate_bundle, train_pipeline
-    from engine.recommender import Recommender
-    from engine.serve.api import build_api
-    from engine.serve.service import RecommendService
+    from recengine.bundle import load_bundle
+    from recengine.config import PipelineConfig
+    from recengine.pipeline import evaluate_bundle, train_pipeline
+    from recengine.recommender import Recommender
+    from recengine.serve.api import build_api
+    from recengine.serve.service import RecommendService
 
     counts = pl.read_parquet(tiny_shop / "data" / "items.parquet")["category"].value_counts(sort=True)
     boosted = str(counts["category"][0])  # the largest category, so it fills a top 5

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import cli
-from engine.plugin_manager import PluginManager, allowed_plugins, reset_plugin_manager
+from recengine.cli import cli
+from recengine.plugin_manager import PluginManager, allowed_plugins, reset_plugin_manager
 
 PLUGIN_SOURCE = '''
-from engine import hookimpl
-from engine.components import Candidates, Ranker
+from recengine import hookimpl
+from recengine.components import Candidates, Ranker
 
 
 class Reverse(Ranker):
@@ -82,6 +82,6 @@ def test_plugins_command_lists_errors_without_crashing(site: Path) -> None:
     rows = {row["name"]: row for row in json.loads(result.output)}
     assert rows["recengine_reverse"]["version"] == "1.2.3"
     assert rows["recengine_broken"]["error"].startswith("ImportError")
-    assert rows["plugins.encoders.transformer"]["components"] == {"encoders": ["transformer"]}
+    assert rows["recengine.plugins.encoders.transformer"]["components"] == {"encoders": ["transformer"]}
     table = CliRunner().invoke(cli, ["plugins"])
     assert table.exit_code == 0 and "failed" in table.output

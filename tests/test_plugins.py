@@ -7,8 +7,8 @@ import types
 
 import pytest
 
-from engine import hookimpl, hookspecs
-from engine.plugin_manager import PluginManager, UnknownComponentError, get_plugin_manager
+from recengine import hookimpl, hookspecs
+from recengine.plugin_manager import PluginManager, UnknownComponentError, get_plugin_manager
 
 
 @pytest.fixture
@@ -59,7 +59,7 @@ def test_broken_plugins_are_reported_not_fatal(manager: PluginManager) -> None:
     first = manager.load_plugin(raising)
     second = manager.load_plugin(duplicate)
     assert "RuntimeError: boom in register" in first.error
-    assert "encoder 'dense' is already registered by plugins.encoders.dense" in second.error
+    assert "encoder 'dense' is already registered by recengine.plugins.encoders.dense" in second.error
     assert manager.names("encoders") == ["dense", "ease", "text", "transformer"]  # the built-ins still work
 
 

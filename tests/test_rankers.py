@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from engine.components import Candidates, Catalog, Ranker, RankContext
-from engine.plugin_manager import PluginManager
-from plugins.rankers.diversity import Diversity, list_membership, min_max_normalise
-from plugins.rankers.filters import ExcludeSeen, TopK
-from plugins.rankers.freshness import Freshness
-from plugins.rankers.popularity import PopularityFallback
+from recengine.components import Candidates, Catalog, Ranker, RankContext
+from recengine.plugin_manager import PluginManager
+from recengine.plugins.rankers.diversity import Diversity, list_membership, min_max_normalise
+from recengine.plugins.rankers.filters import ExcludeSeen, TopK
+from recengine.plugins.rankers.freshness import Freshness
+from recengine.plugins.rankers.popularity import PopularityFallback
 
 N = 20
 T0 = datetime(2024, 3, 1)

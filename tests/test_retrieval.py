@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from engine.retrieval import IVF_MIN_ITEMS, ExactIndex, IVFIndex, build_index
-from engine.user_vectors import UserVectors
+from recengine.retrieval import IVF_MIN_ITEMS, ExactIndex, IVFIndex, build_index
+from recengine.user_vectors import UserVectors
 
 
 def clustered(items: int, dim: int = 16, clusters: int = 40, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from engine.project import domain_paths, resolve_targets
-from engine.serve.api import build_api
-from engine.serve.service import RecommendService
+from recengine.project import domain_paths, resolve_targets
+from recengine.serve.api import build_api
+from recengine.serve.service import RecommendService
 
 
 def _client(project: Path, domain: str) -> tuple[TestClient, RecommendService]:

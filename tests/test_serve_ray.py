@@ -9,10 +9,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from engine.config import PipelineConfig
-from engine.pipeline import train_pipeline
-from engine.project import ALL_DOMAINS, domain_config, domain_paths, resolve_targets
-from engine.serve.deployment import domain_application
+from recengine.config import PipelineConfig
+from recengine.pipeline import train_pipeline
+from recengine.project import ALL_DOMAINS, domain_config, domain_paths, resolve_targets
+from recengine.serve.deployment import domain_application
 from tests.conftest import free_port
 
 pytestmark = pytest.mark.ray
@@ -79,7 +79,7 @@ def test_new_bundle_is_picked_up_under_load_without_failures(served: str, projec
 def test_new_snapshot_is_picked_up(served: str, project: Path) -> None:
     from ray import serve
 
-    from feature_store import FeatureStore
+    from recengine.feature_store import FeatureStore
 
     paths = domain_paths(project, "video")
     with httpx.Client(base_url=served, timeout=30) as client:

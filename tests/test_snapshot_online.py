@@ -9,8 +9,8 @@ import numpy as np
 import polars as pl
 import pytest
 
-from feature_store import FeatureStore, OnlineStore, StoreError
-from feature_store.snapshot import list_snapshots
+from recengine.feature_store import FeatureStore, OnlineStore, StoreError
+from recengine.feature_store.snapshot import list_snapshots
 
 
 @pytest.fixture

@@ -10,10 +10,10 @@ import numpy as np
 import polars as pl
 import pytest
 
-from engine.plugin_manager import PluginManager
-from feature_store import synthetic as syn
-from feature_store.schema import VALID_FROM, table_columns
-from plugins.domains import ecommerce, news, social, video
+from recengine.plugin_manager import PluginManager
+from recengine.feature_store import synthetic as syn
+from recengine.feature_store.schema import VALID_FROM, table_columns
+from recengine.plugins.domains import ecommerce, news, social, video
 
 DOMAINS: dict[str, ModuleType] = {
     "ecommerce": ecommerce, "news": news, "video": video, "social": social,
@@ -111,7 +111,7 @@ def hit_rates(
 # -- every domain ---------------------------------------------------------------------------
 def test_builtin_domains_register_through_the_hook():
     manager = PluginManager()
-    manager.load_builtins(tuple(f"plugins.domains.{name}" for name in DOMAINS))
+    manager.load_builtins(tuple(f"recengine.plugins.domains.{name}" for name in DOMAINS))
     assert [info.error for info in manager.plugins] == [None] * len(DOMAINS)
     assert manager.names("domains") == sorted(DOMAINS)
     for name, module in DOMAINS.items():

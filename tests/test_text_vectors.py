@@ -12,14 +12,14 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import cli
-from engine.config import PipelineConfig
-from engine.pipeline import train_pipeline
-from engine.recommender import Recommender
-from feature_store import FeatureStore
+from recengine.cli import cli
+from recengine.config import PipelineConfig
+from recengine.pipeline import train_pipeline
+from recengine.recommender import Recommender
+from recengine.feature_store import FeatureStore
 from tests.conftest import generated_shop
 
-text = pytest.importorskip("plugins.encoders.text")
+text = pytest.importorskip("recengine.plugins.encoders.text")
 pytest.importorskip("sentence_transformers", reason="needs the text extra: pip install 'recengine[text]'")
 
 

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from engine.cli import cli
-from engine.config import PipelineConfig
-from engine.dataset import prepare
-from engine.train import train
-from engine.training_data import export_training_data, load_training_data
-from feature_store import FeatureStore
+from recengine.cli import cli
+from recengine.config import PipelineConfig
+from recengine.dataset import prepare
+from recengine.train import train
+from recengine.training_data import export_training_data, load_training_data
+from recengine.feature_store import FeatureStore
 from tests.conftest import MF_OVERRIDES, generated_shop
 
 # Imports the standalone run must never need: the GPU machine may not have them.
@@ -27,8 +27,8 @@ class Block:
         if name.split(".")[0] in {"polars", "duckdb", "ray", "feature_store"}:
             raise ImportError(f"{name} is not installed here")
 sys.meta_path.insert(0, Block())
-sys.argv = ["engine.train_standalone", *sys.argv[1:]]
-runpy.run_module("engine.train_standalone", run_name="__main__")
+sys.argv = ["recengine.train_standalone", *sys.argv[1:]]
+runpy.run_module("recengine.train_standalone", run_name="__main__")
 """
 
 
@@ -88,7 +88,7 @@ def test_standalone_training_without_polars_duckdb_or_ray(shop: Path, tmp_path: 
 def test_not_a_snapshot_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(FileNotFoundError, match="not a training snapshot"):
         load_training_data(tmp_path)
-    from engine.train_standalone import main
+    from recengine.train_standalone import main
 
     assert main([str(tmp_path), "--quiet"]) == 2
     assert "export with `recengine train" in capsys.readouterr().err

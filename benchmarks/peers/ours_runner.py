@@ -20,7 +20,7 @@ sys.path.insert(0, str(REPO))
 import torch  # noqa: E402
 
 from benchmarks.quality import PIPELINES  # noqa: E402
-from engine.pipeline import train_pipeline  # noqa: E402
+from recengine.pipeline import train_pipeline  # noqa: E402
 
 
 def main() -> int:

@@ -54,7 +54,7 @@ import polars as pl  # noqa: E402
 from rich.console import Console  # noqa: E402
 from rich.table import Table  # noqa: E402
 
-from feature_store import FeatureStore  # noqa: E402
+from recengine.feature_store import FeatureStore  # noqa: E402
 
 RECBOLE_REQUIREMENTS = ["recbole==1.2.1", "numpy<2", "pandas<2.3", "setuptools<81", "torch==2.13.0"]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k"

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from engine.cli import data, model_cmds, plugins_cmd, quickstart, serve_cmd, store, vectors_cmd
-from engine.cli.common import friendly_errors
+from recengine.cli import data, model_cmds, plugins_cmd, quickstart, serve_cmd, store, vectors_cmd
+from recengine.cli.common import friendly_errors
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -31,7 +31,7 @@ cli.add_command(vectors_cmd.vectors)
 
 
 def _add_plugin_commands() -> None:
-    from engine.plugin_manager import get_plugin_manager
+    from recengine.plugin_manager import get_plugin_manager
 
     get_plugin_manager().add_commands(cli)
 

@@ -29,8 +29,8 @@ def print_json(value: Any) -> None:
 def friendly_errors() -> Iterator[None]:
     """Show expected errors (bad input, locked store, unknown names, an unreachable cluster)
     as one clear line on stderr and exit 1; anything else keeps its traceback."""
-    from engine.components import EngineError
-    from feature_store.errors import StoreError
+    from recengine.components import EngineError
+    from recengine.feature_store.errors import StoreError
 
     try:
         yield

@@ -6,7 +6,7 @@ import time
 
 import click
 
-from engine.cli.common import console, friendly_errors
+from recengine.cli.common import console, friendly_errors
 
 
 @click.group()
@@ -28,7 +28,7 @@ def generate(domain: str, users: int, items: int, events: int, seed: int, out: s
     category, events are time-ordered and of the domain's types. Writes users.parquet,
     items.parquet and events.parquet into OUT, ready for `recengine store ingest OUT`.
     """
-    from engine.plugin_manager import get_plugin_manager
+    from recengine.plugin_manager import get_plugin_manager
 
     with friendly_errors():
         preset = get_plugin_manager().domain(domain)

@@ -9,7 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
-from engine.cli.common import console, friendly_errors, json_option, print_json, store_option
+from recengine.cli.common import console, friendly_errors, json_option, print_json, store_option
 
 models_option = click.option(
     "--models", "models_dir", envvar="RECENGINE_MODELS", default="models", show_default=True,
@@ -43,9 +43,9 @@ def pipeline_options(function):  # type: ignore[no-untyped-def]
 
 
 def load_config(config_path: str | None, **flags: Any):  # type: ignore[no-untyped-def]
-    from engine.config import ComponentRef, PipelineConfig
+    from recengine.config import ComponentRef, PipelineConfig
 
-    from engine.project import domain_config
+    from recengine.project import domain_config
 
     config = PipelineConfig.from_toml(config_path) if config_path else domain_config(flags.get("domain"))
     overrides: dict[str, Any] = {
@@ -105,7 +105,7 @@ def evaluated_on(metrics: dict[str, Any]) -> str:
               help="Checkpoint storage every node can see (default: MODELS/.ray-train).")
 @click.option("--export-snapshot", type=click.Path(file_okay=False), default=None,
               help="Only write the training snapshot (Parquet + config) here, for "
-                   "`python -m engine.train_standalone DIR` on a machine with torch, numpy and pyarrow alone.")
+                   "`python -m recengine.train_standalone DIR` on a machine with torch, numpy and pyarrow alone.")
 @json_option
 def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_dir: str | None, resume: bool,
           backend: str, workers: int, address: str | None, cpus_per_worker: float, gpus_per_worker: float,
@@ -117,22 +117,22 @@ def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_
     MODELS/<name>/<version>/ with weights (safetensors), id maps and metrics.
     With --backend ray the same training runs data-parallel on Ray Train workers.
     """
-    from engine.pipeline import train_pipeline
+    from recengine.pipeline import train_pipeline
 
     with friendly_errors():
         config = load_config(config_path, **flags)
         if export_snapshot:
-            from engine.pipeline import export_training_snapshot
+            from recengine.pipeline import export_training_snapshot
 
             path = export_training_snapshot(store_path, config, export_snapshot)
             if as_json:
                 print_json({"snapshot": str(path)})
             else:
                 console.print(f"Training snapshot written to [bold]{path}[/]; train it with "
-                              f"`python -m engine.train_standalone {path} --device cuda`")
+                              f"`python -m recengine.train_standalone {path} --device cuda`")
             return
         if backend == "ray":
-            from engine.distributed import train_on_ray
+            from recengine.distributed import train_on_ray
 
             trained = train_on_ray(store_path, config, models_dir, workers=workers, address=address,
                                    cpus_per_worker=cpus_per_worker, gpus_per_worker=gpus_per_worker,
@@ -160,8 +160,8 @@ def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_
 def evaluate(model: str, store_path: str, models_dir: str, version: int | None, protocol: str | None,
              out: str | None, as_json: bool) -> None:
     """Evaluate a bundle on the store (full ranking, RecBole metrics, popularity beside it)."""
-    from engine.bundle import load_bundle
-    from engine.pipeline import evaluate_bundle
+    from recengine.bundle import load_bundle
+    from recengine.pipeline import evaluate_bundle
 
     with friendly_errors():
         bundle = load_bundle(model, models_dir, version)
@@ -189,8 +189,8 @@ def evaluate(model: str, store_path: str, models_dir: str, version: int | None, 
 def recommend(user_id: str, k: int, model: str | None, models_dir: str, snapshot: str | None,
               exclude: tuple[str, ...], retrieval: str, as_json: bool) -> None:
     """Recommend K items for a user, with the reasons for each."""
-    from engine.bundle import list_bundles
-    from engine.recommender import Recommender
+    from recengine.bundle import list_bundles
+    from recengine.recommender import Recommender
 
     with friendly_errors():
         if model is None:
@@ -221,7 +221,7 @@ def models() -> None:
 @json_option
 def list_models(models_dir: str, as_json: bool) -> None:
     """Every bundle version with its domain, size and test NDCG@10."""
-    from engine.bundle import list_bundles
+    from recengine.bundle import list_bundles
 
     rows = list_bundles(models_dir)
     if as_json:

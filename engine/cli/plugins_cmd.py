@@ -1,6 +1,6 @@
 """``recengine plugins``: what is loaded, from where, and what each plugin registered;
 ``plugins install | uninstall`` manage plugin packages in recengine's own environment;
-``plugins check`` runs the component contract checks (``engine.testing``) on plugins."""
+``plugins check`` runs the component contract checks (``recengine.testing``) on plugins."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from engine.cli.common import console, json_option, print_json
+from recengine.cli.common import console, json_option, print_json
 
 ENTRY_POINT_GROUP = "recengine"
 
@@ -32,7 +32,7 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    from engine.plugin_manager import get_plugin_manager
+    from recengine.plugin_manager import get_plugin_manager
 
     manager = get_plugin_manager()
     if as_json:
@@ -55,9 +55,9 @@ def plugins(ctx: click.Context, as_json: bool) -> None:
 
 def default_constraints() -> Path | None:
     """recengine's ``constraints.txt`` (the repository root of an editable install), if any."""
-    import engine
+    import recengine
 
-    path = Path(engine.__file__).resolve().parents[1] / "constraints.txt"
+    path = Path(recengine.__file__).resolve().parents[1] / "constraints.txt"
     return path if path.is_file() else None
 
 
@@ -116,7 +116,7 @@ def install(packages: tuple[str, ...], editable: tuple[str, ...], upgrade: bool,
         args += ["--editable", path]
     args += list(packages)
     run_pip(pip_command(*args), "install")
-    from engine.plugin_manager import reset_plugin_manager
+    from recengine.plugin_manager import reset_plugin_manager
 
     reset_plugin_manager()
     click.echo(f"Installed {', '.join([*editable, *packages])}"
@@ -161,7 +161,7 @@ def uninstall(names: tuple[str, ...], yes: bool) -> None:
     """Uninstall plugin packages (by distribution or plugin name, as `recengine plugins` shows)."""
     dists = list(dict.fromkeys(resolve_plugin_distribution(name) for name in names))
     run_pip(pip_command("uninstall", *(["--yes"] if yes else []), *dists), "uninstall")
-    from engine.plugin_manager import reset_plugin_manager
+    from recengine.plugin_manager import reset_plugin_manager
 
     reset_plugin_manager()
     click.echo(f"Uninstalled {', '.join(dists)}.")
@@ -177,14 +177,14 @@ def uninstall(names: tuple[str, ...], yes: bool) -> None:
 @click.option("--all", "include_builtins", is_flag=True, help="Check the built-in plugins too.")
 @json_option
 def check(names: tuple[str, ...], include_builtins: bool, as_json: bool) -> None:
-    """Run the component contract checks (engine.testing) on plugins.
+    """Run the component contract checks (recengine.testing) on plugins.
 
     NAMES are plugin names as `recengine plugins` lists them; default: every installed
     third-party plugin (and the built-ins with --all). Exits 1 when any check fails or a
     named plugin failed to load.
     """
-    from engine.plugin_manager import get_plugin_manager
-    from engine.testing import run_checks
+    from recengine.plugin_manager import get_plugin_manager
+    from recengine.testing import run_checks
 
     manager = get_plugin_manager()
     loaded = {info.name: info for info in manager.plugins}

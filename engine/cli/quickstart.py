@@ -6,8 +6,8 @@ from pathlib import Path
 
 import click
 
-from engine.cli.common import console, friendly_errors
-from engine.project import DEFAULT_PROJECT
+from recengine.cli.common import console, friendly_errors
+from recengine.project import DEFAULT_PROJECT
 
 
 @click.command()
@@ -31,9 +31,9 @@ def quickstart(domains: str, dataset: str | None, project: str, users: int, item
     """
     from rich.table import Table
 
-    from engine.cli.model_cmds import evaluated_on, metrics_table
-    from engine.project import prepare_domain
-    from engine.recommender import Recommender
+    from recengine.cli.model_cmds import evaluated_on, metrics_table
+    from recengine.project import prepare_domain
+    from recengine.recommender import Recommender
 
     names = [d.strip() for d in domains.split(",") if d.strip()]
     if dataset:

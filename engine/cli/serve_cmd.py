@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from engine.cli.common import console, friendly_errors
-from engine.project import DEFAULT_PROJECT
+from recengine.cli.common import console, friendly_errors
+from recengine.project import DEFAULT_PROJECT
 
 project_option = click.option("--project", default=DEFAULT_PROJECT, show_default=True,
                               type=click.Path(file_okay=False), help="Project directory (one folder per domain).")
@@ -37,14 +37,14 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
     """
     if ctx.invoked_subcommand is not None:
         return
-    from engine.project import resolve_targets
+    from recengine.project import resolve_targets
 
     with friendly_errors():
         targets = resolve_targets(project, _domains(domains))
     from ray import serve as ray_serve
 
-    from engine.ray_env import init_ray
-    from engine.serve.deployment import domain_application
+    from recengine.ray_env import init_ray
+    from recengine.serve.deployment import domain_application
 
     with friendly_errors():
         init_ray(address)
@@ -83,7 +83,7 @@ def serve_config(project: str, domains: str | None, out: str, host: str, port: i
     """
     import yaml
 
-    from engine.project import resolve_targets
+    from recengine.project import resolve_targets
 
     with friendly_errors():
         targets = resolve_targets(project, _domains(domains))
@@ -93,7 +93,7 @@ def serve_config(project: str, domains: str | None, out: str, host: str, port: i
             {
                 "name": t.domain,
                 "route_prefix": f"/{t.domain}",
-                "import_path": "engine.serve.deployment:app_builder",
+                "import_path": "recengine.serve.deployment:app_builder",
                 "args": {"domain": t.domain},
                 "deployments": [{
                     "name": "recommender",

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 from rich.table import Table
 
-from engine.cli.common import console, friendly_errors, json_option, print_json, store_option
+from recengine.cli.common import console, friendly_errors, json_option, print_json, store_option
 
 
 @click.group()
@@ -23,12 +23,12 @@ def init(store_path: str, domain: str | None) -> None:
 
     An open store takes its columns from the first file ingested into each table.
     """
-    from feature_store import FeatureStore
+    from recengine.feature_store import FeatureStore
 
     with friendly_errors():
         schema = None
         if domain:
-            from engine.plugin_manager import get_plugin_manager
+            from recengine.plugin_manager import get_plugin_manager
 
             schema = get_plugin_manager().domain(domain).store_schema
         with FeatureStore(store_path, schema=schema) as fs:
@@ -49,7 +49,7 @@ def ingest(store_path: str, paths: tuple[str, ...], kind: str | None, create_mis
     Users and items load before events. If any file is bad, nothing is changed and the
     error names the file, line and column. Re-ingesting the same data adds nothing.
     """
-    from feature_store import FeatureStore
+    from recengine.feature_store import FeatureStore
 
     with friendly_errors():
         with console.status(f"Ingesting {len(paths)} path(s)..."), FeatureStore(store_path) as fs:
@@ -70,7 +70,7 @@ def ingest(store_path: str, paths: tuple[str, ...], kind: str | None, create_mis
 @json_option
 def stats(store_path: str, as_json: bool) -> None:
     """Counts of users, items and events, event types, time span and vector sets."""
-    from feature_store import FeatureStore
+    from recengine.feature_store import FeatureStore
 
     with friendly_errors():
         with FeatureStore(store_path, read_only=True) as fs:
@@ -102,7 +102,7 @@ def stats(store_path: str, as_json: bool) -> None:
 @json_option
 def export(store_path: str, root: str | None, history: int, as_json: bool) -> None:
     """Write a consistent, numbered Parquet snapshot (what training reads)."""
-    from feature_store import FeatureStore
+    from recengine.feature_store import FeatureStore
 
     with friendly_errors():
         with console.status("Exporting snapshot..."), FeatureStore(store_path) as fs:
@@ -120,7 +120,7 @@ def export(store_path: str, root: str | None, history: int, as_json: bool) -> No
 @json_option
 def publish(store_path: str, root: str | None, version: int | None, history: int, as_json: bool) -> None:
     """Export a snapshot and make it the one serving replicas load (atomically)."""
-    from feature_store import FeatureStore
+    from recengine.feature_store import FeatureStore
 
     with friendly_errors():
         with console.status("Publishing snapshot..."), FeatureStore(store_path) as fs:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from engine.cli.common import console, friendly_errors, store_option
+from recengine.cli.common import console, friendly_errors, store_option
 
 
 @click.group()
@@ -22,9 +22,9 @@ def vectors() -> None:
 @click.option("--rebuild", is_flag=True, help="Embed every item again (default: only items without a vector).")
 def build(store_path: str, name: str, fields: str | None, encoder: str, batch_size: int, rebuild: bool) -> None:
     """Embed item text with a pretrained model and store the vectors (resumable)."""
-    from engine.plugin_manager import get_plugin_manager
-    from engine.vectors import build_text_vectors
-    from feature_store import FeatureStore
+    from recengine.plugin_manager import get_plugin_manager
+    from recengine.vectors import build_text_vectors
+    from recengine.feature_store import FeatureStore
 
     with friendly_errors():
         manager = get_plugin_manager()
@@ -45,7 +45,7 @@ def build(store_path: str, name: str, fields: str | None, encoder: str, batch_si
 
 
 def _domain_fields(schema_name: str) -> list[str]:
-    from engine.plugin_manager import get_plugin_manager
+    from recengine.plugin_manager import get_plugin_manager
 
     try:
         return list(get_plugin_manager().domain(schema_name).text_fields)
@@ -64,8 +64,8 @@ def ingest(store_path: str, path: str, name: str, id_column: str, vector_column:
 
     Unknown item ids, a dimension other than the set's, and NaN/inf values are rejected.
     """
-    from engine.vectors import read_vector_file
-    from feature_store import FeatureStore
+    from recengine.vectors import read_vector_file
+    from recengine.feature_store import FeatureStore
 
     with friendly_errors():
         ids, matrix = read_vector_file(path, id_column, vector_column)

@@ -1,6 +1,6 @@
 """The HTTP API of one domain, as a FastAPI app.
 
-The same app runs behind Ray Serve (``engine.serve.deployment``) and directly in tests.
+The same app runs behind Ray Serve (``recengine.serve.deployment``) and directly in tests.
 Client mistakes get 4xx with a reason (422 validation, 404 unknown item), a service that
 has no model yet gets 503, and an unknown user gets the popularity fallback (200).
 """
@@ -12,8 +12,8 @@ from typing import Awaitable, Callable
 from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
-from engine.serve.schemas import MAX_K, Health, ModelInfo, RecommendedItem, RecommendRequest, RecommendResponse
-from engine.serve.service import NotReady, RecommendService
+from recengine.serve.schemas import MAX_K, Health, ModelInfo, RecommendedItem, RecommendRequest, RecommendResponse
+from recengine.serve.service import NotReady, RecommendService
 
 Recommend = Callable[[RecommendRequest], Awaitable[RecommendResponse]]
 

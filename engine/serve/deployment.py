@@ -15,9 +15,9 @@ from typing import Any
 
 from ray import serve
 
-from engine.serve.api import build_api
-from engine.serve.schemas import RecommendRequest, RecommendResponse
-from engine.serve.service import RecommendService
+from recengine.serve.api import build_api
+from recengine.serve.schemas import RecommendRequest, RecommendResponse
+from recengine.serve.service import RecommendService
 
 DEFAULT_CPUS_PER_REPLICA = 0.25  # four domains share two cores
 MAX_BATCH_SIZE = 16
@@ -74,11 +74,11 @@ def domain_application(domain: str, bundle: str | Path, snapshot: str | Path | N
 
 
 def published_version(snapshot: str | Path) -> int:
-    from feature_store.snapshot import current_version_dir, read_manifest
+    from recengine.feature_store.snapshot import current_version_dir, read_manifest
 
     return read_manifest(current_version_dir(snapshot)).version
 
 
 def app_builder(args: dict[str, Any]):  # type: ignore[no-untyped-def]
-    """Entry point for Serve config files (``import_path: engine.serve.deployment:app_builder``)."""
+    """Entry point for Serve config files (``import_path: recengine.serve.deployment:app_builder``)."""
     return DomainRecommender.bind(args["domain"])

@@ -9,8 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from engine.recommender import Recommender, Request
-from engine.serve.schemas import Health, ModelInfo, RecommendedItem, RecommendRequest, RecommendResponse
+from recengine.recommender import Recommender, Request
+from recengine.serve.schemas import Health, ModelInfo, RecommendedItem, RecommendRequest, RecommendResponse
 
 
 class ServeConfig(BaseModel):
@@ -103,6 +103,6 @@ class RecommendService:
 
 def bundle_path(models_dir: str | Path, name: str) -> Path:
     """The newest version directory of a bundle (for configs that pin a version)."""
-    from engine.bundle import resolve_bundle
+    from recengine.bundle import resolve_bundle
 
     return resolve_bundle(name, models_dir)

@@ -14,9 +14,9 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from engine import Domain, SyntheticData, hookimpl
-from feature_store import synthetic as syn
-from feature_store.schema import ColumnType, StoreSchema
+from recengine import Domain, SyntheticData, hookimpl
+from recengine.feature_store import synthetic as syn
+from recengine.feature_store.schema import ColumnType, StoreSchema
 
 SCHEMA = StoreSchema(
     name="video",

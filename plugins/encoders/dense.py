@@ -11,8 +11,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from engine import hookimpl
-from engine.components import ComponentConfig, Encoded, Encoder, EncoderContext
+from recengine import hookimpl
+from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
 
 
 class DenseConfig(ComponentConfig):

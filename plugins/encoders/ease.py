@@ -17,8 +17,8 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
-from engine import hookimpl
-from engine.components import ComponentConfig, Encoded, Encoder, EncoderContext
+from recengine import hookimpl
+from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
 
 
 class EaseConfig(ComponentConfig):

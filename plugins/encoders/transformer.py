@@ -12,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from engine import hookimpl
-from engine.components import ComponentConfig, Encoded, Encoder, EncoderContext
+from recengine import hookimpl
+from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
 
 
 class TransformerConfig(ComponentConfig):

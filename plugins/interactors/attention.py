@@ -14,8 +14,8 @@ import math
 import torch
 from torch import Tensor, nn
 
-from engine import hookimpl
-from engine.components import ComponentConfig, Encoded, Interactor, InteractorContext
+from recengine import hookimpl
+from recengine.components import ComponentConfig, Encoded, Interactor, InteractorContext
 
 
 class AttentionConfig(ComponentConfig):

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from engine import hookimpl
-from engine.components import Encoded, Interactor
+from recengine import hookimpl
+from recengine.components import Encoded, Interactor
 
 
 class DotInteractor(Interactor):

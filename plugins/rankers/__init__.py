@@ -3,7 +3,7 @@
 
 Each module registers its rankers through the public ``register_rankers`` hook, exactly as a
 third-party plugin would. A ranker takes a request's scored candidates and returns a *new*
-:class:`~engine.components.Candidates`: it never mutates its input, and it adds a reason by
+:class:`~recengine.components.Candidates`: it never mutates its input, and it adds a reason by
 building a new list (``reasons[i] + ["popular"]``), never by appending in place, because
 candidate lists may share their reason lists.
 """

@@ -29,8 +29,8 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from engine.components import LIST_VALUE_TYPES, Candidates, Catalog, ComponentConfig, Ranker, RankContext
-from engine.hookspecs import hookimpl
+from recengine.components import LIST_VALUE_TYPES, Candidates, Catalog, ComponentConfig, Ranker, RankContext
+from recengine.hookspecs import hookimpl
 
 
 class Diversity(Ranker):

@@ -28,9 +28,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from engine.components import Candidates, Catalog, ComponentConfig, Ranker, RankContext
-from engine.hookspecs import hookimpl
-from plugins.rankers.diversity import min_max_normalise
+from recengine.components import Candidates, Catalog, ComponentConfig, Ranker, RankContext
+from recengine.hookspecs import hookimpl
+from recengine.plugins.rankers.diversity import min_max_normalise
 
 _HOUR = np.timedelta64(3_600_000_000, "us")
 

@@ -17,10 +17,10 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from engine.components import Candidates, ComponentConfig, Ranker, RankContext
-from engine.hookspecs import hookimpl
-from plugins.rankers.diversity import min_max_normalise
-from plugins.rankers.filters import column_matches
+from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
+from recengine.hookspecs import hookimpl
+from recengine.plugins.rankers.diversity import min_max_normalise
+from recengine.plugins.rankers.filters import column_matches
 
 
 class FriendsOfFriends(Ranker):

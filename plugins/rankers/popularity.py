@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from engine.components import Candidates, Catalog, ComponentConfig, Ranker, RankContext
-from engine.hookspecs import hookimpl
-from plugins.rankers.filters import column_matches
+from recengine.components import Candidates, Catalog, ComponentConfig, Ranker, RankContext
+from recengine.hookspecs import hookimpl
+from recengine.plugins.rankers.filters import column_matches
 
 POPULAR = "popular"
 

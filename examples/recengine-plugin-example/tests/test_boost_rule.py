@@ -1,6 +1,6 @@
 """The ``boost-rule`` ranker: recengine's ranker contract, then the rule itself.
 
-The catalogue is ``engine.testing.make_catalog()``: items 1-7 category "a", 8-14 "b",
+The catalogue is ``recengine.testing.make_catalog()``: items 1-7 category "a", 8-14 "b",
 15-20 "c"; a higher item index scores higher in ``sample_candidates``.
 """
 
@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from engine.components import Candidates, RankContext
-from engine.testing import check_ranker, make_catalog, rank_contexts, sample_candidates
+from recengine.components import Candidates, RankContext
+from recengine.testing import check_ranker, make_catalog, rank_contexts, sample_candidates
 from recengine_gru import BoostRule, BoostRuleConfig
 
 CATALOG = make_catalog()

@@ -6,8 +6,8 @@ import pytest
 import torch
 from pydantic import ValidationError
 
-from engine.components import EncoderContext
-from engine.testing import DIM, LENGTH, NUM_ITEMS, check_encoder, default_features
+from recengine.components import EncoderContext
+from recengine.testing import DIM, LENGTH, NUM_ITEMS, check_encoder, default_features
 from recengine_gru import GRUConfig, GRUEncoder
 
 

@@ -8,8 +8,8 @@ import click
 from click.testing import CliRunner
 
 import recengine_gru
-from engine.plugin_manager import PluginManager
-from engine.testing import check_plugin
+from recengine.plugin_manager import PluginManager
+from recengine.testing import check_plugin
 
 
 def manager() -> PluginManager:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from importlib import metadata
 from typing import Any, Callable
 
-from engine import hookimpl
+from recengine import hookimpl
 from recengine_gru.boost import BoostRule, BoostRuleConfig
 from recengine_gru.gru import GRUConfig, GRUEncoder
 

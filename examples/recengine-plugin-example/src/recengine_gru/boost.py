@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from engine.components import Candidates, ComponentConfig, Ranker, RankContext
+from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
 
 Value = str | int | float
 

@@ -19,7 +19,7 @@ import torch
 from pydantic import Field
 from torch import Tensor, nn
 
-from engine.components import ComponentConfig, Encoded, Encoder, EncoderContext
+from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
 
 
 class GRUConfig(ComponentConfig):
