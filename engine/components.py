@@ -3,14 +3,16 @@
 A plugin registers a class per component name (``register("dense", DenseEncoder)``). Each
 class declares its parameters as a pydantic model in ``Config``; the engine validates the
 config file's section against it before anything trains, then builds encoders and
-interactors as ``Class(context, config)`` and rankers as ``Class(config)``.
+interactors as ``Class(context, config)`` and rankers as ``Class(config)``
+(``PluginManager.build``). Everything the engine asks of a component is a declared member of
+its base class here, with a default: the engine never probes for optional methods.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Sequence
 
 import numpy as np
 import torch
@@ -18,12 +20,13 @@ from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
 
 
-class EngineError(RuntimeError):
-    """An expected failure the CLI reports as one line (not a bug)."""
+from recengine.errors import ComponentUnavailable, EngineError, RequestError
 
-
-class ComponentUnavailable(EngineError):
-    """A component cannot run here (a missing extra, weights that fail verification...)."""
+__all__ = [
+    "BASE_CLASSES", "Candidates", "Catalog", "ComponentConfig", "ComponentUnavailable", "Encoded", "Encoder",
+    "EncoderContext", "EngineError", "FeatureSpec", "Interactor", "InteractorContext", "LIST_VALUE_TYPES",
+    "RankContext", "Ranker", "RequestError", "SegmentPopularity", "l2_normalise", "seed_everything", "value_codes",
+]
 
 
 class ComponentConfig(BaseModel):
@@ -82,13 +85,16 @@ class Encoder(nn.Module):
     ``history`` [B, L] item indices (user side; 0 = padding), and feature tensors named
     ``cat:<field>``, ``num:<field>``, ``vec:<name>``. It returns :class:`Encoded`.
     Encoders that need the representation of history items call ``context.embed_items``.
-    An encoder fitted in closed form (EASE) defines ``fit(users, items)``, which the engine
-    calls once with the training events' dense indices before any epoch.
     """
 
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
+    # True for sequence encoders (``Encoded.sequence``/``mask``): enables sequence training
+    # and the attention interactor
     produces_sequence: ClassVar[bool] = False
     roles: ClassVar[tuple[str, ...]] = ("user", "item")  # which tower(s) it can be
+    # True when the class implements ``embed_texts`` (a pretrained text model):
+    # ``recengine vectors build --encoder NAME`` accepts only such encoders
+    embeds_text: ClassVar[bool] = False
 
     def __init__(self, context: EncoderContext, config: ComponentConfig | None = None) -> None:
         super().__init__()
@@ -107,6 +113,24 @@ class Encoder(nn.Module):
         (a [B, L] gather per training batch), so history-free towers train faster."""
         return True
 
+    @classmethod
+    def required_vectors(cls, params: dict[str, Any]) -> list[str]:
+        """Item vector sets this encoder reads with these ``params``: the engine loads them
+        from the store with the items. Default: none (vectors named in
+        ``model.item_vectors`` are loaded anyway)."""
+        return []
+
+    @classmethod
+    def embed_texts(cls, texts: list[str], batch_size: int = 64) -> np.ndarray:
+        """L2-normalised [len(texts), d] float32 text embeddings, for encoders that declare
+        ``embeds_text = True``; the default refuses with ``ComponentUnavailable``."""
+        raise ComponentUnavailable(f"encoder {cls.__name__} does not embed text (embeds_text is False)")
+
+    def fit(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Fit in closed form (EASE) from the training events' dense user and item indices,
+        called once before any epoch; the default does nothing (gradient-trained encoders).
+        A model without trainable parameters after ``fit`` runs no epochs."""
+
     def forward(self, batch: dict[str, Tensor]) -> Encoded:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -118,6 +142,8 @@ class Encoder(nn.Module):
 
 @dataclass
 class InteractorContext:
+    """What the engine tells an interactor: ``dim``, the width of both towers' vectors."""
+
     dim: int
 
 
@@ -150,7 +176,12 @@ class Interactor(nn.Module):
         raise NotImplementedError
 
     def explain(self, user: Encoded, items: Tensor) -> Tensor | None:
+        """Per-history-item weights [B, K, L] behind each score (attention), or None."""
         return None
+
+    def fit(self, users: np.ndarray, items: np.ndarray) -> None:
+        """Closed-form fitting from the training events' dense indices, once before any
+        epoch, as for encoders; the default does nothing."""
 
 
 # ---------------------------------------------------------------------------------------
@@ -162,13 +193,23 @@ class Interactor(nn.Module):
 class Candidates:
     """Scored candidates of one request, column-wise: dense item indices, scores, reasons.
 
-    ``take`` shares the inner reason lists: a ranker adds a reason by building a new list
-    (``reasons[i] + ["why"]``), never by appending in place.
+    Read-only: ``items`` and ``scores`` are non-writeable arrays and ``reasons`` a tuple, so a
+    ranker may return its input unchanged, and one built from another shares its reason
+    lists. A ranker adds a reason by building a new list (``reasons[i] + ["why"]``), never by
+    appending in place (``recengine.testing`` checks it).
     """
 
     items: np.ndarray  # int64 [n]
     scores: np.ndarray  # float32 [n]
-    reasons: list[list[str]]
+    reasons: Sequence[list[str]]
+
+    def __post_init__(self) -> None:
+        self.items = _read_only(self.items, np.int64)
+        self.scores = _read_only(self.scores, np.float32)
+        self.reasons = tuple(self.reasons)
+        if not (self.items.ndim == 1 and self.items.shape == self.scores.shape and len(self.reasons) == self.items.shape[0]):
+            raise ValueError(f"Candidates columns must be 1-d and aligned: items {self.items.shape}, "
+                             f"scores {self.scores.shape}, {len(self.reasons)} reason lists")
 
     def __len__(self) -> int:
         return int(self.items.shape[0])
@@ -181,9 +222,20 @@ class Candidates:
         reasons = self.reasons
         return Candidates(self.items[positions], self.scores[positions], [reasons[i] for i in positions.tolist()])
 
+    def head(self, n: int) -> "Candidates":
+        """The first ``n`` candidates (all of them when there are fewer)."""
+        return self if n >= len(self) else Candidates(self.items[:n], self.scores[:n], self.reasons[:n])
+
     @classmethod
     def empty(cls) -> "Candidates":
         return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), [])
+
+
+def _read_only(values: np.ndarray, dtype: type) -> np.ndarray:
+    """A non-writeable view of ``values`` as ``dtype`` (the caller's own array stays writeable)."""
+    view = np.asarray(values, dtype=dtype).view()
+    view.flags.writeable = False
+    return view
 
 
 @dataclass
@@ -259,19 +311,19 @@ class SegmentPopularity:
 
 @dataclass
 class RankContext:
-    """One recommendation request as rankers see it."""
+    """One recommendation request as rankers see it (docs/plugins.md documents every field)."""
 
     user_id: str
-    k: int
+    k: int  # how many items the request asked for
     catalog: Catalog
     history: np.ndarray  # dense item indices the user interacted with, oldest first
-    history_event_types: list[str] = field(default_factory=list)
-    history_ts: list[datetime] = field(default_factory=list)
-    known_user: bool = True
-    now: datetime | None = None
-    exclude: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    filters: dict[str, list[Any]] = field(default_factory=dict)
-    user_attributes: dict[str, Any] = field(default_factory=dict)
+    history_event_types: list[str] = field(default_factory=list)  # aligned with ``history``
+    history_ts: list[datetime] = field(default_factory=list)  # aligned with ``history``
+    known_user: bool = True  # False: the model knows nothing of the user (fallback rankers answer)
+    now: datetime | None = None  # the request's time (freshness), None when not given
+    exclude: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))  # items never to return
+    filters: dict[str, list[Any]] = field(default_factory=dict)  # column → allowed values
+    user_attributes: dict[str, Any] = field(default_factory=dict)  # the user's current attributes
     item_index: dict[str, int] = field(default_factory=dict)  # external item id → dense index
     # another user's recent (item ids, event types), for graph rankers; None without a snapshot
     history_of: Callable[[str], tuple[list[str], list[str]]] | None = None
@@ -298,12 +350,6 @@ class Ranker:
         raise NotImplementedError
 
 
-def build_config(component: Any, params: dict[str, Any] | None) -> ComponentConfig:
-    """Validate ``params`` against a component's ``Config`` (pydantic), naming the component."""
-    config_class = getattr(component, "Config", ComponentConfig)
-    return config_class(**(params or {}))
-
-
 def l2_normalise(matrix: np.ndarray) -> np.ndarray:
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
     return matrix / np.maximum(norms, 1e-12)
@@ -313,3 +359,7 @@ def seed_everything(seed: int) -> None:
     """Seed torch and numpy so training and sampling repeat exactly on CPU."""
     torch.manual_seed(seed)
     np.random.seed(seed)
+
+
+BASE_CLASSES: dict[str, type] = {"encoders": Encoder, "interactors": Interactor, "rankers": Ranker}
+"""The base class a registered component of each family must subclass."""

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from recengine.errors import ConfigError
 from recengine.plugin_manager import PluginManager, get_plugin_manager
 
 
@@ -93,13 +94,13 @@ class PipelineConfig(Strict):
         try:
             raw = tomllib.loads(path.read_text())
         except FileNotFoundError:
-            raise ValueError(f"config file {path} not found") from None
+            raise ConfigError(f"config file {path} not found") from None
         except tomllib.TOMLDecodeError as exc:
-            raise ValueError(f"{path}: not valid TOML: {exc}") from None
+            raise ConfigError(f"{path}: not valid TOML: {exc}") from None
         try:
             return cls.model_validate(raw)
         except ValidationError as exc:
-            raise ValueError(f"{path}: invalid config:\n{exc}") from None
+            raise ConfigError(f"{path}: invalid config:\n{exc}") from None
 
     def with_overrides(self, overrides: dict[str, Any]) -> "PipelineConfig":
         """A copy with dotted keys replaced (``{"train.epochs": 3, "model.user_encoder.name": "dense"}``)."""
@@ -112,31 +113,31 @@ class PipelineConfig(Strict):
             for key in parents:
                 target = target[key]
             target[leaf] = value
-        return PipelineConfig.model_validate(data)
+        try:
+            return PipelineConfig.model_validate(data)
+        except ValidationError as exc:
+            raise ConfigError(f"invalid setting ({', '.join(k for k, v in overrides.items() if v is not None)}):\n{exc}") from None
 
 
 def validate_components(config: PipelineConfig, manager: PluginManager | None = None) -> None:
-    """Check every named component exists and its parameters pass its ``Config``."""
+    """Check every named component exists, its parameters pass its ``Config``, each encoder
+    can take its role and the interactor gets the sequence it needs (``ConfigError`` otherwise)."""
     manager = manager or get_plugin_manager()
     refs = [("encoders", "model.user_encoder", config.model.user_encoder),
             ("encoders", "model.item_encoder", config.model.item_encoder),
             ("interactors", "model.interactor", config.model.interactor)]
     refs += [("rankers", f"ranking.rankers[{i}]", ref) for i, ref in enumerate(config.ranking.rankers)]
     for family, where, ref in refs:
-        component = manager.get(family, ref.name)
-        try:
-            component.Config(**ref.params)
-        except ValidationError as exc:
-            raise ValueError(f"{where} ({ref.name!r}): invalid parameters:\n{exc}") from None
+        manager.component_config(family, ref, where)
     for role, ref in (("user", config.model.user_encoder), ("item", config.model.item_encoder)):
-        roles = getattr(manager.get("encoders", ref.name), "roles", ("user", "item"))
+        roles = manager.get("encoders", ref.name).roles
         if role not in roles:
-            raise ValueError(f"encoder {ref.name!r} cannot be the {role} encoder (it encodes: {', '.join(roles)})")
+            raise ConfigError(f"encoder {ref.name!r} cannot be the {role} encoder (it encodes: {', '.join(roles)})")
     interactor = manager.get("interactors", config.model.interactor.name)
     user_encoder = manager.get("encoders", config.model.user_encoder.name)
-    if getattr(interactor, "needs_sequence", False) and not (
-        getattr(user_encoder, "produces_sequence", False) or config.model.user_encoder.params.get("use_history")
+    if interactor.needs_sequence and not (
+        user_encoder.produces_sequence or config.model.user_encoder.params.get("use_history")
     ):
-        raise ValueError(
+        raise ConfigError(
             f"interactor {config.model.interactor.name!r} needs a history sequence: use a sequence user encoder "
             f"(e.g. transformer) or set model.user_encoder.params.use_history = true")

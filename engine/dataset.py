@@ -21,7 +21,7 @@ def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str
     items_frame = store.latest("items")
     users = IdMap(sorted(users_frame["user_id"].to_list()))
     items = IdMap(sorted(items_frame["item_id"].to_list()))
-    weights = {**(event_weights or {}), **train.event_weights}
+    weights = merged_event_weights(config, event_weights)
     interactions = build_interactions(split, users, items, train.protocol, weights, train.weight_by_value,
                                       config.model.max_history)
     if interactions.items.size == 0:
@@ -36,6 +36,12 @@ def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str
         item_features=build_feature_table(items_frame, items, "item_id", item_columns, vectors),
         interactions=interactions, popularity=popularity, item_frame=items_frame,
     )
+
+
+def merged_event_weights(config: PipelineConfig, domain_weights: dict[str, float] | None = None) -> dict[str, float]:
+    """Each event type's training weight: the domain's defaults overlaid with ``train.event_weights``
+    (training and re-evaluation must weigh events alike)."""
+    return {**(domain_weights or {}), **config.train.event_weights}
 
 
 def _columns(requested: list[str] | str, frame: pl.DataFrame, id_column: str) -> list[str]:
@@ -54,5 +60,5 @@ def required_vectors(config: PipelineConfig) -> list[str]:
 
     ref = config.model.item_encoder
     encoder = get_plugin_manager().get("encoders", ref.name)
-    needed = getattr(encoder, "required_vectors", lambda params: [])(ref.params)
+    needed = encoder.required_vectors(ref.params)
     return list(dict.fromkeys([*config.model.item_vectors, *needed]))

@@ -23,21 +23,22 @@ from typing import Any
 from safetensors.torch import load_file
 
 from recengine.components import EngineError
-from recengine.config import PipelineConfig, validate_components
-from recengine.dataset import prepare
-from recengine.pipeline import TrainedPipeline, domain_event_weights, finish_pipeline
+from recengine.config import PipelineConfig
+from recengine.pipeline import TrainedPipeline, finish_pipeline, prepare_training
 from recengine.ray_env import init_ray
 from recengine.train import TrainResult, build_model, train
 from recengine.training_data import export_training_data, load_training_data
-from recengine.feature_store import FeatureStore
 
 
 class DistributedTrainingError(EngineError):
     """Ray Train could not run the job (resources, cluster, or a worker that kept failing)."""
 
 
-def _worker_loop(loop_config: dict[str, Any]) -> None:
-    """What each Ray Train worker runs: ``train`` on its shard, reporting every epoch."""
+def worker_loop(loop_config: dict[str, Any]) -> None:
+    """What each Ray Train worker runs: ``train`` on its shard, reporting every epoch.
+
+    ``train_on_ray`` hands Ray this module attribute, so a test may replace it with a
+    wrapper importable in the worker processes (the worker-kill recovery test does)."""
     import ray
     import ray.train
     import ray.train.torch
@@ -51,17 +52,10 @@ def _worker_loop(loop_config: dict[str, Any]) -> None:
     if restored is not None:
         with restored.as_directory() as directory:
             shutil.copytree(directory, local, dirs_exist_ok=True)
-    crash_at = loop_config.get("crash_at_epoch")
 
     def report(record: dict[str, Any], _model: Any) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(local)) if rank == 0 else None
         ray.train.report(record, checkpoint=checkpoint)
-        marker = loop_config.get("crash_marker")
-        if crash_at and record["epoch"] == crash_at and rank == world - 1 and marker and not Path(marker).exists():
-            Path(marker).write_text("crashed once")  # a test of recovery: die once, mid-training
-            import os
-
-            os._exit(1)
 
     def wrap(module):  # type: ignore[no-untyped-def]
         return ray.train.torch.prepare_model(
@@ -105,7 +99,7 @@ def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float
 def train_on_ray(store_path: str | Path, config: PipelineConfig, models: str | Path | None = None, *,
                  workers: int = 2, address: str | None = None, cpus_per_worker: float = 1.0,
                  gpus_per_worker: float = 0.0, run_name: str | None = None, storage: str | Path | None = None,
-                 max_failures: int = 2, crash_at_epoch: int | None = None) -> TrainedPipeline:
+                 max_failures: int = 2) -> TrainedPipeline:
     """Train ``config`` data-parallel on ``workers`` Ray Train workers, then evaluate and save
     a bundle like a local run. ``storage`` must be visible to every node (shared storage)."""
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
@@ -113,12 +107,9 @@ def train_on_ray(store_path: str | Path, config: PipelineConfig, models: str | P
 
     if workers < 1:
         raise ValueError(f"workers must be at least 1, got {workers}")
-    validate_components(config)
     if gpus_per_worker > 0 and config.train.device == "cpu":
         raise ValueError("--gpus-per-worker needs a CUDA device; drop --device cpu")
-    with FeatureStore(store_path, read_only=True) as store:
-        data = prepare(store, config, domain_event_weights(config))
-        snapshot_version = store.stats()["snapshot_version"]
+    data, snapshot_version = prepare_training(store_path, config)
     check_address(address)
     init_ray(address)
     check_resources(workers, cpus_per_worker, gpus_per_worker)
@@ -127,12 +118,10 @@ def train_on_ray(store_path: str | Path, config: PipelineConfig, models: str | P
     # workers read the same Parquet snapshot a single-GPU run uses (recengine.train_standalone),
     # from storage every node sees; each takes its equal shard of every epoch's shuffle
     snapshot = export_training_data(data, storage_path / name / "training-snapshot")
-    marker = str(storage_path / name / ".crash-marker") if crash_at_epoch else None
     resources = {"CPU": cpus_per_worker, **({"GPU": gpus_per_worker} if gpus_per_worker else {})}
     trainer = TorchTrainer(
-        _worker_loop,
-        train_loop_config={"config": config.model_dump(), "snapshot": str(snapshot),
-                           "crash_at_epoch": crash_at_epoch, "crash_marker": marker},
+        worker_loop,
+        train_loop_config={"config": config.model_dump(), "snapshot": str(snapshot)},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=gpus_per_worker > 0,
                                      resources_per_worker=resources),
         run_config=RunConfig(name=name, storage_path=str(storage_path),

@@ -2,34 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Callable
 
-import polars as pl
 from pydantic import BaseModel, ConfigDict, Field
 
 from recengine.feature_store.schema import StoreSchema
+from recengine.synthetic import SyntheticData
 
-
-class SyntheticData(BaseModel):
-    """Generated users, items and events of one domain, ready to ingest."""
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    users: pl.DataFrame
-    items: pl.DataFrame
-    events: pl.DataFrame
-
-    def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``users.parquet``, ``items.parquet`` and ``events.parquet`` into ``out_dir``."""
-        out = Path(out_dir)
-        out.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for kind in ("users", "items", "events"):
-            path = out / f"{kind}.parquet"
-            getattr(self, kind).write_parquet(path)
-            paths[kind] = path
-        return paths
+__all__ = ["Domain", "Generator", "SyntheticData"]
 
 
 Generator = Callable[[int, int, int, int], SyntheticData]

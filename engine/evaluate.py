@@ -1,18 +1,23 @@
 """Full-ranking evaluation of a model (and the popularity baseline) on an eval split.
 
 Every item is ranked for every user (never sampled negatives), with RecBole's metric
-definitions from :mod:`recengine.metrics`.
+definitions from :mod:`recengine.metrics`. ``run_metrics`` is what every finished training
+run reports (local, Ray and standalone alike).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 import torch
 
 from recengine.metrics import per_user_metric, ranking_metrics, rating_metrics, topk_from_scores
-from recengine.training_data import EvalSet, Interactions, PairSet, pad_histories
+from recengine.training_data import EvalSet, Interactions, PairSet, PreparedData, pad_histories
+
+if TYPE_CHECKING:  # annotations only: recengine.train imports this module
+    from recengine.config import PipelineConfig
+    from recengine.train import TrainResult
 
 ScoreFn = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 
@@ -138,3 +143,19 @@ def evaluate_interactions(model, popularity: np.ndarray, interactions: Interacti
         out["test_unmasked"] = evaluate_scorer(model_scorer(model), test, ks, False, batch_size)
         out["popularity_unmasked"] = evaluate_scorer(popularity_scorer(popularity), test, ks, False, batch_size)
     return out
+
+
+def run_metrics(config: PipelineConfig, data: PreparedData, result: TrainResult, train_seconds: float) -> dict[str, Any]:
+    """What a finished run reports: validation at the best epoch, test beside the
+    baselines, and the training history (local, Ray and standalone runs alike)."""
+    return {
+        "protocol": config.train.protocol,
+        "valid": result.best_valid,
+        **evaluate_interactions(result.model, data.popularity, data.interactions),
+        "best_epoch": result.best_epoch,
+        "epochs_run": len(result.history),
+        "epoch_seconds": result.epoch_seconds,
+        "train_seconds": train_seconds,
+        "training_mode": result.mode,
+        "history": result.history,
+    }

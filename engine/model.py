@@ -44,20 +44,17 @@ class RecModel(nn.Module):
         self.register_buffer("known_items", torch.from_numpy(known))
         self.user_features = FeatureBuffers(user_arrays)
         self.item_features = FeatureBuffers(item_arrays)
-        item_class = manager.get("encoders", config.item_encoder.name)
-        self.item_encoder = item_class(
+        self.item_encoder = manager.build(
+            "encoders", config.item_encoder,
             EncoderContext("item", config.dim, item_spec, self.num_items, config.max_history),
-            item_class.Config(**config.item_encoder.params),
-        )
-        user_class = manager.get("encoders", config.user_encoder.name)
-        self.user_encoder = user_class(
+            where="model.item_encoder")
+        self.user_encoder = manager.build(
+            "encoders", config.user_encoder,
             EncoderContext("user", config.dim, user_spec, self.num_items, config.max_history,
                            embed_items=self.embed_items),
-            user_class.Config(**config.user_encoder.params),
-        )
-        interactor_class = manager.get("interactors", config.interactor.name)
-        self.interactor = interactor_class(InteractorContext(config.dim),
-                                           interactor_class.Config(**config.interactor.params))
+            where="model.user_encoder")
+        self.interactor = manager.build("interactors", config.interactor, InteractorContext(config.dim),
+                                        where="model.interactor")
 
     @property
     def device(self) -> torch.device:

@@ -15,10 +15,10 @@ import numpy as np
 from recengine.bundle import Bundle, save_bundle
 from recengine.config import PipelineConfig, validate_components
 from recengine.data import build_interactions
-from recengine.dataset import PreparedData, prepare
-from recengine.evaluate import evaluate_interactions
+from recengine.dataset import PreparedData, merged_event_weights, prepare
+from recengine.evaluate import evaluate_interactions, run_metrics
 from recengine.plugin_manager import get_plugin_manager
-from recengine.train import TrainResult, run_metrics, train
+from recengine.train import TrainResult, train
 from recengine.training_data import export_training_data
 from recengine.feature_store import FeatureStore
 
@@ -32,19 +32,27 @@ class TrainedPipeline:
 
 
 def domain_event_weights(config: PipelineConfig) -> dict[str, float]:
+    """The configured domain's default event weights (none without a domain)."""
     if not config.domain:
         return {}
     return dict(get_plugin_manager().domain(config.domain).event_weights)
+
+
+def prepare_training(store_path: str | Path, config: PipelineConfig) -> tuple[PreparedData, int]:
+    """What every training run starts from (local, Ray, exported snapshot): check the config's
+    components, then prepare the store's data read-only with the domain's event weights.
+    Returns the data and the store snapshot version it was read at."""
+    validate_components(config)
+    with FeatureStore(store_path, read_only=True) as store:
+        data = prepare(store, config, domain_event_weights(config))
+        return data, store.stats()["snapshot_version"]
 
 
 def train_pipeline(store_path: str | Path, config: PipelineConfig, models: str | Path | None = None, *,
                    progress: bool = True, checkpoint_dir: str | Path | None = None,
                    resume: bool = False) -> TrainedPipeline:
     """Validate the config, prepare the store's data, train locally, evaluate and save a bundle."""
-    validate_components(config)
-    with FeatureStore(store_path, read_only=True) as store:
-        data = prepare(store, config, domain_event_weights(config))
-        snapshot_version = store.stats()["snapshot_version"]
+    data, snapshot_version = prepare_training(store_path, config)
     started = time.perf_counter()
     result = train(config, data, progress=progress, checkpoint_dir=checkpoint_dir, resume=resume)
     return finish_pipeline(store_path, config, models, data, result, snapshot_version,
@@ -53,9 +61,7 @@ def train_pipeline(store_path: str | Path, config: PipelineConfig, models: str |
 
 def export_training_snapshot(store_path: str | Path, config: PipelineConfig, directory: str | Path) -> Path:
     """Write the prepared training data (Parquet) and the config for ``recengine.train_standalone``."""
-    validate_components(config)
-    with FeatureStore(store_path, read_only=True) as store:
-        data = prepare(store, config, domain_event_weights(config))
+    data, _ = prepare_training(store_path, config)
     out = export_training_data(data, directory)
     (out / "config.json").write_text(config.model_dump_json(indent=1))
     return out
@@ -84,7 +90,7 @@ def evaluate_bundle(bundle: Bundle, store_path: str | Path, protocol: str | None
     with FeatureStore(store_path, read_only=True) as store:
         split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
     interactions = build_interactions(split, bundle.users, bundle.items, protocol,
-                                      {**domain_event_weights(config), **config.train.event_weights},
+                                      merged_event_weights(config, domain_event_weights(config)),
                                       config.train.weight_by_value, config.model.max_history)
     popularity = np.bincount(interactions.items, minlength=len(bundle.items) + 1).astype(np.float32)
     return {"protocol": protocol, **evaluate_interactions(bundle.model, popularity, interactions, ks)}

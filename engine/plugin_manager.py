@@ -18,10 +18,18 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import pluggy
 
+from pydantic import ValidationError
+
 from recengine import hookspecs
+from recengine.errors import ConfigError, DuplicateComponentError, UnknownComponentError
 
 if TYPE_CHECKING:  # recengine.domain needs polars; the training core must import without it
+    from recengine.components import ComponentConfig
+    from recengine.config import ComponentRef
     from recengine.domain import Domain
+
+__all__ = ["DuplicateComponentError", "PluginInfo", "PluginManager", "UnknownComponentError",
+           "get_plugin_manager", "reset_plugin_manager"]
 
 ENTRY_POINT_GROUP = "recengine"
 FAMILIES = ("encoders", "interactors", "rankers", "domains")
@@ -43,17 +51,6 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "recengine.plugins.rankers.popularity",
     "recengine.plugins.rankers.graph",
 )
-
-
-class UnknownComponentError(LookupError):
-    """A component name that no loaded plugin registered."""
-
-    def __init__(self, family: str, name: str, known: list[str]) -> None:
-        self.family = family
-        self.name = name
-        self.known = known
-        singular = family.rstrip("s")
-        super().__init__(f"unknown {singular} {name!r}; known {family}: {', '.join(known) or 'none'}")
 
 
 @dataclass
@@ -80,7 +77,7 @@ class PluginInfo:
 
 @dataclass
 class Registry:
-    """Registered components by family: ``{family: {name: (factory_or_domain, plugin)}}``."""
+    """Registered components by family: ``{family: {name: (component class or Domain, plugin)}}``."""
 
     components: dict[str, dict[str, tuple[Any, str]]] = field(
         default_factory=lambda: {family: {} for family in FAMILIES}
@@ -96,12 +93,17 @@ class Registry:
         return sorted(self.components[family])
 
 
-class DuplicateComponentError(ValueError):
-    """A plugin registered a component name another plugin already owns."""
-
-
 class PluginManager:
-    """The pluggy manager plus the registry it fills; build one with :func:`get_plugin_manager`."""
+    """The pluggy manager plus the registry it fills; build one with :func:`get_plugin_manager`.
+
+    Every hook is called through pluggy, once per plugin (``subset_hook_caller`` restricted
+    to that plugin), so a plugin's ``tryfirst``/``trylast`` and wrapper implementations, and
+    pluggy's tracing and call monitoring, behave as pluggy users expect. Plugins are called
+    one at a time, in load order (built-ins, then entry points by distribution and name),
+    rather than in one call across plugins, because registration is all or nothing per
+    plugin: a plugin whose hook raises, or that claims a name another plugin owns, is
+    recorded as failed with none of its components, and the others keep theirs.
+    """
 
     def __init__(self) -> None:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT_NAME)
@@ -150,22 +152,18 @@ class PluginManager:
             info.error = _describe(exc)
             self.pm.unregister(plugin)
 
+    def _hook(self, hook_name: str, plugin: Any) -> Any:
+        """``hook_name`` as pluggy calls it, restricted to ``plugin``'s implementations."""
+        others = [p for p in self.pm.get_plugins() if p is not plugin]
+        return self.pm.subset_hook_caller(hook_name, remove_plugins=others)
+
     def _collect(self, plugin: Any, plugin_name: str) -> dict[str, list[str]]:
         """Call this plugin's register hooks and add what it registers to the registry."""
         staged: dict[str, dict[str, Any]] = {family: {} for family in FAMILIES}
 
         def registrar(family: str) -> Callable[..., None]:
-            def register(name_or_domain: Any, factory: Any = None) -> None:
-                if family == "domains":
-                    from recengine.domain import Domain
-
-                    if not isinstance(name_or_domain, Domain):
-                        raise TypeError(f"register_domains expects an recengine.Domain, got {type(name_or_domain).__name__}")
-                    name, value = name_or_domain.name, name_or_domain
-                else:
-                    if not isinstance(name_or_domain, str) or not callable(factory):
-                        raise TypeError(f"register_{family}(register) expects register(name: str, factory: callable)")
-                    name, value = name_or_domain, factory
+            def register(name_or_domain: Any, component: Any = None) -> None:
+                name, value = _registration(family, name_or_domain, component)
                 owner = self.registry.components[family].get(name)
                 if owner is not None or name in staged[family]:
                     holder = owner[1] if owner else plugin_name
@@ -176,15 +174,13 @@ class PluginManager:
             return register
 
         for family in FAMILIES:
-            for impl in getattr(self.pm.hook, f"register_{family}").get_hookimpls():
-                if impl.plugin is plugin:
-                    impl.function(register=registrar(family))
+            self._hook(f"register_{family}", plugin)(register=registrar(family))
         for family, entries in staged.items():
             for name, value in entries.items():
                 self.registry.components[family][name] = (value, plugin_name)
         return {family: sorted(entries) for family, entries in staged.items() if entries}
 
-    # -- lookups -----------------------------------------------------------------------
+    # -- lookups and building -------------------------------------------------------------
     def get(self, family: str, name: str) -> Any:
         return self.registry.get(family, name)
 
@@ -194,17 +190,51 @@ class PluginManager:
     def domain(self, name: str) -> Domain:
         return self.registry.get("domains", name)
 
+    def component_config(self, family: str, ref: ComponentRef, where: str | None = None) -> ComponentConfig:
+        """``ref.params`` validated against its component's ``Config``; a ``ConfigError``
+        naming the component (and ``where`` it sits in the pipeline config) otherwise."""
+        component = self.get(family, ref.name)
+        try:
+            return component.Config(**ref.params)
+        except ValidationError as exc:
+            label = f"{where} ({ref.name!r})" if where else f"{family.rstrip('s')} {ref.name!r}"
+            raise ConfigError(f"{label}: invalid parameters:\n{exc}") from None
+
+    def build(self, family: str, ref: ComponentRef, *context: Any, where: str | None = None) -> Any:
+        """The one place a component is built from its config reference: encoders and
+        interactors as ``Class(context, config)``, rankers as ``Class(config)``."""
+        component = self.get(family, ref.name)
+        return component(*context, self.component_config(family, ref, where))
+
     def add_commands(self, cli: Any) -> None:
         """Let every plugin add its CLI commands; a failing plugin is recorded, not raised."""
         for info in self.plugins:
             plugin = self.pm.get_plugin(info.name)
-            for impl in self.pm.hook.register_commands.get_hookimpls():
-                if impl.plugin is not plugin:
-                    continue
-                try:
-                    impl.function(cli=cli)
-                except Exception as exc:
-                    info.error = _describe(exc)
+            if plugin is None or info.error:
+                continue
+            try:
+                self._hook("register_commands", plugin)(cli=cli)
+            except Exception as exc:
+                info.error = _describe(exc)
+
+
+def _registration(family: str, name_or_domain: Any, component: Any) -> tuple[str, Any]:
+    """Check one ``register(...)`` call's arguments: ``(name, class)`` for component
+    families, ``(domain)`` for domains; a ``TypeError`` saying what was expected otherwise."""
+    if family == "domains":
+        from recengine.domain import Domain
+
+        if not isinstance(name_or_domain, Domain) or component is not None:
+            raise TypeError(f"register_domains expects register(domain) with a recengine.Domain, "
+                            f"got {type(name_or_domain).__name__}")
+        return name_or_domain.name, name_or_domain
+    from recengine.components import BASE_CLASSES
+
+    base = BASE_CLASSES[family]
+    if not isinstance(name_or_domain, str) or not (isinstance(component, type) and issubclass(component, base)):
+        raise TypeError(f"register_{family} expects register(name: str, component: a subclass of "
+                        f"recengine.{base.__name__}), got register({name_or_domain!r}, {component!r})")
+    return name_or_domain, component
 
 
 def _describe(exc: BaseException) -> str:

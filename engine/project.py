@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from recengine.bundle import resolve_bundle
+from recengine.feature_store.snapshot import default_root
 
 DEFAULT_PROJECT = "recengine-project"
 ALL_DOMAINS = ("ecommerce", "news", "video", "social")
@@ -21,8 +22,9 @@ ALL_DOMAINS = ("ecommerce", "news", "video", "social")
 def domain_paths(project: str | Path, domain: str) -> dict[str, Path]:
     """Where a domain's store, models, data and snapshots live inside a project."""
     base = Path(project) / domain
-    return {"base": base, "store": base / "recengine.duckdb", "models": base / "models", "data": base / "data",
-            "snapshots": base / "recengine.snapshots"}
+    store = base / "recengine.duckdb"
+    return {"base": base, "store": store, "models": base / "models", "data": base / "data",
+            "snapshots": default_root(store)}
 
 
 def domain_config(domain: str | None):  # type: ignore[no-untyped-def]

@@ -13,11 +13,12 @@ Serving builds the Recommender with ``precompute_users=True``: every user's vect
 encoded once per snapshot (``recengine.user_vectors``) when the interactor scores from the
 vector alone, and a request skips the user encoder.
 
-Items that reached the published snapshot after training (no events, so no learned id
-embedding) join the catalogue through the item tower applied to their attributes and
-vectors: cold items are recommendable from the first request. Each item carries reasons:
-the most-attended history item (attention), the most similar history item (dot), or
-"popular" (fallback). Unknown users get the fallback, never an error.
+Items that reached the published snapshot after training join the catalogue through the
+item tower (``recengine.catalog``): cold items are recommendable from the first request.
+Each item carries reasons: the most-attended history item (attention), the most similar
+history item (dot), or "popular" (fallback). Unknown users get the fallback, never an error;
+new users with attributes get what users like them interact with (the snapshot's segment
+popularity, ``OnlineStore.segment_popularity``).
 """
 
 from __future__ import annotations
@@ -26,26 +27,24 @@ import threading
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
-from itertools import repeat
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import polars as pl
 import torch
 from threadpoolctl import ThreadpoolController
 
 from recengine.bundle import Bundle, load_bundle
-from recengine.components import Candidates, Catalog, Encoded, RankContext, Ranker, SegmentPopularity, l2_normalise
+from recengine.catalog import assemble_catalog
+from recengine.components import Candidates, Encoded, RankContext, Ranker, SegmentPopularity
 from recengine.config import ComponentRef
-from recengine.data import encode_rows
+from recengine.feature_store.online import Segment, SegmentItems
+from recengine.feature_store.snapshot import default_root
 from recengine.plugin_manager import get_plugin_manager
 from recengine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index
 from recengine.user_vectors import UserVectors
 
 
-MIN_SEGMENT_USERS = 20
-MAX_SEGMENT_VALUES = 100
 # users encoded at load with precompute_users (a bound on load time and memory: 500k users
 # × 64 floats is 128 MB and ~2 min on one core); users beyond it are encoded per request
 MAX_PRECOMPUTED_USERS = 500_000
@@ -80,6 +79,27 @@ class Scored:
     padded: np.ndarray  # [L] the history the model saw (0 = padding)
 
 
+@dataclass(frozen=True)
+class UserHistory:
+    """What serving knows of one user.
+
+    ``index`` is the model's dense user index (0: the model never saw the user); ``items``
+    the history as dense item indices, oldest first (items the catalogue lacks dropped).
+    Event types, times and attributes come from the snapshot (empty without one).
+    """
+
+    index: int
+    items: np.ndarray
+    event_types: list[str] = field(default_factory=list)
+    times: list[datetime] = field(default_factory=list)
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def known(self) -> bool:
+        """Whether the model can score the user (an id it trained on, or a history)."""
+        return self.index > 0 or self.items.size > 0
+
+
 @dataclass
 class Request:
     """One recommendation request (what the HTTP API and the CLI both build)."""
@@ -90,37 +110,6 @@ class Request:
     filters: dict[str, list[Any]] = field(default_factory=dict)
     now: datetime | None = None
     explain: bool = True
-
-
-def build_catalog(item_ids: list[str], frame: pl.DataFrame, item_matrix: np.ndarray, popularity: np.ndarray,
-                  index: dict[str, int] | None = None) -> Catalog:
-    """Item attributes aligned to dense indices (row 0 = padding) for rankers.
-
-    ``index`` maps item id → dense index (built from ``item_ids`` when not given). Cells keep
-    the Python values of ``Series.to_list()`` (str, int, list, None), filled without a Python
-    loop per item: at 1M items such loops cost seconds of start-up.
-    """
-    size = len(item_ids) + 1
-    if index is None:
-        index = {item: i + 1 for i, item in enumerate(item_ids)}
-    frame_ids = frame["item_id"].to_list()
-    rows = np.fromiter(map(index.get, frame_ids, repeat(0)), dtype=np.int64, count=len(frame_ids))
-    columns: dict[str, np.ndarray] = {}
-    for name in frame.columns:
-        series = frame[name]
-        if series.dtype.is_temporal():
-            column = np.full(size, np.datetime64("NaT"), dtype="datetime64[us]")
-            column[rows] = series.to_numpy().astype("datetime64[us]")
-        else:
-            column = np.empty(size, dtype=object)
-            column[rows] = np.fromiter(series.to_list(), dtype=object, count=series.len())
-        column[0] = np.datetime64("NaT") if column.dtype.kind == "M" else None
-        columns[name] = column
-    ids = np.empty(size, dtype=object)
-    ids[0] = ""
-    ids[1:] = item_ids
-    return Catalog(item_ids=ids, columns=columns, vectors=l2_normalise(item_matrix),
-                   popularity=popularity.astype(np.float64), titles=columns.get("title"))
 
 
 def build_rankers(refs: list[ComponentRef]) -> list[Ranker]:
@@ -148,7 +137,7 @@ def default_snapshot(bundle: Bundle) -> Path | None:
     store = bundle.manifest.get("store")
     if not store:
         return None
-    root = Path(store).with_name(Path(store).stem + ".snapshots")
+    root = default_root(store)
     return root if (root / "CURRENT").exists() else None
 
 
@@ -174,26 +163,14 @@ class Recommender:
         self.device = self.model.device
         self._lock = threading.Lock()  # one torch forward at a time per process
         self.max_history = bundle.config.model.max_history
-        self.item_ids = list(bundle.items.ids)
-        with torch.no_grad():
-            matrix = self.model.item_matrix().float().cpu().numpy()
-        matrix[0] = 0.0
-        popularity = bundle.popularity.astype(np.float64)
-        frame = bundle.item_frame
-        if online is not None:
-            frame = online.data.items
-            matrix, popularity = self._add_cold_items(frame, matrix, popularity)
-        self.item_matrix = np.ascontiguousarray(matrix, dtype=np.float32)
-        self.item_index = dict(bundle.items.index)  # a copy: cold items join it
-        self.item_index.update((item, i) for i, item in enumerate(self.item_ids[len(bundle.items):],
-                                                                  start=len(bundle.items) + 1))
-        self.catalog = build_catalog(self.item_ids, frame, self.item_matrix, popularity, self.item_index)
+        items = assemble_catalog(bundle, online)
+        self.item_ids, self.item_matrix, self.item_index = items.item_ids, items.item_matrix, items.item_index
+        self.catalog, self.cold_items = items.catalog, items.cold_items
         if threads is not None:
             thread_pools()  # find the pools now, not during the first request
         self.rankers = build_rankers(rankers if rankers is not None else bundle.config.ranking.rankers)
         self.num_candidates = candidates or bundle.config.ranking.candidates
-        self.cold_items = len(self.item_ids) - len(bundle.items)
-        self._segments: dict[tuple, SegmentPopularity | None] = {}
+        self._segments: dict[Segment, SegmentPopularity] = {}
         self.user_vectors: UserVectors | None = None
         with self._thread_limit():
             if precompute_users and not self.model.interactor.uses_sequence:
@@ -214,8 +191,13 @@ class Recommender:
     def _encode_all_users(self) -> UserVectors:
         """Up to MAX_PRECOMPUTED_USERS users (~0.25 ms each on one core); the rest are encoded
         when they ask."""
-        return UserVectors.build(self._user_ids(), lambda user: self.user_history(user)[:2], self._encode_vectors,
+        return UserVectors.build(self._user_ids(), self._encoder_input, self._encode_vectors,
                                  limit=MAX_PRECOMPUTED_USERS)
+
+    def _encoder_input(self, user_id: str) -> tuple[int, np.ndarray]:
+        """A user's dense index and history items: what the user encoder reads."""
+        history = self.user_history(user_id)
+        return history.index, history.items
 
     def _build_index(self, kind: str) -> RetrievalIndex:
         items = self.item_matrix.shape[0] - 1
@@ -232,11 +214,10 @@ class Recommender:
         ids = self._user_ids()
         rng = np.random.default_rng(0)
         chosen = [ids[i] for i in rng.permutation(len(ids))[:CALIBRATION_QUERIES * 2]]
-        looked_up = [self.user_history(u)[:2] for u in chosen]
-        looked_up = [(i, h) for i, h in looked_up if i > 0 or h.size][:CALIBRATION_QUERIES]
+        looked_up = [h for h in map(self.user_history, chosen) if h.known][:CALIBRATION_QUERIES]
         if not looked_up:
             return np.zeros((0, self.item_matrix.shape[1]), dtype=np.float32)
-        return self._encode_vectors([i for i, _ in looked_up], [h for _, h in looked_up])
+        return self._encode_vectors([h.index for h in looked_up], [h.items for h in looked_up])
 
     def retrieval_info(self) -> dict[str, Any]:
         """The retrieval index and user-vector cache in use (for ``/model`` and logs)."""
@@ -256,45 +237,22 @@ class Recommender:
             online = OnlineStore(root)
         return cls(bundle, online, **kwargs)
 
-    # -- catalogue ---------------------------------------------------------------------
-    def _add_cold_items(self, frame: pl.DataFrame, matrix: np.ndarray, popularity: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Encode snapshot items the model never saw with the item tower (ids unknown = 0)."""
-        new = frame.filter(~pl.col("item_id").is_in(self.bundle.items.ids))
-        if new.height == 0:
-            return matrix, popularity
-        table = self.bundle.item_table
-        vectors = {}
-        for name in table.vectors:
-            try:
-                found = self.online.item_vectors(name)
-                vectors[name] = (found.ids, found.matrix)
-            except KeyError:
-                continue
-        arrays = encode_rows(new, table, vectors, "item_id")
-        for name, width in ((n, v.shape[1]) for n, v in table.vectors.items()):
-            arrays.setdefault(f"vec:{name}", np.zeros((new.height, width), dtype=np.float32))
-        with torch.no_grad():
-            batch = {"ids": torch.zeros(new.height, dtype=torch.long, device=self.device),
-                     **{k: torch.as_tensor(v, device=self.device) for k, v in arrays.items()}}
-            cold = self.model.item_encoder(batch).vector.float().cpu().numpy()
-        self.item_ids += new["item_id"].to_list()
-        return np.vstack([matrix, cold]), np.concatenate([popularity, np.zeros(new.height)])
-
     # -- request pieces ----------------------------------------------------------------
-    def user_history(self, user_id: str) -> tuple[int, np.ndarray, list[str], list[datetime], dict[str, Any]]:
-        """Dense user index, history item indices (oldest first) and event types/times."""
+    def user_history(self, user_id: str) -> UserHistory:
+        """The user's dense index and history: live from the snapshot when there is one,
+        else what the bundle trained on."""
         user_index = self.bundle.users.index.get(user_id, 0)
         if self.online is not None:
             features = self.online.user(user_id)
             if features is None:
-                return user_index, np.zeros(0, dtype=np.int64), [], [], {}
+                return UserHistory(user_index, np.zeros(0, dtype=np.int64))
             encoded = np.array([self.item_index.get(i, 0) for i in features.history], dtype=np.int64)
             keep = encoded > 0
             types = [t for t, k in zip(features.history_event_types, keep) if k]
             times = [t for t, k in zip(features.history_ts, keep) if k]
-            return user_index, encoded[keep], types, times, features.attributes
+            return UserHistory(user_index, encoded[keep], types, times, features.attributes)
         row = self.bundle.histories[user_index] if user_index else np.zeros(0, dtype=np.int64)
-        return user_index, row[row > 0], [], [], {}
+        return UserHistory(user_index, row[row > 0])
 
     def _seen(self, user_id: str, event_types: list[str] | None) -> np.ndarray:
         indices = np.array([self.item_index.get(i, 0) for i in self.online.seen(user_id, event_types)], dtype=np.int64)
@@ -309,37 +267,27 @@ class Recommender:
         return ([], []) if features is None else (features.history, features.history_event_types)
 
     def segment_popularity(self, attributes: dict[str, Any]) -> SegmentPopularity | None:
-        """Popularity among users sharing a new user's attributes (cached per segment).
-
-        Attributes are narrowed from the coarsest (fewest distinct values) to finer ones as
-        long as at least ``MIN_SEGMENT_USERS`` users remain; None without a snapshot or
-        without any usable attribute.
-        """
+        """Popularity among users sharing a new user's attributes, in dense indices (cached
+        per segment); None without a snapshot or without a segment
+        (``OnlineStore.user_segment`` says how a segment is chosen)."""
         if self.online is None or not attributes:
             return None
-        users = self.online.data.users
-        usable = [(users[c].n_unique(), c) for c, v in attributes.items()
-                  if v is not None and c in users.columns and users[c].dtype == pl.String
-                  and users[c].n_unique() <= MAX_SEGMENT_VALUES]
-        mask = pl.Series([True] * users.height)
-        chosen: list[tuple[str, Any]] = []
-        for _, column in sorted(usable):
-            narrower = mask & (users[column] == attributes[column])
-            if narrower.sum() >= MIN_SEGMENT_USERS:
-                mask, chosen = narrower, chosen + [(column, attributes[column])]
-        key = tuple(chosen)
-        if key not in self._segments:
-            self._segments[key] = self._count_segment(users.filter(mask)["user_id"], chosen) if chosen else None
-        return self._segments[key]
+        segment = self.online.user_segment(attributes)
+        if segment is None:
+            return None
+        if segment not in self._segments:
+            self._segments[segment] = self._dense_popularity(self.online.segment_popularity(segment))
+        return self._segments[segment]
 
-    def _count_segment(self, user_ids: pl.Series, chosen: list[tuple[str, Any]]) -> SegmentPopularity:
-        histories = self.online.data.histories
-        items = histories.filter(pl.col("user_id").is_in(user_ids.implode()))["items"].explode().drop_nulls()
+    def _dense_popularity(self, found: SegmentItems) -> SegmentPopularity:
+        """A segment's item counts over the catalogue's dense indices, and the item order
+        by count (ties: lower index first); items the catalogue lacks are left out."""
         counts = np.zeros(len(self.item_ids) + 1, dtype=np.float64)
-        indices = np.array([self.item_index.get(i, 0) for i in items.to_list()], dtype=np.int64)
-        np.add.at(counts, indices[indices > 0], 1.0)
+        indices = np.fromiter((self.item_index.get(i, 0) for i in found.item_ids), dtype=np.int64,
+                              count=len(found.item_ids))
+        counts[indices[indices > 0]] = found.counts[indices > 0]
         order = np.argsort(-counts[1:], kind="stable").astype(np.int64) + 1
-        return SegmentPopularity(counts, order, ", ".join(f"{c}: {v}" for c, v in chosen))
+        return SegmentPopularity(counts, order, found.segment.description)
 
     def _pad(self, histories: list[np.ndarray]) -> np.ndarray:
         """Histories as the model's [B, L] input: the last L items, right-aligned, 0-padded."""
@@ -436,23 +384,23 @@ class Recommender:
             if request.k < 1:
                 raise ValueError(f"k must be at least 1, got {request.k}")
         looked_up = [self.user_history(r.user_id) for r in requests]
-        known = [i for i, (index, history, *_) in enumerate(looked_up) if index > 0 or history.size > 0]
+        known = [i for i, history in enumerate(looked_up) if history.known]
         scored = dict(zip(known, self._score_batch([requests[i].user_id for i in known],
-                                                   [looked_up[i][0] for i in known],
-                                                   [looked_up[i][1] for i in known]))) if known else {}
+                                                   [looked_up[i].index for i in known],
+                                                   [looked_up[i].items for i in known]))) if known else {}
         return [self._rank(request, looked_up[i], scored.get(i)) for i, request in enumerate(requests)]
 
-    def _rank(self, request: Request, looked_up: tuple, scored: Scored | None) -> Recommendations:
-        _, history, types, times, attributes = looked_up
+    def _rank(self, request: Request, user: UserHistory, scored: Scored | None) -> Recommendations:
+        history = user.items
         known = scored is not None
         candidates = scored.candidates if scored is not None else Candidates.empty()
         excluded = np.array([self.item_index.get(i, 0) for i in request.exclude], dtype=np.int64)
         context = RankContext(
             user_id=request.user_id, k=request.k, catalog=self.catalog, history=history,
-            history_event_types=types, history_ts=times, known_user=known, now=request.now,
-            exclude=excluded[excluded > 0], filters=request.filters, user_attributes=attributes,
+            history_event_types=user.event_types, history_ts=user.times, known_user=known, now=request.now,
+            exclude=excluded[excluded > 0], filters=request.filters, user_attributes=user.attributes,
             item_index=self.item_index, history_of=self.history_of,
-            segment_popularity=lambda: self.segment_popularity(attributes),
+            segment_popularity=lambda: self.segment_popularity(user.attributes),
             seen=None if self.online is None else lambda types: self._seen(request.user_id, types),
         )
         for ranker in self.rankers:

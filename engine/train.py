@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from recengine.components import seed_everything
 from recengine.config import PipelineConfig
-from recengine.evaluate import evaluate_interactions, validation_score
+from recengine.evaluate import validation_score
 from recengine.model import RecModel, resolve_device
 from recengine.training_data import PreparedData
 
@@ -56,8 +56,7 @@ def training_mode(config: PipelineConfig, model: RecModel) -> str:
     """``sequence`` when a sequence encoder meets an interactor that can score all positions."""
     if config.train.mode != "auto":
         return config.train.mode
-    sequence_ok = getattr(model.user_encoder, "produces_sequence", False) and not getattr(
-        model.interactor, "needs_sequence", False)
+    sequence_ok = model.user_encoder.produces_sequence and not model.interactor.needs_sequence
     return "sequence" if sequence_ok and config.train.objective == "softmax" else "pairs"
 
 
@@ -283,22 +282,6 @@ def _closed_form_result(config: PipelineConfig, data: PreparedData, model: RecMo
     return TrainResult(model=model, best_epoch=1, best_valid=valid, history=[record], mode="closed-form")
 
 
-def run_metrics(config: PipelineConfig, data: PreparedData, result: TrainResult, train_seconds: float) -> dict[str, Any]:
-    """What a finished run reports: validation at the best epoch, test beside the
-    baselines, and the training history (local, Ray and standalone runs alike)."""
-    return {
-        "protocol": config.train.protocol,
-        "valid": result.best_valid,
-        **evaluate_interactions(result.model, data.popularity, data.interactions),
-        "best_epoch": result.best_epoch,
-        "epochs_run": len(result.history),
-        "epoch_seconds": result.epoch_seconds,
-        "train_seconds": train_seconds,
-        "training_mode": result.mode,
-        "history": result.history,
-    }
-
-
 def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | Path | None = None,
           resume: bool = True, progress: bool = True, report: EpochReport | None = None,
           shard: tuple[int, int] = (0, 1),
@@ -318,15 +301,14 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     device = resolve_device(settings.device)
     model = build_model(config, data).to(device)
     fit_started = time.perf_counter()
-    for component in (model.user_encoder, model.item_encoder, model.interactor):
-        if hasattr(component, "fit"):  # closed-form components (EASE) fit once on the training events
-            component.fit(data.interactions.users, data.interactions.items)
+    for component in (model.user_encoder, model.item_encoder, model.interactor):  # closed form (EASE); else a no-op
+        component.fit(data.interactions.users, data.interactions.items)
     if not any(p.requires_grad for p in model.parameters()):
         return _closed_form_result(config, data, model, time.perf_counter() - fit_started, report)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     autocast, scaler = mixed_precision(settings.precision, device)
     mode = training_mode(config, model)
-    if mode == "sequence" and not getattr(model.user_encoder, "produces_sequence", False):
+    if mode == "sequence" and not model.user_encoder.produces_sequence:
         raise ValueError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
     history_length = config.model.max_history if model.user_encoder.uses_history else 0
     batches = SequenceBatches(data, config.model.max_history) if mode == "sequence" else PairBatches(

@@ -22,8 +22,9 @@ from pathlib import Path
 from safetensors.torch import save_file
 
 from recengine.config import PipelineConfig
+from recengine.evaluate import run_metrics
 from recengine.model import resolve_device
-from recengine.train import run_metrics, train
+from recengine.train import train
 from recengine.training_data import load_training_data
 
 

@@ -4,6 +4,8 @@
 vectors" with dictionary lookups into frames loaded from Parquet. :meth:`OnlineStore.refresh`
 loads a newer published snapshot beside the current one and swaps a single reference, so
 concurrent readers see either the old snapshot or the new one, never a mix.
+:meth:`OnlineStore.user_segment` and :meth:`OnlineStore.segment_popularity` answer "what do
+users like this one interact with" for users with attributes but no history (cold start).
 """
 
 from __future__ import annotations
@@ -19,6 +21,11 @@ import polars as pl
 
 from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM
 from recengine.feature_store.snapshot import current_version_dir, read_manifest
+
+# a segment keeps narrowing while at least this many users share its attributes
+MIN_SEGMENT_USERS = 20
+# attributes with more distinct values than this (ids, free text) never define a segment
+MAX_SEGMENT_VALUES = 100
 
 
 @dataclass(frozen=True)
@@ -40,6 +47,28 @@ class ItemVectors:
     ids: list[str]
     matrix: np.ndarray
     index: dict[str, int]
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Users sharing some of one user's attributes: (column, value) pairs, coarsest first."""
+
+    attributes: tuple[tuple[str, Any], ...]
+
+    @property
+    def description(self) -> str:
+        """e.g. ``"gender: M, occupation: student"``."""
+        return ", ".join(f"{column}: {value}" for column, value in self.attributes)
+
+
+@dataclass(frozen=True)
+class SegmentItems:
+    """Items in the histories of a segment's users, with their event counts, best first
+    (ties by item id)."""
+
+    segment: Segment
+    item_ids: list[str]
+    counts: np.ndarray  # [len(item_ids)] events per item, aligned with ``item_ids``
 
 
 @dataclass
@@ -168,3 +197,35 @@ class OnlineStore:
             return data.vectors[name]
         except KeyError:
             raise KeyError(f"no item vectors named {name!r}; snapshot has {sorted(data.vectors)}") from None
+
+    def user_segment(self, attributes: dict[str, Any]) -> Segment | None:
+        """The narrowest segment of users sharing ``attributes`` that keeps at least
+        ``MIN_SEGMENT_USERS`` users; None when no attribute makes one.
+
+        Usable attributes are string columns with at most ``MAX_SEGMENT_VALUES`` distinct
+        values; they are tried from the coarsest (fewest distinct values) to the finest, and
+        one that would leave too few users is skipped.
+        """
+        users = self._data.users
+        usable = []
+        for column, value in attributes.items():
+            if value is None or column not in users.columns or users[column].dtype != pl.String:
+                continue
+            distinct = users[column].n_unique()
+            if distinct <= MAX_SEGMENT_VALUES:
+                usable.append((distinct, column))
+        mask = pl.Series([True] * users.height)
+        chosen: list[tuple[str, Any]] = []
+        for _, column in sorted(usable):
+            narrower = mask & (users[column] == attributes[column])
+            if narrower.sum() >= MIN_SEGMENT_USERS:
+                mask, chosen = narrower, chosen + [(column, attributes[column])]
+        return Segment(tuple(chosen)) if chosen else None
+
+    def segment_popularity(self, segment: Segment) -> SegmentItems:
+        """How often each item appears in the (last-N) histories of the segment's users."""
+        data = self._data
+        members = data.users.filter(*(pl.col(c) == v for c, v in segment.attributes))[USER_ID]
+        items = data.histories.filter(pl.col(USER_ID).is_in(members.implode()))["items"].explode().drop_nulls()
+        counts = items.value_counts(name="count").sort(["count", "items"], descending=[True, False])
+        return SegmentItems(segment, counts["items"].to_list(), counts["count"].to_numpy().astype(np.float64))

@@ -8,6 +8,10 @@ Layout under the snapshot root (default: ``<store>.snapshots/`` beside the DuckD
 
 A version directory is written under a temporary name and renamed when complete, so a
 reader never sees half a snapshot.
+
+The module works on what it is handed (a DuckDB connection, a schema, a directory), never on
+the store object: the store calls :func:`export_snapshot` with its connection inside one of
+its transactions, so this module needs nothing of the store's internals.
 """
 
 from __future__ import annotations
@@ -18,13 +22,13 @@ import shutil
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import duckdb
 
 from recengine.feature_store.db import one, run
 from recengine.feature_store.errors import StoreError
-
-if TYPE_CHECKING:
-    from recengine.feature_store.store import FeatureStore
+from recengine.feature_store.schema import StoreSchema
 
 CURRENT = "CURRENT"
 DEFAULT_HISTORY = 200
@@ -47,6 +51,7 @@ class SnapshotInfo:
 
 
 def default_root(store_path: str | Path) -> Path:
+    """``<store>.snapshots/`` beside the store's DuckDB file."""
     path = Path(store_path)
     return path.with_name(path.stem + ".snapshots")
 
@@ -55,61 +60,61 @@ def version_name(version: int) -> str:
     return f"v{version:06d}"
 
 
-def export_snapshot(store: "FeatureStore", root: str | Path | None = None,
+def export_snapshot(con: duckdb.DuckDBPyConnection, root: str | Path, schema: StoreSchema,
                     history: int = DEFAULT_HISTORY) -> SnapshotInfo:
-    """Write a consistent, numbered snapshot of every table (one read transaction)."""
+    """Write a numbered snapshot of every table under ``root`` and bump the store's counter.
+
+    ``con`` must be inside a transaction (the store's ``transaction()``), so that every table
+    is read from one state and, should the caller roll back, the counter is unchanged.
+    On failure the half-written version directory is removed.
+    """
     if history < 1:
         raise ValueError(f"history must be >= 1, got {history}")
-    root = Path(root) if root else default_root(store.path)
+    root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
-    con = store.con
     staging: Path | None = None
-    with store._lock:
-        con.begin()
-        try:
-            # above both the store's counter and any version already under root: a store
-            # re-created in place must not reuse (and collide with) a published version
-            counter = int(one(con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0])
-            version = max(counter, latest_version(root)) + 1
-            final = root / version_name(version)
-            staging = root / f".{version_name(version)}.tmp-{os.getpid()}"
+    try:
+        # above both the store's counter and any version already under root: a store
+        # re-created in place must not reuse (and collide with) a published version
+        counter = int(one(con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0])
+        version = max(counter, latest_version(root)) + 1
+        final = root / version_name(version)
+        staging = root / f".{version_name(version)}.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir()
+        queries = {
+            "users": "SELECT * FROM users ORDER BY user_id, valid_from",
+            "items": "SELECT * FROM items ORDER BY item_id, valid_from",
+            "events": "SELECT user_id, item_id, event_type, value, ts, seq FROM events ORDER BY user_id, ts, seq",
+            "item_vectors": "SELECT item_id, name, vector FROM item_vectors ORDER BY name, item_id",
+            "histories": f"""
+                SELECT user_id, list(item_id ORDER BY ts, seq) AS items,
+                       list(ts ORDER BY ts, seq) AS ts, list(event_type ORDER BY ts, seq) AS event_types
+                FROM (SELECT * FROM events QUALIFY row_number() OVER
+                      (PARTITION BY user_id ORDER BY ts DESC, seq DESC) <= {int(history)})
+                GROUP BY user_id ORDER BY user_id""",
+            # every item each user had an event with, by type (beyond the last-N history),
+            # so "never show what was bought" holds for a user's whole past
+            "seen": """
+                SELECT user_id, event_type, list(DISTINCT item_id) AS items
+                FROM events GROUP BY user_id, event_type ORDER BY user_id, event_type""",
+        }
+        counts = {}
+        for table, query in queries.items():
+            target = staging / f"{table}.parquet"
+            run(con, f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
+            counts[table] = int(one(con, f"SELECT count(*) FROM '{target}'")[0])
+        info = SnapshotInfo(
+            version=version, path=str(final), created_at=datetime.now(timezone.utc).isoformat(),
+            counts=counts, history=history, schema=schema.model_dump(mode="json"),
+        )
+        (staging / "manifest.json").write_text(json.dumps(info.to_dict(), indent=2))
+        run(con, "UPDATE store_meta SET value = ? WHERE key = 'snapshot_version'", [str(version)])
+        os.replace(staging, final)  # last: the version appears whole, or not at all
+    except BaseException:
+        if staging is not None:
             shutil.rmtree(staging, ignore_errors=True)
-            staging.mkdir()
-            queries = {
-                "users": "SELECT * FROM users ORDER BY user_id, valid_from",
-                "items": "SELECT * FROM items ORDER BY item_id, valid_from",
-                "events": "SELECT user_id, item_id, event_type, value, ts, seq FROM events ORDER BY user_id, ts, seq",
-                "item_vectors": "SELECT item_id, name, vector FROM item_vectors ORDER BY name, item_id",
-                "histories": f"""
-                    SELECT user_id, list(item_id ORDER BY ts, seq) AS items,
-                           list(ts ORDER BY ts, seq) AS ts, list(event_type ORDER BY ts, seq) AS event_types
-                    FROM (SELECT * FROM events QUALIFY row_number() OVER
-                          (PARTITION BY user_id ORDER BY ts DESC, seq DESC) <= {int(history)})
-                    GROUP BY user_id ORDER BY user_id""",
-                # every item each user had an event with, by type (beyond the last-N history),
-                # so "never show what was bought" holds for a user's whole past
-                "seen": """
-                    SELECT user_id, event_type, list(DISTINCT item_id) AS items
-                    FROM events GROUP BY user_id, event_type ORDER BY user_id, event_type""",
-            }
-            counts = {}
-            for table, query in queries.items():
-                target = staging / f"{table}.parquet"
-                run(con, f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
-                counts[table] = int(one(con, f"SELECT count(*) FROM '{target}'")[0])
-            info = SnapshotInfo(
-                version=version, path=str(final), created_at=datetime.now(timezone.utc).isoformat(),
-                counts=counts, history=history, schema=store.schema.model_dump(mode="json"),
-            )
-            (staging / "manifest.json").write_text(json.dumps(info.to_dict(), indent=2))
-            os.replace(staging, final)
-            run(con, "UPDATE store_meta SET value = ? WHERE key = 'snapshot_version'", [str(version)])
-            con.commit()
-        except BaseException:
-            con.rollback()
-            if staging is not None:
-                shutil.rmtree(staging, ignore_errors=True)
-            raise
+        raise
     return info
 
 
@@ -117,15 +122,6 @@ def latest_version(root: str | Path) -> int:
     """The highest snapshot version under ``root`` (0 when there is none)."""
     versions = [int(p.name[1:]) for p in Path(root).glob("v*") if p.is_dir() and p.name[1:].isdigit()]
     return max(versions, default=0)
-
-
-def publish(store: "FeatureStore", root: str | Path | None = None, version: int | None = None,
-            history: int = DEFAULT_HISTORY) -> SnapshotInfo:
-    """Make a snapshot the one serving reads: a new export, or an existing ``version``."""
-    root = Path(root) if root else default_root(store.path)
-    info = export_snapshot(store, root, history) if version is None else read_manifest(root / version_name(version))
-    set_current(root, info.version)
-    return info
 
 
 def set_current(root: str | Path, version: int) -> None:

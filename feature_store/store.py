@@ -9,9 +9,11 @@ from __future__ import annotations
 import os
 import re
 import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 import duckdb
 import polars as pl
@@ -89,6 +91,23 @@ class FeatureStore:
         with self._lock:
             return self.con.sql(query, params=params).pl()
 
+    @contextmanager
+    def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        """The connection inside one transaction, held under the store's lock.
+
+        Everything run on it sees one consistent state and lands all or nothing: the
+        transaction commits when the block ends and rolls back if it raises. Other threads
+        using this store wait until it is over.
+        """
+        with self._lock:
+            self.con.begin()
+            try:
+                yield self.con
+                self.con.commit()
+            except BaseException:
+                self.con.rollback()
+                raise
+
     # -- schema ------------------------------------------------------------------------
     def _create_tables(self, schema: StoreSchema | None) -> None:
         con = self.con
@@ -143,16 +162,13 @@ class FeatureStore:
         prepared = [self._prepare(read_source(source, name), kind) for source, name in zip(sources, names)]
         prepared.sort(key=lambda item: KIND_ORDER[item[1]])
         with self._lock:
-            self.con.begin()
             try:
-                results = [self._write(raw, table_kind, frame, declared, create_missing)
-                           for raw, table_kind, frame, declared in prepared]
-                self.con.commit()
+                with self.transaction():
+                    return [self._write(raw, table_kind, frame, declared, create_missing)
+                            for raw, table_kind, frame, declared in prepared]
             except BaseException:
-                self.con.rollback()
-                self._schema = self._load_schema()
+                self._schema = self._load_schema()  # undo columns the failed ingest declared
                 raise
-        return results
 
     def _prepare(self, raw: RawTable, kind: str | None) -> tuple[RawTable, str, pl.DataFrame, dict[str, ColumnType]]:
         table_kind = kind or infer_kind(raw)
@@ -286,24 +302,20 @@ class FeatureStore:
             if known_dim and known_dim[0] != dim:
                 raise IngestError(source, f"vectors have dimension {dim}", column="vector",
                                   expected=f"dimension {known_dim[0]}, as set {name!r} already has")
-            self.con.begin()
-            try:
-                self.con.register("staged_vectors", frame)
-                unknown = one(self.con,
-                    "SELECT count(*), list(item_id ORDER BY item_id)[1:5] FROM staged_vectors s "
-                    "ANTI JOIN items i ON s.item_id = i.item_id")
-                if unknown[0]:
-                    raise UnknownEntitiesError(source, "items", int(unknown[0]), list(unknown[1]))
-                run(self.con, "DELETE FROM item_vectors v USING staged_vectors s "
-                                 "WHERE v.item_id = s.item_id AND v.name = ?", [name])
-                run(self.con, "INSERT INTO item_vectors SELECT item_id, ?, vector FROM staged_vectors", [name])
-                run(self.con, "INSERT OR REPLACE INTO vector_sets VALUES (?, ?, now()::TIMESTAMP)", [name, dim])
-                self.con.commit()
-            except BaseException:
-                self.con.rollback()
-                raise
-            finally:
-                self.con.unregister("staged_vectors")
+            with self.transaction() as con:
+                con.register("staged_vectors", frame)
+                try:
+                    unknown = one(con,
+                        "SELECT count(*), list(item_id ORDER BY item_id)[1:5] FROM staged_vectors s "
+                        "ANTI JOIN items i ON s.item_id = i.item_id")
+                    if unknown[0]:
+                        raise UnknownEntitiesError(source, "items", int(unknown[0]), list(unknown[1]))
+                    run(con, "DELETE FROM item_vectors v USING staged_vectors s "
+                             "WHERE v.item_id = s.item_id AND v.name = ?", [name])
+                    run(con, "INSERT INTO item_vectors SELECT item_id, ?, vector FROM staged_vectors", [name])
+                    run(con, "INSERT OR REPLACE INTO vector_sets VALUES (?, ?, now()::TIMESTAMP)", [name, dim])
+                finally:
+                    con.unregister("staged_vectors")
         return len(item_ids)
 
     def read_vectors(self, name: str) -> tuple[list[str], Any]:
@@ -318,13 +330,25 @@ class FeatureStore:
 
     # -- snapshots ---------------------------------------------------------------------
     def export_snapshot(self, root: str | Path | None = None, history: int = snapshot.DEFAULT_HISTORY) -> snapshot.SnapshotInfo:
-        """Write a consistent, numbered Parquet snapshot (for training)."""
-        return snapshot.export_snapshot(self, root, history)
+        """Write a consistent, numbered Parquet snapshot (for training) in one transaction.
+
+        ``root`` defaults to ``<store>.snapshots/`` beside the DuckDB file. On failure no
+        version is left behind and the snapshot counter is unchanged.
+        """
+        root = Path(root) if root else snapshot.default_root(self.path)
+        with self.transaction() as con:
+            return snapshot.export_snapshot(con, root, self._schema, history)
 
     def publish(self, root: str | Path | None = None, version: int | None = None,
                 history: int = snapshot.DEFAULT_HISTORY) -> snapshot.SnapshotInfo:
-        """Export (or pick) a snapshot and make it the one serving reads."""
-        return snapshot.publish(self, root, version, history)
+        """Export a new snapshot (or pick an existing ``version``) and make it the one serving reads."""
+        root = Path(root) if root else snapshot.default_root(self.path)
+        if version is None:
+            info = self.export_snapshot(root, history)
+        else:
+            info = snapshot.read_manifest(root / snapshot.version_name(version))
+        snapshot.set_current(root, info.version)
+        return info
 
     # -- reads -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

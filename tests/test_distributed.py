@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
 
 from recengine.cli import cli
 from recengine.config import PipelineConfig
+from recengine import distributed
 from recengine.distributed import DistributedTrainingError, train_on_ray
+from recengine.distributed import worker_loop as engine_worker_loop
 from recengine.pipeline import train_pipeline
 from recengine.recommender import Recommender
 from tests.conftest import MF_OVERRIDES, generated_shop
@@ -41,10 +45,37 @@ def test_two_workers_match_local_and_bundle_serves(store: Path, tmp_path: Path, 
     assert recommender.bundle.manifest["backend"] == "ray"
 
 
-def test_killed_worker_resumes_from_checkpoint(store: Path, tmp_path: Path, ray_cluster) -> None:  # type: ignore[no-untyped-def]
+CRASH_AT_EPOCH = 2
+
+
+def loop_that_dies_once(loop_config: dict[str, Any]) -> None:
+    """The engine's worker loop, except that the last rank kills its own process right after
+    reporting epoch ``CRASH_AT_EPOCH`` (its checkpoint saved), the first time only: a marker
+    file beside the run's training snapshot remembers the crash across the restart.
+    Ray Train imports this function by name in each worker process."""
+    import ray.train
+
+    marker = Path(loop_config["snapshot"]).parent / ".crash-marker"
+    context = ray.train.get_context()
+    last_rank = context.get_world_rank() == context.get_world_size() - 1
+    report = ray.train.report
+
+    def report_then_die(metrics: dict[str, Any], **kwargs: Any) -> None:
+        report(metrics, **kwargs)
+        if last_rank and metrics["epoch"] == CRASH_AT_EPOCH and not marker.exists():
+            marker.write_text("crashed once")
+            os._exit(1)
+
+    ray.train.report = report_then_die  # this worker process only
+    engine_worker_loop(loop_config)
+
+
+def test_killed_worker_resumes_from_checkpoint(store: Path, tmp_path: Path, ray_cluster,  # type: ignore[no-untyped-def]
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(distributed, "worker_loop", loop_that_dies_once)
     config = PipelineConfig(name="crash").with_overrides({**MF, "train.epochs": 3})
     out = train_on_ray(store, config, tmp_path / "models", workers=2, cpus_per_worker=0.5, run_name="crash",
-                       crash_at_epoch=2, max_failures=2)
+                       max_failures=2)
     assert (tmp_path / "models" / ".ray-train" / "crash" / ".crash-marker").exists()  # it did die once
     assert [h["epoch"] for h in out.metrics["history"]] == [1, 2, 3]  # and carried on after epoch 2
 

@@ -226,3 +226,84 @@ def test_item_vectors_validated(store_path: Path, small_frames) -> None:
         with pytest.raises(UnknownEntitiesError, match="nope"):
             fs.write_vectors("text", ["nope"], np.ones((1, 4)))
         assert fs.stats()["vector_sets"] == {"text": 4}
+
+
+def test_transaction_commits_on_success_and_rolls_back_on_error(store_path: Path, small_frames) -> None:
+    with FeatureStore(store_path) as fs:
+        with fs.transaction() as con:
+            con.execute("INSERT INTO users (user_id, valid_from) VALUES ('u9', TIMESTAMP '2024-01-01')")
+        with pytest.raises(RuntimeError, match="boom"):
+            with fs.transaction() as con:
+                con.execute("DELETE FROM users")
+                raise RuntimeError("boom")
+        assert fs.sql("SELECT user_id FROM users")["user_id"].to_list() == ["u9"]
+        fs.ingest(small_frames["users"])  # no transaction was left open
+        assert fs.stats()["users"] == 4
+
+
+def test_snapshot_module_does_not_depend_on_the_store(store_path: Path, tmp_path: Path, small_frames) -> None:
+    """``snapshot`` works on a connection, a schema and a directory, not on ``FeatureStore``."""
+    import ast
+
+    from recengine.feature_store import snapshot
+
+    tree = ast.parse(Path(snapshot.__file__).read_text())
+    imported = {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    imported |= {alias.name for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    assert "recengine.feature_store.store" not in imported  # not even under TYPE_CHECKING
+    names = {node.id for node in ast.walk(tree) if isinstance(node, ast.Name)}
+    names |= {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant) and isinstance(node.value, str)}
+    assert "FeatureStore" not in names
+
+    # nor at run time, through what it imports (the package __init__, which imports the store
+    # itself, is skipped: the package's modules are loaded without it in a fresh interpreter)
+    code = textwrap.dedent("""
+        import importlib.util, sys, types
+        spec = importlib.util.find_spec("recengine.feature_store")
+        package = types.ModuleType("recengine.feature_store")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["recengine.feature_store"] = package
+        import recengine.feature_store.snapshot
+        print("recengine.feature_store.store" in sys.modules)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
+
+    # what it needs is public: a connection in one of the store's transactions and its schema
+    with FeatureStore(store_path) as fs:
+        fs.ingest(small_frames["users"])
+        with fs.transaction() as con:
+            info = snapshot.export_snapshot(con, tmp_path / "snaps", fs.schema, history=5)
+        assert (info.version, info.counts["users"], info.history) == (1, 3, 5)
+        assert fs.stats()["snapshot_version"] == 1
+
+
+def test_failed_snapshot_export_leaves_no_version_and_store_usable(
+        store_path: Path, tmp_path: Path, small_frames, monkeypatch: pytest.MonkeyPatch) -> None:
+    from recengine.feature_store import snapshot
+
+    real_run = snapshot.run
+
+    def failing_run(con, sql, params=None):
+        if "seen.parquet" in sql:  # the last table: every other file is already written
+            raise OSError("disk full")
+        return real_run(con, sql, params)
+
+    root = tmp_path / "snaps"
+    with FeatureStore(store_path) as fs:
+        for kind in ("users", "items", "events"):
+            fs.ingest(small_frames[kind])
+        monkeypatch.setattr(snapshot, "run", failing_run)
+        with pytest.raises(OSError, match="disk full"):
+            fs.publish(root)
+        assert list(root.iterdir()) == []  # no version, no staging directory, no CURRENT
+        assert fs.stats()["snapshot_version"] == 0
+
+        monkeypatch.setattr(snapshot, "run", real_run)
+        fs.ingest(small_frames["events"].with_columns(pl.col("ts").dt.offset_by("1d")))
+        info = fs.publish(root)
+        assert info.version == 1 and info.counts["events"] == 12
+        assert snapshot.current_version_dir(root) == root / "v000001"
+        assert [s.version for s in snapshot.list_snapshots(root)] == [1]
+        assert fs.stats()["snapshot_version"] == 1

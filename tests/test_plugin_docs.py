@@ -1,17 +1,20 @@
 """docs/plugins.md against the code: every hook documented with its exact signature and
-docstring, every hook exercised by a test, the documented examples and every built-in
-passing ``recengine.testing`` — so the plugin author's guide and the code cannot drift."""
+docstring, every hook exercised by a test, every public member of the contract classes
+documented, the documented examples and every built-in passing ``recengine.testing`` — so
+the plugin author's guide and the code cannot drift."""
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import re
 import types
 from pathlib import Path
 
 import pytest
+from torch import nn
 
-from recengine import hookspecs
+from recengine import components, hookspecs
 from recengine.plugin_manager import PluginManager
 from recengine.testing import CHECKED_FAMILIES, check_component, check_plugin
 
@@ -123,3 +126,44 @@ def test_builtin_passes_engine_testing(family: str, name: str) -> None:
     plugin = BUILTINS.registry.components[family][name][1]
     for params in [None, *EXTRA_PARAMS.get((family, name), [])]:
         check_component(family, component, name=name, plugin=plugin, params=params)
+
+
+# ---------------------------------------------------------------------------------------
+# the component contract classes: every public field and member is documented
+# ---------------------------------------------------------------------------------------
+
+CONTRACT_SECTIONS = {
+    "Encoders": [components.Encoder, components.EncoderContext, components.FeatureSpec, components.Encoded],
+    "Interactors": [components.Interactor, components.InteractorContext],
+    "Rankers": [components.Ranker, components.Candidates, components.RankContext, components.Catalog,
+                components.SegmentPopularity],
+}
+CONTRACT = [(section, cls) for section, classes in CONTRACT_SECTIONS.items() for cls in classes]
+BASES = (nn.Module, object)
+
+
+def public_members(cls: type) -> list[str]:
+    """Dataclass fields and the names a class defines itself (not inherited from torch or object)."""
+    names = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")] if dataclasses.is_dataclass(cls) else []
+    names += [name for name in vars(cls) if not name.startswith("_") and name not in names]
+    return sorted(set(names) - {name for base in BASES for name in vars(base)})
+
+
+def section(title: str) -> str:
+    match = re.search(rf"^### {title}$(.*?)(?=^##)", DOCS.read_text(), flags=re.M | re.S)
+    assert match, f"docs/plugins.md lacks a '### {title}' section"
+    return match.group(1)
+
+
+def test_the_contract_classes_have_public_members() -> None:
+    assert "seen" in public_members(components.RankContext)
+    assert {"fit", "required_vectors", "embed_texts", "embeds_text", "roles"} <= set(public_members(components.Encoder))
+
+
+@pytest.mark.parametrize("title, cls", CONTRACT, ids=[cls.__name__ for _, cls in CONTRACT])
+def test_every_public_member_of_the_contract_classes_is_documented(title: str, cls: type) -> None:
+    text = section(title)
+    spans = re.findall(r"`([^`]+)`", text)
+    missing = [name for name in public_members(cls) if not any(re.search(rf"\b{name}\b", span) for span in spans)]
+    assert not missing, (f"docs/plugins.md '### {title}' does not document {cls.__name__}."
+                         f"{', '.join(missing)} (name each in `backticks` with what it means)")

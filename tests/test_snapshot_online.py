@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,8 @@ import polars as pl
 import pytest
 
 from recengine.feature_store import FeatureStore, OnlineStore, StoreError
+from recengine.feature_store import online as online_module
+from recengine.feature_store.online import MIN_SEGMENT_USERS, Segment
 from recengine.feature_store.snapshot import list_snapshots
 
 
@@ -100,3 +103,58 @@ def test_publish_existing_version(filled: FeatureStore, tmp_path: Path) -> None:
     assert OnlineStore(root).version == 1
     with pytest.raises(StoreError, match="v000009"):
         filled.publish(root, version=9)
+
+
+@pytest.fixture
+def segmented(store_path: Path, tmp_path: Path) -> OnlineStore:
+    """60 users: gender F (u00-u29) / M (u30-u59); occupation student (u00-u23, all F),
+    artist (u24-u47: 6 F, 18 M), doctor (u48-u59); team red (u00-u09 and every M), blue,
+    green or gold (F). Everyone viewed i1, students i2 too, even-numbered users i3 as well."""
+    assert MIN_SEGMENT_USERS == 20  # the group sizes below straddle it
+    ids = [f"u{n:02d}" for n in range(60)]
+    occupation = ["student"] * 24 + ["artist"] * 24 + ["doctor"] * 12
+    team = ["red"] * 10 + ["blue"] * 10 + ["green"] * 5 + ["gold"] * 5 + ["red"] * 30
+    users = pl.DataFrame({"user_id": ids, "gender": ["F"] * 30 + ["M"] * 30, "occupation": occupation,
+                          "team": team, "age": list(range(20, 80))})
+    items = pl.DataFrame({"item_id": ["i1", "i2", "i3"], "title": ["One", "Two", "Three"]})
+    viewed = [(user, "i1") for user in ids]
+    viewed += [(user, "i2") for user, job in zip(ids, occupation) if job == "student"]
+    viewed += [(user, "i3") for n, user in enumerate(ids) if n % 2 == 0]
+    t0 = datetime(2024, 1, 1)
+    events = pl.DataFrame({"user_id": [u for u, _ in viewed], "item_id": [i for _, i in viewed],
+                           "event_type": ["view"] * len(viewed), "value": [1.0] * len(viewed),
+                           "ts": [t0 + timedelta(minutes=m) for m in range(len(viewed))]})
+    with FeatureStore(store_path) as store:
+        for frame in (users, items, events):
+            store.ingest(frame)
+        store.publish(tmp_path / "snaps")
+    return OnlineStore(tmp_path / "snaps")
+
+
+def test_user_segment_narrows_coarse_to_fine_while_enough_users_remain(segmented: OnlineStore) -> None:
+    # gender (2 values) before occupation (3): F keeps 30 users, F + student 24
+    student = segmented.user_segment({"occupation": "student", "gender": "F", "age": 25})
+    assert student == Segment((("gender", "F"), ("occupation", "student")))
+    assert student.description == "gender: F, occupation: student"
+    # M + artist would leave 18 users (< 20): occupation is skipped, and the finer team still applies
+    assert segmented.user_segment({"gender": "M", "occupation": "artist"}) == Segment((("gender", "M"),))
+    assert segmented.user_segment({"team": "red", "gender": "M", "occupation": "artist"}) == \
+        Segment((("gender", "M"), ("team", "red")))
+    # 12 doctors are too few for a segment of their own
+    assert segmented.user_segment({"occupation": "doctor"}) is None
+    # numbers, missing values and columns the snapshot lacks never define a segment
+    assert segmented.user_segment({"age": 25, "gender": None, "city": "x"}) is None
+
+
+def test_user_segment_ignores_attributes_with_too_many_values(segmented: OnlineStore, monkeypatch) -> None:
+    monkeypatch.setattr(online_module, "MAX_SEGMENT_VALUES", 2)  # occupation's 3 values: too many
+    assert segmented.user_segment({"gender": "F", "occupation": "student"}) == Segment((("gender", "F"),))
+
+
+def test_segment_popularity_counts_members_history_items_best_first(segmented: OnlineStore) -> None:
+    students = segmented.segment_popularity(Segment((("gender", "F"), ("occupation", "student"))))
+    assert students.item_ids == ["i1", "i2", "i3"]  # i1 and i2 tie at 24: by item id
+    assert students.counts.tolist() == [24, 24, 12]
+    men = segmented.segment_popularity(Segment((("gender", "M"),)))
+    assert men.item_ids == ["i1", "i3"] and men.counts.tolist() == [30, 15]  # no man viewed i2
+    assert men.segment.description == "gender: M"

@@ -10,9 +10,9 @@ import numpy as np
 import polars as pl
 import pytest
 
-from recengine.plugin_manager import PluginManager
-from recengine.feature_store import synthetic as syn
+from recengine import synthetic as syn
 from recengine.feature_store.schema import VALID_FROM, table_columns
+from recengine.plugin_manager import PluginManager
 from recengine.plugins.domains import ecommerce, news, social, video
 
 DOMAINS: dict[str, ModuleType] = {
@@ -121,6 +121,21 @@ def test_builtin_domains_register_through_the_hook():
         assert set(domain.event_weights) == set(domain.store_schema.event_types)
         assert domain.store_schema.default_event_type in domain.store_schema.event_types
         assert set(domain.text_fields) <= {"title", *domain.store_schema.item_columns}
+
+
+def test_synthetic_data_lives_beside_its_helpers(tmp_path):
+    """One ``SyntheticData`` class, reachable from the helpers' module and the old names."""
+    import recengine
+    from recengine import domain
+
+    assert recengine.SyntheticData is domain.SyntheticData is syn.SyntheticData
+    data = generated("ecommerce")
+    assert isinstance(data, syn.SyntheticData)
+    paths = data.write(tmp_path / "out")
+    assert sorted(paths) == ["events", "items", "users"]
+    for kind, path in paths.items():
+        assert path == tmp_path / "out" / f"{kind}.parquet"
+        assert pl.read_parquet(path).equals(getattr(data, kind))
 
 
 @pytest.mark.parametrize("name", DOMAINS)

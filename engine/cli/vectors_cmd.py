@@ -22,6 +22,7 @@ def vectors() -> None:
 @click.option("--rebuild", is_flag=True, help="Embed every item again (default: only items without a vector).")
 def build(store_path: str, name: str, fields: str | None, encoder: str, batch_size: int, rebuild: bool) -> None:
     """Embed item text with a pretrained model and store the vectors (resumable)."""
+    from recengine.errors import ConfigError
     from recengine.plugin_manager import get_plugin_manager
     from recengine.vectors import build_text_vectors
     from recengine.feature_store import FeatureStore
@@ -29,8 +30,8 @@ def build(store_path: str, name: str, fields: str | None, encoder: str, batch_si
     with friendly_errors():
         manager = get_plugin_manager()
         encoder_class = manager.get("encoders", encoder)
-        if not hasattr(encoder_class, "embed_texts"):
-            raise ValueError(f"encoder {encoder!r} is not a pretrained text encoder (it has no embed_texts)")
+        if not encoder_class.embeds_text:
+            raise ConfigError(f"encoder {encoder!r} is not a pretrained text encoder (it does not embed text)")
         with FeatureStore(store_path) as store:
             chosen = [f.strip() for f in fields.split(",")] if fields else _domain_fields(store.schema.name)
             embed = lambda texts: encoder_class.embed_texts(texts, batch_size=batch_size)  # noqa: E731

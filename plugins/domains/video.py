@@ -15,7 +15,7 @@ import numpy as np
 import polars as pl
 
 from recengine import Domain, SyntheticData, hookimpl
-from recengine.feature_store import synthetic as syn
+from recengine import synthetic as syn
 from recengine.feature_store.schema import ColumnType, StoreSchema
 
 SCHEMA = StoreSchema(

@@ -17,11 +17,11 @@ from __future__ import annotations
 import hashlib
 import os
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 
-from recengine import hookimpl
+from recengine import ConfigError, hookimpl
 from recengine.components import ComponentUnavailable, EncoderContext
 from recengine.plugins.encoders.dense import DenseConfig, DenseEncoder
 
@@ -69,18 +69,19 @@ class TextEncoder(DenseEncoder):
 
     Config = TextConfig
     roles = ("item",)
+    embeds_text = True
     _model: ClassVar[object | None] = None
 
     def __init__(self, context: EncoderContext, config: TextConfig) -> None:
         if context.role != "item":
-            raise ValueError("the text encoder encodes items: use it as the item encoder")
+            raise ConfigError("the text encoder encodes items: use it as the item encoder")
         if config.vector not in context.features.vectors:
-            raise ValueError(f"the text encoder needs the item vector set {config.vector!r}: run "
+            raise ConfigError(f"the text encoder needs the item vector set {config.vector!r}: run "
                              f"`recengine vectors build --vector {config.vector}` and list it in model.item_vectors")
         super().__init__(context, config)
 
     @classmethod
-    def required_vectors(cls, params: dict) -> list[str]:
+    def required_vectors(cls, params: dict[str, Any]) -> list[str]:
         """The item vector set this encoder reads (the engine loads it with the items)."""
         return [params.get("vector", VECTOR_SET)]
 

@@ -29,8 +29,9 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from recengine.components import LIST_VALUE_TYPES, Candidates, Catalog, ComponentConfig, Ranker, RankContext
+from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
 from recengine.hookspecs import hookimpl
+from recengine.ranking import code_membership, item_column, list_membership, min_max_normalise
 
 
 class Diversity(Ranker):
@@ -60,7 +61,7 @@ class Diversity(Ranker):
         vectors = np.asarray(matrix[candidates.items] if has_vectors else np.zeros((n, 0)), dtype=np.float32)
         groups = None
         if self.config.field is not None:
-            column = _column(context.catalog, self.config.field)
+            column = item_column(context.catalog, self.config.field, "diversity field")
             codes = context.catalog.codes(self.config.field)  # computed once per catalogue
             groups = (code_membership(codes[candidates.items]) if codes is not None
                       else list_membership(column[candidates.items]))
@@ -116,56 +117,6 @@ def _mmr(
                 np.maximum(redundancy, similarity, out=redundancy)
             np.subtract(relevance_part, (1.0 - lam) * redundancy, out=gain)
     return picks
-
-
-def min_max_normalise(scores: np.ndarray) -> np.ndarray:
-    """Scores mapped to [0, 1] (float64) keeping their order; all equal → all 1.
-
-    NaN and -inf count as the lowest score, +inf as the highest.
-    """
-    scores = np.asarray(scores, dtype=np.float64)
-    finite = np.isfinite(scores)
-    if not finite.any():
-        return np.where(scores == np.inf, 1.0, 0.0) if scores.size else scores
-    low, high = scores[finite].min(), scores[finite].max()
-    scores = np.nan_to_num(scores, nan=low, posinf=high, neginf=low)
-    if high <= low:
-        return np.ones_like(scores)
-    return (scores - low) / (high - low)
-
-
-def code_membership(codes: np.ndarray) -> np.ndarray:
-    """[n, u] booleans from value codes (``Catalog.codes``): row i marks item i's value;
-    code -1 (missing) marks none."""
-    present, inverse = np.unique(codes, return_inverse=True)
-    membership = np.zeros((codes.shape[0], present.shape[0]), dtype=bool)
-    membership[np.arange(codes.shape[0]), inverse.reshape(-1)] = True
-    membership[:, present < 0] = False
-    return membership
-
-
-def list_membership(values: np.ndarray) -> np.ndarray:
-    """[n, u] booleans for a list-valued column (genres): row i marks every value item i
-    has (a scalar cell is one value; None/NaN mark none). Single-valued columns go through
-    ``Catalog.codes`` and :func:`code_membership` instead."""
-    index: dict[Any, int] = {}
-    rows: list[int] = []
-    cols: list[int] = []
-    for row, value in enumerate(values.tolist()):
-        for element in value if isinstance(value, LIST_VALUE_TYPES) else (value,):
-            if element is not None and element == element:  # None and NaN are no value
-                rows.append(row)
-                cols.append(index.setdefault(element, len(index)))
-    membership = np.zeros((values.shape[0], len(index)), dtype=bool)
-    membership[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = True
-    return membership
-
-
-def _column(catalog: Catalog, name: str) -> np.ndarray:
-    if name not in catalog.columns:
-        known = ", ".join(sorted(catalog.columns)) or "none"
-        raise ValueError(f"diversity field {name!r} is not an item column; known columns: {known}")
-    return catalog.columns[name]
 
 
 @hookimpl

@@ -2,9 +2,9 @@
 
 ``exclude-seen`` removes the user's history (all of it, or only events of some types:
 e-commerce shows viewed products again but not purchased ones), the request's ``exclude``
-list and every item failing the request's attribute ``filters``. :func:`column_matches`
-is the attribute matcher; other rankers (``popularity-fallback``) reuse it so that filters
-mean the same everywhere.
+list and every item failing the request's attribute ``filters``, matched by
+:func:`recengine.ranking.column_matches`, the matcher every ranker (``popularity-fallback``,
+plugins) uses so that filters mean the same everywhere.
 """
 
 from __future__ import annotations
@@ -15,9 +15,9 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from recengine.components import LIST_VALUE_TYPES, Candidates, Catalog, ComponentConfig, Ranker, RankContext
+from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
 from recengine.hookspecs import hookimpl
-
+from recengine.ranking import column_matches
 
 
 class TopK(Ranker):
@@ -90,49 +90,6 @@ class ExcludeSeen(Ranker):
             )
         wanted_set = set(wanted)
         return history[np.fromiter((t in wanted_set for t in types), dtype=bool, count=history.size)]
-
-
-def column_matches(catalog: Catalog, column: str, items: np.ndarray, allowed: Any) -> np.ndarray:
-    """Boolean mask over ``items``: True where the item's ``column`` value is in ``allowed``.
-
-    ``allowed`` is a list of values (a single string or number is taken as a list of one).
-    Unknown columns raise ``ValueError`` naming the known ones.
-    """
-    if column not in catalog.columns:
-        known = ", ".join(sorted(catalog.columns)) or "none"
-        raise ValueError(f"filter on unknown item column {column!r}; known columns: {known}")
-    if isinstance(allowed, (list, tuple, set, frozenset, np.ndarray)):
-        allowed = list(allowed)
-    else:
-        allowed = [allowed]
-    values = catalog.columns[column][items]
-    if not allowed:
-        return np.zeros(len(values), dtype=bool)
-    kind = values.dtype.kind
-    if kind in "biuf" and all(isinstance(a, (int, float, np.number)) for a in allowed):
-        return np.isin(values, np.asarray(allowed, dtype=np.float64))
-    if kind == "U" and all(isinstance(a, str) for a in allowed):
-        return np.isin(values, np.asarray(allowed, dtype=str))
-    # Object columns (strings with None, list-valued columns) and mixed types: set lookups.
-    allowed_set = set(allowed)
-    listed = values.tolist()
-    try:  # one hashable value per item: one C-level set lookup each
-        return np.fromiter(map(allowed_set.__contains__, listed), dtype=bool, count=len(listed))
-    except TypeError:  # list-valued cells (lists, arrays: unhashable) match when any element does
-        return np.fromiter((_value_allowed(v, allowed_set) for v in listed), dtype=bool, count=len(listed))
-
-
-def _value_allowed(value: Any, allowed: set[Any]) -> bool:
-    if isinstance(value, LIST_VALUE_TYPES):
-        return any(_hashable_in(element, allowed) for element in value)
-    return _hashable_in(value, allowed)
-
-
-def _hashable_in(value: Any, allowed: set[Any]) -> bool:
-    try:
-        return value in allowed
-    except TypeError:  # an unhashable value can never equal an allowed (hashable) one here
-        return False
 
 
 @hookimpl

@@ -22,15 +22,15 @@ Items younger than one half-life get the reason ``"fresh: published 3h ago"``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from pydantic import Field
 
-from recengine.components import Candidates, Catalog, ComponentConfig, Ranker, RankContext
+from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
 from recengine.hookspecs import hookimpl
-from recengine.plugins.rankers.diversity import min_max_normalise
+from recengine.ranking import as_utc, item_column, min_max_normalise
 
 _HOUR = np.timedelta64(3_600_000_000, "us")
 
@@ -53,7 +53,7 @@ class Freshness(Ranker):
     def rank(self, candidates: Candidates, context: RankContext) -> Candidates:
         if len(candidates) == 0:
             return Candidates.empty()
-        column = self._column(context.catalog)
+        column = item_column(context.catalog, self.config.column, "freshness")
         created = column[candidates.items].astype("datetime64[us]")
         dated = ~np.isnat(created)
         now = self._now(context, column)
@@ -79,13 +79,6 @@ class Freshness(Ranker):
         ]
         return Candidates(candidates.items[positions], scores[order].astype(np.float32), reasons)
 
-    def _column(self, catalog: Catalog) -> np.ndarray:
-        name = self.config.column
-        if name not in catalog.columns:
-            known = ", ".join(sorted(catalog.columns)) or "none"
-            raise ValueError(f"freshness needs the item column {name!r}; known columns: {known}")
-        return catalog.columns[name]
-
     def _now(self, context: RankContext, column: np.ndarray) -> np.datetime64:
         if context.now is not None:
             return _as_datetime64(context.now)
@@ -99,9 +92,7 @@ class Freshness(Ranker):
 
 
 def _as_datetime64(moment: datetime) -> np.datetime64:
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(timezone.utc).replace(tzinfo=None)
-    return np.datetime64(moment, "us")
+    return np.datetime64(as_utc(moment).replace(tzinfo=None), "us")
 
 
 def _describe_age(hours: float) -> str:

@@ -19,8 +19,7 @@ from pydantic import Field
 
 from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
 from recengine.hookspecs import hookimpl
-from recengine.plugins.rankers.diversity import min_max_normalise
-from recengine.plugins.rankers.filters import column_matches
+from recengine.ranking import column_matches, min_max_normalise
 
 
 class FriendsOfFriends(Ranker):
@@ -58,7 +57,7 @@ class FriendsOfFriends(Ranker):
         base = np.concatenate([min_max_normalise(candidates.scores), np.zeros(len(extra))])
         bonus = np.array([mutual.get(i, 0) / most for i in items.tolist()])
         scores = (base + self.config.weight * bonus).astype(np.float32)
-        reasons = candidates.reasons + [[] for _ in extra]
+        reasons = [*candidates.reasons, *([] for _ in extra)]
         reasons = [r + [_followed_by(mutual[i])] if i in mutual else r
                    for r, i in zip(reasons, items.tolist())]
         order = np.argsort(-scores, kind="stable")

@@ -25,7 +25,7 @@ from pydantic import Field
 
 from recengine.components import Candidates, Catalog, ComponentConfig, Ranker, RankContext
 from recengine.hookspecs import hookimpl
-from recengine.plugins.rankers.filters import column_matches
+from recengine.ranking import column_matches, finite_range
 
 POPULAR = "popular"
 
@@ -51,7 +51,7 @@ class PopularityFallback(Ranker):
         k = self.config.k or context.k
         cold = not context.known_user or len(context.history) == 0
         if not cold and (not self.config.top_up or len(candidates) >= k):
-            return candidates.take(np.arange(len(candidates)))
+            return candidates
         skip = [np.asarray(context.exclude, dtype=np.int64)]
         if self.config.exclude_history:
             skip.append(np.asarray(context.history, dtype=np.int64))
@@ -67,8 +67,8 @@ class PopularityFallback(Ranker):
         if cold:
             return Candidates(items, popularity.astype(np.float32), [[POPULAR] for _ in range(len(items))])
 
-        finite = candidates.scores[np.isfinite(candidates.scores)]
-        floor = float(finite.min()) if finite.size else 0.0
+        bounds = finite_range(candidates.scores)
+        floor = bounds[0] if bounds else 0.0
         extra_scores = floor - 2.0 + popularity  # in [floor - 2, floor - 1]: below every candidate
         return Candidates(
             np.concatenate([candidates.items, items]),

@@ -39,10 +39,10 @@ def rank(candidates: Candidates | None = None, **params: object) -> Candidates:
         candidates if candidates is not None else sample_candidates(CATALOG), context)
 
 
-def test_without_a_rule_the_order_is_kept() -> None:
+def test_without_a_rule_the_candidates_come_back_as_they_are() -> None:
     given = sample_candidates(CATALOG)
-    out = rank(given)
-    assert out is not given and out.items.tolist() == given.items.tolist() and out.reasons == given.reasons
+    assert rank(given) is given
+    assert rank(given, boost=["no such category"]) is given
 
 
 def test_boost_and_demote_move_items_by_a_share_of_the_score_range() -> None:
@@ -67,6 +67,26 @@ def test_list_valued_columns_match_on_any_element() -> None:
     out = rank(column="genres", boost=["comedy"], weight=5.0)
     assert sorted(out.items[:5].tolist()) == [4, 8, 12, 16, 20]
     assert out.reasons[0][-1] == "boosted: genres comedy"
+
+
+def test_a_tuple_cell_is_one_value_as_for_the_engines_filters() -> None:
+    """A tuple cell ("a", "b") is one value (recengine.components.LIST_VALUE_TYPES): the rule
+    matches it as a whole, never its parts, exactly as a request filter does."""
+    catalog = make_catalog(4)
+    catalog.columns["pair"] = np.array([None, ("a", "b"), ["a", "x"], "a", None], dtype=object)
+    context = RankContext(user_id="u", k=4, catalog=catalog, history=np.zeros(0, dtype=np.int64))
+    given = Candidates(np.array([1, 2, 3, 4]), np.array([4.0, 3.0, 2.0, 1.0], dtype=np.float32),
+                       [[] for _ in range(4)])
+    by_part = BoostRule(BoostRuleConfig(column="pair", boost=["b"])).rank(given, context)
+    assert by_part is given  # "b" is inside the tuple but is not its value
+    out = BoostRule(BoostRuleConfig(column="pair", boost=["a"], weight=1.0)).rank(given, context)
+    assert out.items.tolist() == [2, 3, 1, 4]  # the list cell and the scalar "a" are lifted by 3.0
+    np.testing.assert_allclose(out.scores, [6.0, 5.0, 4.0, 1.0])
+    assert list(out.reasons) == [["boosted: pair a"]] * 2 + [[], []]
+    whole = BoostRule(BoostRuleConfig(column="pair", user_attribute="pair", weight=1.0))
+    context.user_attributes = {"pair": ("a", "b")}  # a tuple attribute is one value too
+    assert whole.rank(given, context).items.tolist() == [1, 2, 3, 4]
+    assert whole.rank(given, context).reasons[0] == ["boosted: pair matches your pair"]
 
 
 def test_applies_only_inside_its_time_window() -> None:

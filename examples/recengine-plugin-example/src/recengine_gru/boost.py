@@ -16,19 +16,22 @@ every promoted item above every other one. Candidates are then re-sorted by scor
 keep their previous order) and touched items get a reason: ``"boosted: brand acme"``,
 ``"boosted: country matches yours"`` or ``"demoted: brand clearance"``.
 
-List-valued cells (genres) match when any element does; missing values never match. The
-ranker reads but never changes its input, and builds new reason lists.
+Cells are matched by :mod:`recengine.ranking`'s rule, as the engine's filters are: a list, set
+or array cell (genres) matches when any element does, a tuple is one value, and missing
+values never match. The ranker reads but never changes its input (returning it as it is when
+the rule changes nothing), and builds new reason lists.
 """
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
+from recengine.ranking import as_utc, cell_values, finite_range, first_matches, item_column
 
 Value = str | int | float
 
@@ -47,31 +50,9 @@ class BoostRuleConfig(ComponentConfig):
 
     @model_validator(mode="after")
     def _window(self) -> "BoostRuleConfig":
-        if self.active_from and self.active_until and _utc(self.active_until) <= _utc(self.active_from):
+        if self.active_from and self.active_until and as_utc(self.active_until) <= as_utc(self.active_from):
             raise ValueError("active_until must be after active_from")
         return self
-
-
-def _utc(moment: datetime) -> datetime:
-    """Naive times are taken as UTC; aware ones are converted."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
-
-
-def _matches(values: list[Any], wanted: set[Any]) -> list[Any]:
-    """Per cell, the first configured value it matches (any element of a list cell), else None."""
-    found: list[Any] = [None] * len(values)
-    if not wanted:
-        return found
-    for position, value in enumerate(values):
-        elements = value if isinstance(value, (list, tuple, set, np.ndarray)) else [value]
-        for element in elements:
-            try:
-                if element is not None and element in wanted:
-                    found[position] = element
-                    break
-            except TypeError:  # unhashable cell content never equals a configured value
-                continue
-    return found
 
 
 def _mask(found: list[Any]) -> np.ndarray:
@@ -88,34 +69,30 @@ class BoostRule(Ranker):
         """Whether the request's time lies in the rule's window (always without a time)."""
         if context.now is None:
             return True
-        now = _utc(context.now)
+        now = as_utc(context.now)
         start, end = self.config.active_from, self.config.active_until
-        return (start is None or now >= _utc(start)) and (end is None or now < _utc(end))
+        return (start is None or now >= as_utc(start)) and (end is None or now < as_utc(end))
 
     def rank(self, candidates: Candidates, context: RankContext) -> Candidates:
-        everything = np.arange(len(candidates))
         if len(candidates) == 0:
             return Candidates.empty()
         column = self.config.column
-        if column not in context.catalog.columns:
-            known = ", ".join(sorted(context.catalog.columns)) or "none"
-            raise ValueError(f"boost-rule reads unknown item column {column!r}; known columns: {known}")
+        values = item_column(context.catalog, column, "boost-rule")  # an unknown column fails even off-window
         if not self.active(context):
-            return candidates.take(everything)
-        values = context.catalog.columns[column][candidates.items].tolist()
-        boosted = _matches(values, set(self.config.boost))
-        demoted = _matches(values, set(self.config.demote))
+            return candidates
+        cells = values[candidates.items].tolist()
+        boosted = first_matches(cells, self.config.boost)
+        demoted = first_matches(cells, self.config.demote)
         attribute = self.config.user_attribute
         mine = context.user_attributes.get(attribute) if attribute else None
-        wanted = set(mine) if isinstance(mine, (list, tuple, set)) else ({mine} if mine is not None else set())
-        personal = _mask(_matches(values, wanted))
+        personal = _mask(first_matches(cells, cell_values(mine)))  # a list attribute: any of its values
         promoted = _mask(boosted) | personal
         demoted_mask = _mask(demoted)
         if not (promoted.any() or demoted_mask.any()):
-            return candidates.take(everything)
+            return candidates
         scores = candidates.scores.astype(np.float64)
-        finite = scores[np.isfinite(scores)]
-        spread = float(finite.max() - finite.min()) if finite.size else 0.0
+        low, high = finite_range(scores) or (0.0, 0.0)
+        spread = high - low
         step = self.config.weight * (spread if spread > 0 else 1.0)
         new_scores = scores + step * (promoted.astype(np.float64) - demoted_mask.astype(np.float64))
         reasons = []

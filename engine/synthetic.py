@@ -1,4 +1,9 @@
-"""Latent-taste machinery behind the synthetic data of the domain presets.
+"""Synthetic data for the domain presets: :class:`SyntheticData` and the helpers that make it.
+
+A domain's ``generate(users, items, events, seed)`` returns :class:`SyntheticData` (users,
+items and events frames, ready to ingest). The presets in ``plugins/domains`` and third-party
+domain plugins build it with the latent-taste helpers below (``from recengine import synthetic
+as syn``).
 
 Every domain generator (``plugins/domains``) follows the same recipe, vectorised with numpy
 (no Python loop over users, items or events) so that ten million events take seconds:
@@ -18,18 +23,21 @@ Every domain generator (``plugins/domains``) follows the same recipe, vectorised
    category share topical words and text carries the category signal.
 
 Weighted draws are multinomial counts or cumulative weights plus ``np.searchsorted`` (per
-row or per group via offsets), never a users x items matrix. The module knows nothing of the
-engine: it returns numpy arrays and polars series that the domain presets assemble.
+row or per group via offsets), never a users x items matrix. The helpers know nothing of the
+engine or the feature store: they return numpy arrays and polars series that the domain
+presets assemble.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
+from pydantic import BaseModel, ConfigDict
 
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
@@ -51,6 +59,27 @@ def to_us(moment: datetime) -> int:
 
 START_US = to_us(SPAN_START)
 END_US = to_us(SPAN_END)
+
+
+class SyntheticData(BaseModel):
+    """Generated users, items and events of one domain, ready to ingest."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    users: pl.DataFrame
+    items: pl.DataFrame
+    events: pl.DataFrame
+
+    def write(self, out_dir: str | Path) -> dict[str, Path]:
+        """Write ``users.parquet``, ``items.parquet`` and ``events.parquet`` into ``out_dir``."""
+        out = Path(out_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for kind in ("users", "items", "events"):
+            path = out / f"{kind}.parquet"
+            getattr(self, kind).write_parquet(path)
+            paths[kind] = path
+        return paths
 
 
 # -- validation and ids ---------------------------------------------------------------------

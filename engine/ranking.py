@@ -1,0 +1,163 @@
+"""The ranker author's toolkit: the helpers recengine's built-in rankers are written with.
+
+A third-party ranker imports these (``from recengine.ranking import column_matches``) and so
+reads item attributes, matches request filters, groups items and rescales scores exactly as
+``exclude-seen``, ``diversity``, ``freshness`` and ``popularity-fallback`` do: a filter or a
+business rule then means the same in a plugin as in the engine.
+
+- Item columns: :func:`item_column` (a column, or an error naming the known ones),
+  :func:`cell_values` (the values one cell holds), :func:`column_matches` (a filter mask)
+  and :func:`first_matches` (which wanted value each cell holds, for reasons).
+- Grouping: :func:`code_membership` and :func:`list_membership` (item × value matrices).
+- Scores: :func:`finite_range` and :func:`min_max_normalise`.
+- Time: :func:`as_utc` (naive request times are UTC).
+
+The one rule for a cell holding several values (genres) is
+:data:`recengine.components.LIST_VALUE_TYPES`: a list, set or numpy array holds its
+elements; anything else, a tuple included, is one value. A missing value (None, NaN) is no
+value: it never matches and belongs to no group.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from datetime import datetime, timezone
+from typing import Any
+
+import numpy as np
+
+from recengine.components import LIST_VALUE_TYPES, Catalog
+
+__all__ = ["as_utc", "cell_values", "code_membership", "column_matches", "finite_range", "first_matches",
+           "item_column", "list_membership", "min_max_normalise"]
+
+
+def item_column(catalog: Catalog, name: str, needed_by: str) -> np.ndarray:
+    """The catalogue column ``name`` ([N+1], by item index); an unknown name raises
+    ``ValueError`` naming ``needed_by`` and the known columns (the API answers it with 422)."""
+    if name not in catalog.columns:
+        known = ", ".join(sorted(catalog.columns)) or "none"
+        raise ValueError(f"{needed_by}: unknown item column {name!r}; known columns: {known}")
+    return catalog.columns[name]
+
+
+def cell_values(cell: Any) -> tuple[Any, ...]:
+    """The values one cell holds: a list/set/array's elements, a missing value none, any
+    other value (a tuple too) itself alone. Missing elements inside a list are dropped."""
+    elements = tuple(cell) if isinstance(cell, LIST_VALUE_TYPES) else (cell,)
+    return tuple(element for element in elements if not _missing(element))
+
+
+def column_matches(catalog: Catalog, column: str, items: np.ndarray, allowed: Any) -> np.ndarray:
+    """Boolean mask over ``items``: True where the item's ``column`` cell holds an allowed value.
+
+    This is what a request's ``filters`` mean. ``allowed`` is a list of values (a single
+    string or number is taken as a list of one); an empty list matches nothing. A cell with
+    several values matches when any does; a missing value never matches. An unknown column
+    raises ``ValueError`` naming the known ones.
+    """
+    values = item_column(catalog, column, "filter")[items]
+    if isinstance(allowed, (list, tuple, set, frozenset, np.ndarray)):
+        allowed = [a for a in allowed if not _missing(a)]
+    else:
+        allowed = [] if _missing(allowed) else [allowed]
+    if not allowed:
+        return np.zeros(len(values), dtype=bool)
+    kind = values.dtype.kind
+    if kind in "biuf" and all(isinstance(a, (int, float, np.number)) for a in allowed):
+        return np.isin(values, np.asarray(allowed, dtype=np.float64))
+    if kind == "U" and all(isinstance(a, str) for a in allowed):
+        return np.isin(values, np.asarray(allowed, dtype=str))
+    # Object columns (strings with None, list-valued columns) and mixed types: set lookups.
+    allowed_set = set(allowed)
+    listed = values.tolist()
+    try:  # one hashable value per item: one C-level set lookup each
+        return np.fromiter(map(allowed_set.__contains__, listed), dtype=bool, count=len(listed))
+    except TypeError:  # list-valued cells (lists, arrays: unhashable) match when any element does
+        return np.fromiter((any(_is_in(v, allowed_set) for v in cell_values(cell)) for cell in listed),
+                           dtype=bool, count=len(listed))
+
+
+def first_matches(cells: Sequence[Any], wanted: Collection[Any]) -> list[Any]:
+    """Per cell, the first of its values (in cell order) that is in ``wanted``, else None.
+
+    For rankers that say *which* value made them act (``"boosted: brand acme"``); use
+    :func:`column_matches` when a mask is enough.
+    """
+    wanted_set = {w for w in wanted if not _missing(w)}
+    if not wanted_set:
+        return [None] * len(cells)
+    return [next((v for v in cell_values(cell) if _is_in(v, wanted_set)), None) for cell in cells]
+
+
+def code_membership(codes: np.ndarray) -> np.ndarray:
+    """[n, u] booleans from value codes (``Catalog.codes``): row i marks item i's value;
+    code -1 (missing) marks none. The fast path for single-valued columns."""
+    present, inverse = np.unique(codes, return_inverse=True)
+    membership = np.zeros((codes.shape[0], present.shape[0]), dtype=bool)
+    membership[np.arange(codes.shape[0]), inverse.reshape(-1)] = True
+    membership[:, present < 0] = False
+    return membership
+
+
+def list_membership(values: np.ndarray) -> np.ndarray:
+    """[n, u] booleans for a column whose cells may hold several values (genres): row i
+    marks every value of :func:`cell_values` of cell i, columns in order of first appearance.
+    Single-valued columns go faster through ``Catalog.codes`` and :func:`code_membership`."""
+    index: dict[Any, int] = {}
+    rows: list[int] = []
+    cols: list[int] = []
+    for row, cell in enumerate(values.tolist()):
+        for value in cell_values(cell):
+            rows.append(row)
+            cols.append(index.setdefault(value, len(index)))
+    membership = np.zeros((values.shape[0], len(index)), dtype=bool)
+    membership[np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)] = True
+    return membership
+
+
+def finite_range(scores: np.ndarray) -> tuple[float, float] | None:
+    """The lowest and highest finite score, or None when no score is finite (or none given)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    finite = scores[np.isfinite(scores)]
+    return (float(finite.min()), float(finite.max())) if finite.size else None
+
+
+def min_max_normalise(scores: np.ndarray) -> np.ndarray:
+    """Scores mapped to [0, 1] (float64) keeping their order; all equal → all 1.
+
+    NaN and -inf count as the lowest score, +inf as the highest. Rankers that blend or decay
+    scores normalise first, so that a model's scale (negative dot products) cannot invert them.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    bounds = finite_range(scores)
+    if bounds is None:
+        return np.where(scores == np.inf, 1.0, 0.0) if scores.size else scores
+    low, high = bounds
+    scores = np.nan_to_num(scores, nan=low, posinf=high, neginf=low)
+    if high <= low:
+        return np.ones_like(scores)
+    return (scores - low) / (high - low)
+
+
+def as_utc(moment: datetime) -> datetime:
+    """An aware UTC datetime: naive times (a request's ``now``, a config's dates) are taken
+    as UTC, aware ones are converted."""
+    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+
+
+def _missing(value: Any) -> bool:
+    """None or NaN (NaT too: the values unequal to themselves); never an array or a list."""
+    if value is None:
+        return True
+    try:
+        return bool(value != value)
+    except (TypeError, ValueError):
+        return False
+
+
+def _is_in(value: Any, allowed: set[Any]) -> bool:
+    try:
+        return value in allowed
+    except TypeError:  # an unhashable value can never equal an allowed (hashable) one here
+        return False
