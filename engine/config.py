@@ -10,7 +10,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from recengine.errors import ConfigError
+from recengine.feature_store.protocols import SplitProtocol
 from recengine.plugin_manager import PluginManager, get_plugin_manager
+from recengine.retrieval import RetrievalKind
 
 
 class Strict(BaseModel):
@@ -36,7 +38,7 @@ class ModelConfig(Strict):
 
 
 class TrainConfig(Strict):
-    protocol: Literal["seq", "gen", "cold", "rating"] = "seq"
+    protocol: SplitProtocol = "seq"
     fold: int = Field(0, ge=0, description="Test fold of the rating protocol (k-fold cross-validation).")
     folds: int = Field(5, ge=3)
     objective: Literal["softmax", "bpr", "mse"] = "softmax"
@@ -74,7 +76,7 @@ class RankingConfig(Strict):
         default_factory=lambda: [ComponentRef(name="popularity-fallback"), ComponentRef(name="exclude-seen"),
                                  ComponentRef(name="topk")])
     candidates: int = Field(200, ge=1, description="Items retrieved before scoring and ranking.")
-    retrieval: Literal["auto", "exact", "ivf"] = Field(
+    retrieval: RetrievalKind = Field(
         "auto", description="How candidates are retrieved: exact scan of the catalogue, or an IVF index (faiss) "
                             "calibrated to retrieval_recall; auto = IVF from 50k items on.")
     retrieval_recall: float = Field(0.95, gt=0, le=1, description="Recall@candidates the IVF index is calibrated "

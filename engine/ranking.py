@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from recengine.components import LIST_VALUE_TYPES, Catalog
+from recengine.errors import RequestError
 
 __all__ = ["as_utc", "cell_values", "code_membership", "column_matches", "finite_range", "first_matches",
            "item_column", "list_membership", "min_max_normalise"]
@@ -34,10 +35,11 @@ __all__ = ["as_utc", "cell_values", "code_membership", "column_matches", "finite
 
 def item_column(catalog: Catalog, name: str, needed_by: str) -> np.ndarray:
     """The catalogue column ``name`` ([N+1], by item index); an unknown name raises
-    ``ValueError`` naming ``needed_by`` and the known columns (the API answers it with 422)."""
+    :class:`~recengine.errors.RequestError` (a ``ValueError``; HTTP 422) naming ``needed_by``
+    and the known columns."""
     if name not in catalog.columns:
         known = ", ".join(sorted(catalog.columns)) or "none"
-        raise ValueError(f"{needed_by}: unknown item column {name!r}; known columns: {known}")
+        raise RequestError(f"{needed_by}: unknown item column {name!r}; known columns: {known}")
     return catalog.columns[name]
 
 
@@ -54,7 +56,7 @@ def column_matches(catalog: Catalog, column: str, items: np.ndarray, allowed: An
     This is what a request's ``filters`` mean. ``allowed`` is a list of values (a single
     string or number is taken as a list of one); an empty list matches nothing. A cell with
     several values matches when any does; a missing value never matches. An unknown column
-    raises ``ValueError`` naming the known ones.
+    raises :class:`~recengine.errors.RequestError` naming the known ones.
     """
     values = item_column(catalog, column, "filter")[items]
     if isinstance(allowed, (list, tuple, set, frozenset, np.ndarray)):

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Literal, Protocol, get_args
 
 import numpy as np
 
+from recengine.errors import ConfigError
+
 RetrievalKind = Literal["auto", "exact", "ivf"]
+RETRIEVAL_KINDS: tuple[str, ...] = get_args(RetrievalKind)
 IVF_MIN_ITEMS = 50_000  # "auto" picks IVF from this catalogue size on
 # "auto" keeps the exact scan when IVF needs more than this share of its lists to reach the
 # recall target (unclustered vectors): scanning them would cost as much as the scan itself
@@ -137,8 +140,8 @@ def build_index(kind: RetrievalKind, matrix: np.ndarray, queries: np.ndarray | N
 
     ``queries`` are representative user vectors for calibrating IVF (None: no IVF, exact).
     """
-    if kind not in ("auto", "exact", "ivf"):
-        raise ValueError(f"unknown retrieval {kind!r}; expected auto, exact or ivf")
+    if kind not in RETRIEVAL_KINDS:
+        raise ConfigError(f"unknown retrieval {kind!r}; expected one of: {', '.join(RETRIEVAL_KINDS)}")
     items = matrix.shape[0] - 1
     if n >= items:
         return ExactIndex(matrix)  # every item is a candidate anyway

@@ -2,7 +2,14 @@
 
 Public API: :class:`FeatureStore` (the live DuckDB file, one writer), :class:`OnlineStore`
 (lookups from a published in-memory snapshot) and :class:`StoreSchema`.
+
+The classes load on first use: the error types and the split-protocol vocabulary
+(``recengine.feature_store.protocols``) import without DuckDB or polars, so the training
+core (``recengine.config``) can name them on a machine that has neither.
 """
+
+from importlib import import_module
+from typing import Any
 
 from recengine.feature_store.errors import (
     IngestError,
@@ -11,21 +18,25 @@ from recengine.feature_store.errors import (
     StoreLockedError,
     UnknownEntitiesError,
 )
-from recengine.feature_store.online import OnlineStore, UserFeatures
-from recengine.feature_store.schema import ColumnType, StoreSchema
-from recengine.feature_store.store import FeatureStore, IngestResult, default_store_path
 
-__all__ = [
-    "ColumnType",
-    "FeatureStore",
-    "IngestError",
-    "IngestResult",
-    "OnlineStore",
-    "SchemaError",
-    "StoreError",
-    "StoreLockedError",
-    "StoreSchema",
-    "UnknownEntitiesError",
-    "UserFeatures",
-    "default_store_path",
-]
+_LAZY = {
+    "OnlineStore": "recengine.feature_store.online",
+    "UserFeatures": "recengine.feature_store.online",
+    "ColumnType": "recengine.feature_store.schema",
+    "StoreSchema": "recengine.feature_store.schema",
+    "FeatureStore": "recengine.feature_store.store",
+    "IngestResult": "recengine.feature_store.store",
+    "default_store_path": "recengine.feature_store.store",
+}
+
+__all__ = ["IngestError", "SchemaError", "StoreError", "StoreLockedError", "UnknownEntitiesError", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'recengine.feature_store' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

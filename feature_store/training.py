@@ -6,9 +6,8 @@ second keep their file order (a stable sort, as DESIGN §6 requires).
 
 from __future__ import annotations
 
+from recengine.feature_store.protocols import PROTOCOLS
 from recengine.feature_store.schema import StoreSchema
-
-PROTOCOLS = ("seq", "gen", "cold", "rating")
 
 
 def _quote_list(values: list[str]) -> str:

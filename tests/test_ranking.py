@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from recengine.components import Catalog
+from recengine.errors import RequestError
 from recengine.ranking import (
     as_utc,
     cell_values,
@@ -105,17 +106,17 @@ def test_column_matches_never_matches_missing_values() -> None:
 
 def test_column_matches_an_empty_list_matches_nothing_and_unknown_columns_fail() -> None:
     assert matches("category", []) == [False] * 5
-    with pytest.raises(ValueError, match="filter: unknown item column 'colour'; known columns: brand, category"):
+    with pytest.raises(RequestError, match="filter: unknown item column 'colour'; known columns: brand, category"):
         matches("colour", ["red"])
 
 
 def test_item_column_names_who_needs_it() -> None:
     assert item_column(catalog(), "category", "mine").tolist() == ["", "a", "b", "a", "c", "b"]
-    with pytest.raises(ValueError, match="^my-ranker: unknown item column 'x'; known columns: brand, "):
+    with pytest.raises(RequestError, match="^my-ranker: unknown item column 'x'; known columns: brand, "):
         item_column(catalog(), "x", "my-ranker")
     empty = Catalog(item_ids=np.array([""], dtype=object), columns={}, vectors=np.zeros((1, 0)),
                     popularity=np.zeros(1))
-    with pytest.raises(ValueError, match="known columns: none"):
+    with pytest.raises(RequestError, match="known columns: none"):
         item_column(empty, "x", "my-ranker")
 
 

@@ -10,6 +10,8 @@ import click
 from rich.table import Table
 
 from recengine.cli.common import console, friendly_errors, json_option, print_json, store_option
+from recengine.feature_store.protocols import PROTOCOLS
+from recengine.retrieval import RETRIEVAL_KINDS
 
 models_option = click.option(
     "--models", "models_dir", envvar="RECENGINE_MODELS", default="models", show_default=True,
@@ -27,7 +29,7 @@ def pipeline_options(function):  # type: ignore[no-untyped-def]
         click.option("--item-encoder", help="Item encoder, e.g. dense."),
         click.option("--interactor", help="Interactor: dot (formula 4.1) or attention (formula 4.2)."),
         click.option("--objective", type=click.Choice(["softmax", "bpr", "mse"]), help="Training objective."),
-        click.option("--protocol", type=click.Choice(["seq", "gen", "cold", "rating"]), help="Evaluation protocol / split."),
+        click.option("--protocol", type=click.Choice(PROTOCOLS), help="Evaluation protocol / split."),
         click.option("--epochs", type=click.IntRange(min=1), help="Maximum epochs."),
         click.option("--dim", type=click.IntRange(min=2), help="Embedding size."),
         click.option("--lr", type=float, help="Learning rate."),
@@ -154,7 +156,7 @@ def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_
 @store_option
 @models_option
 @click.option("--version", type=int, help="Bundle version (default: latest).")
-@click.option("--protocol", type=click.Choice(["seq", "gen", "cold", "rating"]), help="Default: the one it trained with.")
+@click.option("--protocol", type=click.Choice(PROTOCOLS), help="Default: the one it trained with.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
 @json_option
 def evaluate(model: str, store_path: str, models_dir: str, version: int | None, protocol: str | None,
@@ -182,7 +184,7 @@ def evaluate(model: str, store_path: str, models_dir: str, version: int | None, 
 @click.option("--snapshot", type=click.Path(file_okay=False),
               help="Snapshot root for live histories (default: the bundle's training histories).")
 @click.option("--exclude", multiple=True, help="Item id never to recommend (repeatable).")
-@click.option("--retrieval", type=click.Choice(["exact", "auto", "ivf"]), default="exact", show_default=True,
+@click.option("--retrieval", type=click.Choice(RETRIEVAL_KINDS), default="exact", show_default=True,
               help="Candidate retrieval: the exact scan suits one answer; auto/ivf first build the index "
                    "serving uses (seconds at load on large catalogues).")
 @json_option
