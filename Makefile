@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export RAY_USAGE_STATS_ENABLED := 0
 export HF_HUB_OFFLINE := 1
 
-.PHONY: install demo test bench clean
+.PHONY: install demo test lint bench clean
 
 install: $(STAMP)
 
@@ -23,6 +23,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# ruff over the whole tree; mypy over the installed recengine package (see .ci/typecheck)
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	bash .ci/typecheck
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/feature_store.py

@@ -32,34 +32,31 @@ from __future__ import annotations
 import os
 import sys
 
-# Run as a script, this file's directory comes first on sys.path, and ``feature_store.py``
-# there would shadow the ``feature_store`` package; drop that entry before importing.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
+import argparse
+import json
+import platform
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
 
-from recengine.config import PipelineConfig  # noqa: E402
-from recengine.evaluate import evaluate_scorer, model_scorer  # noqa: E402
-from recengine.metrics import paired_test  # noqa: E402
-from recengine.pipeline import TrainedPipeline, train_pipeline  # noqa: E402
-from recengine.vectors import build_text_vectors, item_texts  # noqa: E402
-from recengine.feature_store import FeatureStore  # noqa: E402
+from recengine.config import PipelineConfig
+from recengine.evaluate import evaluate_scorer, model_scorer
+from recengine.feature_store import FeatureStore
+from recengine.metrics import paired_test
+from recengine.pipeline import TrainedPipeline, train_pipeline
+from recengine.vectors import build_text_vectors, item_texts
+
+_HERE = os.path.dirname(os.path.abspath(__file__))
 
 ML100K = Path(_HERE).parent.parent / "shared" / "data" / "ml-100k"
 RESULTS = Path(_HERE) / "results" / "cold_start.json"
@@ -97,7 +94,8 @@ PROTOCOLS = [("cold", USER_DENSE, "P-cold", {}), ("gen", USER_IDS, "P-gen", TUNE
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="2 epochs per run (checks the script works)")
-    parser.add_argument("--epochs", type=int, default=None, help="max epochs per run (default 60, early stopping ends most runs sooner; 2 with --quick)")
+    parser.add_argument("--epochs", type=int, default=None,
+                        help="max epochs per run (default 60, early stopping ends most runs sooner; 2 with --quick)")
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="train.max_minutes cap per run (default 3; 0.5 with --quick)")
     parser.add_argument("--data", type=Path, default=ML100K, help="ml-100k directory (RecBole atomic files)")
@@ -265,7 +263,8 @@ def report(results: dict[str, Any]) -> None:
     console.print(f"\n[bold]Text embedding[/] of {emb['items']:,} items ({' + '.join(emb['fields'])}): "
                   f"{emb['items_per_second']:.0f} items/s ({emb['embed_s']:.1f}s inside embed_texts; model load "
                   f"{emb['model_load_s']:.1f}s; with store writes {emb['build_s_with_store_writes']:.1f}s) — "
-                  f"quiet-machine figure from the issue: ~{emb['quiet_machine_items_per_second_from_issue']:.0f} items/s "
+                  f"quiet-machine figure from the issue: "
+                  f"~{emb['quiet_machine_items_per_second_from_issue']:.0f} items/s "
                   f"(not measured here); load average {emb['load_average_before']} before, "
                   f"{emb['load_average_after']} after, {platform.machine()} x{os.cpu_count()} cores, "
                   f"torch threads {emb['torch_threads']}")
@@ -308,11 +307,11 @@ def main() -> None:
     started = time.perf_counter()
     results: dict[str, Any] = {
         "benchmark": "cold_start", "dataset": "ml-100k",
-        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count(), "python": platform.python_version(),
                     "torch": torch.__version__, "load_average_start": load_average()},
-        "settings": {"epochs": epochs, "max_minutes": max_minutes, "quick": args.quick, "protocols": args.protocols, "seeds": [0],
-                     "split_seed": 2020, "dim": 64, "max_history": 50, "k": K},
+        "settings": {"epochs": epochs, "max_minutes": max_minutes, "quick": args.quick, "protocols": args.protocols,
+                     "seeds": [0], "split_seed": 2020, "dim": 64, "max_history": 50, "k": K},
     }
     with tempfile.TemporaryDirectory(prefix="cold-start-") as tmp:
         store_path, models = Path(tmp) / "store.duckdb", Path(tmp) / "models"
@@ -323,7 +322,8 @@ def main() -> None:
         console.print(f"Ingested ml-100k in {results['ingest_s']:.1f}s; embedding item text...")
         results["embedding"] = embed_items(store_path)
         e = results["embedding"]
-        console.print(f"  {e['items']} items at {e['items_per_second']:.0f} items/s (load {e['load_average_after'][0]})")
+        console.print(f"  {e['items']} items at {e['items_per_second']:.0f} items/s "
+                      f"(load {e['load_average_after'][0]})")
         save(results, args.out)
         wanted = [p.strip() for p in args.protocols.split(",") if p.strip()]
         results["protocols"] = []
@@ -337,7 +337,8 @@ def main() -> None:
     results["complete"] = True
     save(results, args.out)
     report(results)
-    console.print(f"\nTotal {results['total_seconds']:.0f}s; load average at end {results['machine']['load_average_end']}")
+    console.print(f"\nTotal {results['total_seconds']:.0f}s; "
+                  f"load average at end {results['machine']['load_average_end']}")
     console.print(f"Wrote {args.out}")
 
 

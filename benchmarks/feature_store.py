@@ -20,35 +20,32 @@ Results are printed as one table per size and written to ``benchmarks/results/fe
 
 from __future__ import annotations
 
+import argparse
+import gc
+import json
 import os
+import platform
+import resource
+import shutil
 import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's directory comes first on sys.path and its name would shadow
-# the ``feature_store`` package; drop that entry before importing the package.
+import duckdb
+import numpy as np
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from recengine.feature_store.online import OnlineStore
+from recengine.feature_store.store import FeatureStore
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import gc  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from contextlib import contextmanager  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable, Iterator  # noqa: E402
-
-import duckdb  # noqa: E402
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from recengine.feature_store.online import OnlineStore  # noqa: E402
-from recengine.feature_store.store import FeatureStore  # noqa: E402
 
 HISTORY = 20  # last-N window of the training set
 ONLINE_HISTORY = 200  # last-N kept per user in the published snapshot (snapshot.DEFAULT_HISTORY)
@@ -108,7 +105,9 @@ def make_data(n_events: int, seed: int = 42) -> dict[str, Any]:
         "item_id": item_ids,
         "title": pl.select(pl.concat_str(pl.lit("Item "), pl.int_range(n_items).cast(pl.String))).to_series(),
         "created_at": _datetimes(T0_US - rng.integers(0, 365 * DAY_US, n_items)),
-        "category": pl.select(pl.concat_str(pl.lit("c"), pl.Series(rng.integers(0, 50, n_items)).cast(pl.String))).to_series(),
+        "category": pl.select(
+            pl.concat_str(pl.lit("c"), pl.Series(rng.integers(0, 50, n_items)).cast(pl.String))
+        ).to_series(),
         "valid_from": _datetimes(np.full(n_items, T0_US - 400 * DAY_US)),
     })
 
@@ -296,7 +295,8 @@ def bench_training(store: FeatureStore, base: Path, repeats: int, history: int) 
         "raw_s": min(raw),
         "ratio": min(ours) / min(raw),
         "same_rows": True,
-        "same_content": {k: v for k, v in ours_fp.items() if k != "columns"} == {k: v for k, v in raw_fp.items() if k != "columns"},
+        "same_content": ({k: v for k, v in ours_fp.items() if k != "columns"}
+                         == {k: v for k, v in raw_fp.items() if k != "columns"}),
         "same_columns": ours_fp["columns"] == raw_fp["columns"],
         "ours_fingerprint": ours_fp,
         "raw_fingerprint": raw_fp,
@@ -349,7 +349,7 @@ def bench_online(store: FeatureStore, data: dict[str, Any], base: Path, repeats:
     assert sample is not None and sample.history, "published snapshot lacks user histories"
 
     def vector(item_id: str) -> np.ndarray:
-        vectors = online.item_vectors("bench")
+        vectors = online.item_vectors("bench")  # noqa: F821 - called before the `del online` below
         return vectors.matrix[vectors.index[item_id]]
 
     passes = max(repeats, LOOKUP_PASSES)  # cheap, so more passes against scheduler noise
@@ -398,10 +398,14 @@ def print_table(size: int, r: dict[str, Any]) -> None:
     table = Table(title=f"Feature store at {size:,} events ({r['users']:,} user rows, {r['items']:,} items)")
     for column in ("Measurement", "Ours", "Baseline (same run)", "Ratio", "Target", ""):
         table.add_column(column, justify="right" if column not in ("Measurement", "") else "left")
-    table.add_row("Ingest events", f"{ing['ours_events_s']:.2f} s  ({ing['ours_events_rows_per_s'] / 1e6:.2f} M rows/s)",
-                  f"{ing['raw_events_s']:.2f} s  ({ing['raw_events_rows_per_s'] / 1e6:.2f} M rows/s)  raw Arrow insert",
-                  f"{ing['ratio']:.2f}×", f"≤ {TARGETS['ingest_ratio']}×", _met(ing["ratio"] <= TARGETS["ingest_ratio"]))
-    table.add_row("  users / items ingest", f"{ing['ours_users_s']:.2f} s / {ing['ours_items_s']:.2f} s", "", "", "", "")
+    table.add_row("Ingest events",
+                  f"{ing['ours_events_s']:.2f} s  ({ing['ours_events_rows_per_s'] / 1e6:.2f} M rows/s)",
+                  f"{ing['raw_events_s']:.2f} s  "
+                  f"({ing['raw_events_rows_per_s'] / 1e6:.2f} M rows/s)  raw Arrow insert",
+                  f"{ing['ratio']:.2f}×", f"≤ {TARGETS['ingest_ratio']}×",
+                  _met(ing["ratio"] <= TARGETS["ingest_ratio"]))
+    table.add_row("  users / items ingest", f"{ing['ours_users_s']:.2f} s / {ing['ours_items_s']:.2f} s",
+                  "", "", "", "")
     if tr:
         _training_rows(table, tr)
     if on:
@@ -431,7 +435,8 @@ def _online_rows(table: Table, on: dict[str, Any]) -> None:
                       _met(o["p99_us"] < TARGETS["lookup_p99_us"]))
     v = on["ours_item_vector"]
     table.add_row("Lookup item vector p50 / p99", f"{v['p50_us']:.1f} / {v['p99_us']:.1f} µs", "", "", "", "")
-    table.add_row("Publish snapshot / load OnlineStore", f"{on['publish_s']:.2f} s / {on['online_load_s']:.2f} s", "", "", "", "")
+    table.add_row("Publish snapshot / load OnlineStore", f"{on['publish_s']:.2f} s / {on['online_load_s']:.2f} s",
+                  "", "", "", "")
 
 
 def run_size(n_events: int, base: Path, repeats: int, n_lookups: int, n_point: int,
@@ -490,7 +495,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {
         "benchmark": "feature_store",
-        "started_at": datetime.now(timezone.utc).isoformat(),
+        "started_at": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "duckdb": duckdb.__version__, "polars": pl.__version__, "numpy": np.__version__},
         "settings": {"training_history": HISTORY, "snapshot_history": ONLINE_HISTORY, "repeats": repeats,

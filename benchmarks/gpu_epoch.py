@@ -19,15 +19,11 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from recengine.train_standalone import run  # noqa: E402
+from recengine.train_standalone import run
 
 
 def main() -> int:
@@ -49,7 +45,8 @@ def main() -> int:
                       {"train.device": device, "train.precision": precision, "train.epochs": args.epochs,
                        "train.patience": args.epochs, "train.max_minutes": None}, progress=False)
         seconds = statistics.median(h["seconds"] for h in metrics["history"])
-        results[f"{device}-{precision}"] = {"median_epoch_seconds": seconds, "valid_ndcg@10": metrics["valid"].get("ndcg@10"),
+        results[f"{device}-{precision}"] = {"median_epoch_seconds": seconds,
+                                            "valid_ndcg@10": metrics["valid"].get("ndcg@10"),
                                             "test_ndcg@10": metrics["test"].get("ndcg@10")}
         print(f"{device:5s} {precision}: {seconds:8.3f} s/epoch, valid NDCG@10 {metrics['valid'].get('ndcg@10'):.4f}")
     if "cpu-fp32" in results:

@@ -27,35 +27,31 @@ spin against other processes' load: a BPR step measured 175 ms with 2 threads ag
 
 from __future__ import annotations
 
+import argparse
+import json
+import math
 import os
+import platform
 import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's directory comes first on sys.path and benchmarks/feature_store.py
-# would shadow the ``feature_store`` package; drop that entry before importing anything.
+import numpy as np
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from recengine.config import PipelineConfig
+from recengine.evaluate import evaluate_scorer, model_scorer, popularity_scorer
+from recengine.feature_store import FeatureStore
+from recengine.metrics import mean_std, paired_test
+from recengine.pipeline import train_pipeline
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import math  # noqa: E402
-import platform  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass, field  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from recengine.config import PipelineConfig  # noqa: E402
-from recengine.evaluate import evaluate_scorer, model_scorer, popularity_scorer  # noqa: E402
-from recengine.metrics import mean_std, paired_test  # noqa: E402
-from recengine.pipeline import train_pipeline  # noqa: E402
-from recengine.feature_store import FeatureStore  # noqa: E402
 
 DEFAULT_DATA = Path(_HERE).parent.parent / "shared" / "data" / "ml-100k"
 RESULTS = Path(_HERE) / "results" / "quality.json"
@@ -188,9 +184,10 @@ PIPELINES: dict[str, Pipeline] = {
             "item tower": "a plain id embedding: valid 0.1197, test 0.1096 masked / 0.0651 unmasked (seed 0) vs "
                           "0.1213 / 0.0975 / 0.0562 with a linear layer on top of it",
             "lr/batch": "1e-2 / 64 (re-checked with the plain item embedding: 5e-3 gave valid 0.119, test 0.1056 / "
-                        "0.0596); with the linear layer: best valid 0.1213 (epoch 14, patience stop; its test 0.0975 masked, 0.0562 "
-                        "unmasked); 5e-3/32: valid 0.1172 (test 0.1061/0.0599); 5e-3/64: 0.1124 after 9 epochs "
-                        "(time cap; test 0.1059/0.0621); 5e-3/128: 0.1032 after 12; 1e-3/256: 0.0544 after 12",
+                        "0.0596); with the linear layer: best valid 0.1213 (epoch 14, patience stop; its test "
+                        "0.0975 masked, 0.0562 unmasked); 5e-3/32: valid 0.1172 (test 0.1061/0.0599); 5e-3/64: "
+                        "0.1124 after 9 epochs (time cap; test 0.1059/0.0621); 5e-3/128: 0.1032 after 12; "
+                        "1e-3/256: 0.0544 after 12",
             "max_history": "50: 200 costs 2.5-4x per epoch (only 44% of its positions and 30% of its attention "
                            "are real items) and in the same minutes reached valid 0.0675 vs 0.1032",
             "dropout": "0.2: 0.5 gave 0.0872 after 8 epochs",
@@ -233,7 +230,9 @@ def _quick(overrides: dict[str, Any]) -> dict[str, Any]:
     return {**overrides, "train.epochs": min(2, overrides.get("train.epochs", 2)), "train.max_minutes": 0.3}
 
 
-def choose_ease_l2(store: Path, pipeline: Pipeline, grid: tuple[float, ...], models: Path) -> tuple[float, dict[str, float]]:
+def choose_ease_l2(
+    store: Path, pipeline: Pipeline, grid: tuple[float, ...], models: Path
+) -> tuple[float, dict[str, float]]:
     """EASE's λ by validation NDCG@10 (never test)."""
     scores = {}
     for l2 in grid:
@@ -552,14 +551,15 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {
         "benchmark": "quality", "dataset": "ml-100k",
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick, "seeds": seeds, "protocols": protocols, "pipelines": names,
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                     "cpus": os.cpu_count(), "torch_threads": args.threads,
                     "load_average_start": load_start, "load_average_end": load_end},
         "budget": {"training_cap_minutes": caps * len(seeds), "total_minutes": total / 60},
         "references": REFERENCES,
-        "results": {n: {k: v for k, v in r.items() if k != "per_user_first_seed"} for n, r in records.items()}, "paired_tests": tests, "targets": met, "markdown": md,
+        "results": {n: {k: v for k, v in r.items() if k != "per_user_first_seed"} for n, r in records.items()},
+        "paired_tests": tests, "targets": met, "markdown": md,
     }
     path = Path(args.out)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -38,41 +38,38 @@ as rich tables and as a Markdown table for the README, and written to
 
 from __future__ import annotations
 
+import argparse
+import cProfile
+import gc
+import io
+import json
 import os
+import platform
+import pstats
+import resource
+import shutil
+import subprocess
 import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's directory comes first on sys.path, and ``feature_store.py``
-# there would shadow the ``feature_store`` package; drop that entry before importing.
+import numpy as np
+import polars as pl
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from recengine.bundle import load_bundle, save_bundle
+from recengine.config import ComponentRef, ModelConfig, PipelineConfig
+from recengine.data import FeatureTable, IdMap
+from recengine.model import RecModel
+from recengine.recommender import Recommender
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import cProfile  # noqa: E402
-import gc  # noqa: E402
-import io  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import pstats  # noqa: E402
-import resource  # noqa: E402
-import shutil  # noqa: E402
-import subprocess  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any, Callable  # noqa: E402
-
-import numpy as np  # noqa: E402
-import polars as pl  # noqa: E402
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from recengine.bundle import load_bundle, save_bundle  # noqa: E402
-from recengine.config import ComponentRef, ModelConfig, PipelineConfig  # noqa: E402
-from recengine.data import FeatureTable, IdMap  # noqa: E402
-from recengine.model import RecModel  # noqa: E402
-from recengine.recommender import Recommender  # noqa: E402
 
 DIM = 64
 HISTORY = 50
@@ -282,7 +279,7 @@ def worker(bundle_path: str, requests: int, warmup: int, passes: int, budget_s: 
                 with pools.limit(limits=1, user_api="blas"):
                     floors["1 BLAS thread"] = time_each(floor, vectors, budget_s)
             floor_name = min(floors, key=lambda name: floors[name]["p99_ms"])
-            ours_run = time_each(lambda u: recommender.recommend(u, k=K), timed_ids, budget_s)
+            ours_run = time_each(lambda u: recommender.recommend(u, k=K), timed_ids, budget_s)  # noqa: F821, B023 - runs before the del below
             runs.append({"ours": ours_run, "floor": {**floors[floor_name], "threads": floor_name},
                          "floors": floors, "loadavg_1m": [load_before, os.getloadavg()[0]]})
         best = min(runs, key=lambda r: r["ours"]["p99_ms"])  # floor from the same pass
@@ -348,7 +345,8 @@ def markdown(results: dict[str, Any]) -> str:
         for model_name, r in per_model.items():
             for chain_name, c in r["chains"].items():
                 o, f = c["ours"], c["floor"]
-                lines.append(f"| {int(size):,} | {model_name} | {chain_name} | {describe_retrieval(c['build']['retrieval'])} "
+                lines.append(f"| {int(size):,} | {model_name} | {chain_name} "
+                             f"| {describe_retrieval(c['build']['retrieval'])} "
                              f"| {o['p50_ms']:.2f} | {o['p99_ms']:.2f} "
                              f"| {o['cpu_p50_ms']:.2f} | {f['p50_ms']:.2f} / {f['p99_ms']:.2f} "
                              f"| {c['ratio_p50']:.1f}× / {c['ratio_p99']:.1f}× "
@@ -419,7 +417,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"unknown models {unknown}; known: {list(MODELS)}")
     results: dict[str, Any] = {
         "benchmark": "recommend_latency",
-        "started_at": datetime.now(timezone.utc).isoformat(),
+        "started_at": datetime.now(UTC).isoformat(),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "numpy": np.__version__, "torch": torch.__version__, "loadavg_at_start": os.getloadavg()},
         "settings": {"dim": DIM, "users": USERS, "history": HISTORY, "k": K, "requests": requests,

@@ -39,30 +39,24 @@ figures that matter are the same-run ratios.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
+import platform
+import random
+import shutil
+import socket
+import tempfile
+import threading
+import time
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's directory comes first on sys.path, and ``feature_store.py``
-# there would shadow the ``feature_store`` package (also in Ray workers, which inherit the
-# driver's script directory when it is on sys.path); drop that entry before importing.
+import numpy as np
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import random  # noqa: E402
-import shutil  # noqa: E402
-import socket  # noqa: E402
-import tempfile  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
-from collections import Counter  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import numpy as np  # noqa: E402
 
 RESULTS = Path(_HERE) / "results" / "serve_latency.json"
 REPO = Path(_HERE).parent
@@ -281,7 +275,8 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
     wall = sum(run["wall_s"] for run in runs)
     done = sum(statuses.values())
     return {"requests": done, "p50_ms": round(percentile(latencies, 50), 2),
-            "p99_ms": round(percentile(latencies, 99), 2), "mean_ms": round(float(np.mean(latencies)), 2) if latencies else None,
+            "p99_ms": round(percentile(latencies, 99), 2),
+            "mean_ms": round(float(np.mean(latencies)), 2) if latencies else None,
             "max_ms": round(max(latencies), 2) if latencies else None,
             "qps": round(done / wall, 1) if wall > 0 else None,
             "non_2xx": sum(n for code, n in statuses.items() if not 200 <= code < 300),
@@ -320,8 +315,6 @@ def parse_args() -> argparse.Namespace:
 def main() -> None:
     args = parse_args()
     started = time.perf_counter()
-    if Path.cwd().resolve() == Path(_HERE).resolve():
-        os.chdir(REPO)  # Ray workers get the driver's cwd on sys.path: keep benchmarks/ off it
     temporary = args.project is None
     project = Path(tempfile.mkdtemp(prefix="serve_latency_")) if temporary else args.project
     project.mkdir(parents=True, exist_ok=True)
@@ -331,7 +324,7 @@ def main() -> None:
     from ray import serve
 
     from recengine.ray_env import init_ray
-    from recengine.serve.deployment import DEFAULT_CPUS_PER_REPLICA, BATCH_WAIT_S, MAX_BATCH_SIZE, domain_application
+    from recengine.serve.deployment import BATCH_WAIT_S, DEFAULT_CPUS_PER_REPLICA, MAX_BATCH_SIZE, domain_application
 
     num_cpus = args.num_cpus if args.num_cpus is not None else DEFAULT_CPUS_PER_REPLICA
     try:
@@ -420,7 +413,7 @@ def main() -> None:
     }
     total_s = time.perf_counter() - started
     result = {
-        "benchmark": "serve_latency", "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "benchmark": "serve_latency", "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "platform": platform.platform(),
                     "loadavg_start": load_start, "loadavg_end": loadavg()},
         "config": {"items": args.items, "users": args.users, "events": args.events, "epochs": args.epochs,

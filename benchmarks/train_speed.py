@@ -38,33 +38,28 @@ already uses both cores (2 intra-op threads), each Ray worker gets one core (Ray
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
+import platform
+import statistics
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
 
-# Run as a script, this file's directory comes first on sys.path, and ``feature_store.py``
-# there would shadow the ``feature_store`` package; drop that entry before importing.
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from recengine.config import ComponentRef, PipelineConfig
+from recengine.distributed import train_on_ray
+from recengine.feature_store import FeatureStore
+from recengine.pipeline import train_pipeline
+from recengine.ray_env import init_ray
+
 _HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from datetime import datetime, timezone  # noqa: E402
-from pathlib import Path  # noqa: E402
-from typing import Any  # noqa: E402
-
-import torch  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from recengine.config import ComponentRef, PipelineConfig  # noqa: E402
-from recengine.distributed import train_on_ray  # noqa: E402
-from recengine.pipeline import train_pipeline  # noqa: E402
-from recengine.ray_env import init_ray  # noqa: E402
-from recengine.feature_store import FeatureStore  # noqa: E402
 
 ML100K = Path("/work/shared/data/ml-100k")
 RESULTS = Path(_HERE) / "results" / "train_speed.json"
@@ -219,7 +214,7 @@ def main() -> None:
     console.print(f"total run time {total:.1f} s")
 
     result = {
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "dataset": dataset, "epochs": epochs, "quick": args.quick,
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "torch": torch.__version__, "torch_threads_local": torch.get_num_threads(),

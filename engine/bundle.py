@@ -24,6 +24,7 @@ import polars as pl
 from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
+from recengine.errors import NotFoundError
 from recengine.config import PipelineConfig
 from recengine.data import FeatureTable, IdMap, pad_histories
 from recengine.model import RecModel
@@ -124,14 +125,14 @@ def resolve_bundle(name_or_path: str | Path, root: str | Path | None = None, ver
     base = models_root(root) / str(name_or_path)
     if not base.is_dir():
         known = sorted(p.name for p in models_root(root).iterdir()) if models_root(root).is_dir() else []
-        raise LookupError(f"no model bundle {str(name_or_path)!r} under {models_root(root)}; "
+        raise NotFoundError(f"no model bundle {str(name_or_path)!r} under {models_root(root)}; "
                           f"known: {known or 'none'} (train one with `recengine train`)")
     versions = sorted(int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit())
     if not versions:
-        raise LookupError(f"model {name_or_path!r} has no versions under {base}")
+        raise NotFoundError(f"model {name_or_path!r} has no versions under {base}")
     chosen = version if version is not None else versions[-1]
     if chosen not in versions:
-        raise LookupError(f"model {name_or_path!r} has no version {chosen}; versions: {versions}")
+        raise NotFoundError(f"model {name_or_path!r} has no version {chosen}; versions: {versions}")
     return base / str(chosen)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recengine.errors import ConfigError
 from recengine.training_data import EvalSet, FeatureTable, IdMap, Interactions, PairSet, pad_histories
 
 __all__ = ["EvalSet", "FeatureTable", "IdMap", "Interactions", "PairSet", "pad_histories", "auto_feature_columns",
@@ -47,7 +48,7 @@ def build_feature_table(frame: pl.DataFrame, id_map: IdMap, id_column: str, colu
     vocabularies, stats = {}, {}
     for name in columns:
         if name not in frame.columns:
-            raise ValueError(f"feature column {name!r} not found; columns are {frame.columns}")
+            raise ConfigError(f"feature column {name!r} not found; columns are {frame.columns}")
         series = frame[name]
         if series.dtype.is_numeric():
             values = series.cast(pl.Float64).to_numpy()

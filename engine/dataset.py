@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
+from recengine.errors import ConfigError, DataError
 from recengine.config import PipelineConfig
 from recengine.data import IdMap, auto_feature_columns, build_feature_table, build_interactions
 from recengine.training_data import PreparedData
@@ -16,7 +17,7 @@ def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str
     train = config.train
     split = store.split(train.protocol, seed=train.split_seed, fold=train.fold, folds=train.folds)
     if split.height == 0:
-        raise ValueError(f"store {store.path} has no events to train on; ingest some first")
+        raise DataError(f"store {store.path} has no events to train on; ingest some first")
     users_frame = store.latest("users")
     items_frame = store.latest("items")
     users = IdMap(sorted(users_frame["user_id"].to_list()))
@@ -25,7 +26,7 @@ def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str
     interactions = build_interactions(split, users, items, train.protocol, weights, train.weight_by_value,
                                       config.model.max_history)
     if interactions.items.size == 0:
-        raise ValueError("the split left no training events")
+        raise DataError("the split left no training events")
     user_columns = _columns(config.model.user_features, users_frame, "user_id")
     item_columns = _columns(config.model.item_features, items_frame, "item_id")
     vectors = {name: store.read_vectors(name) for name in required_vectors(config)}
@@ -49,7 +50,7 @@ def _columns(requested: list[str] | str, frame: pl.DataFrame, id_column: str) ->
         return auto_feature_columns(frame, id_column)
     missing = [c for c in requested if c not in frame.columns]
     if missing:
-        raise ValueError(f"feature column(s) {missing} not in the store; available: {frame.columns}")
+        raise ConfigError(f"feature column(s) {missing} not in the store; available: {frame.columns}")
     return list(requested)
 
 

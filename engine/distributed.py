@@ -22,6 +22,7 @@ from typing import Any
 
 from safetensors.torch import load_file
 
+from recengine.errors import ClusterError, ConfigError
 from recengine.components import EngineError
 from recengine.config import PipelineConfig
 from recengine.pipeline import TrainedPipeline, finish_pipeline, prepare_training
@@ -72,12 +73,12 @@ def check_address(address: str | None, timeout: float = 3.0) -> None:
     target = address.removeprefix("ray://")
     host, _, port = target.rpartition(":")
     if not host or not port.isdigit():
-        raise ConnectionError(f"Ray address {address!r} is not auto, host:port or ray://host:port")
+        raise ClusterError(f"Ray address {address!r} is not auto, host:port or ray://host:port")
     try:
         with socket.create_connection((host, int(port)), timeout=timeout):
             return
     except OSError as exc:
-        raise ConnectionError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+        raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
 
 
 def check_resources(workers: int, cpus_per_worker: float, gpus_per_worker: float) -> None:
@@ -106,9 +107,9 @@ def train_on_ray(store_path: str | Path, config: PipelineConfig, models: str | P
     from ray.train.torch import TorchTrainer
 
     if workers < 1:
-        raise ValueError(f"workers must be at least 1, got {workers}")
+        raise ConfigError(f"workers must be at least 1, got {workers}")
     if gpus_per_worker > 0 and config.train.device == "cpu":
-        raise ValueError("--gpus-per-worker needs a CUDA device; drop --device cpu")
+        raise ConfigError("--gpus-per-worker needs a CUDA device; drop --device cpu")
     data, snapshot_version = prepare_training(store_path, config)
     check_address(address)
     init_ray(address)

@@ -48,3 +48,7 @@ class UnknownComponentError(NotFoundError):
 
 class DuplicateComponentError(EngineError, ValueError):
     """A plugin registered a component name another plugin already owns."""
+
+
+class ClusterError(EngineError, ConnectionError):
+    """A Ray cluster that cannot be reached or used (a bad address, no such cluster)."""

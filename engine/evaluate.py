@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 import torch
 
+from recengine.errors import DataError
 from recengine.metrics import per_user_metric, ranking_metrics, rating_metrics, topk_from_scores
 from recengine.training_data import EvalSet, Interactions, PairSet, PreparedData, pad_histories
 
@@ -75,7 +76,7 @@ def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = 
                     batch_size: int = 512, per_user: str | None = None) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
     """Mean metrics @ks; with ``per_user="ndcg@10"`` also the per-user values (paired tests)."""
     if len(eval_set) == 0:
-        raise ValueError("the evaluation split is empty: no user has held-out events")
+        raise DataError("the evaluation split is empty: no user has held-out events")
     top = _topk(score_fn, eval_set, max(ks), masked, batch_size)
     metrics = ranking_metrics(top, eval_set.positives, ks)
     if per_user:
@@ -107,7 +108,7 @@ def predict_pairs(model, pairs: PairSet, batch_size: int = 2048) -> np.ndarray: 
 def evaluate_ratings(model, pairs: PairSet | None, batch_size: int = 2048) -> dict[str, float]:  # type: ignore[no-untyped-def]
     """RMSE and MAE of predicted vs actual values (P-rating)."""
     if pairs is None or len(pairs) == 0:
-        raise ValueError("the rating evaluation split is empty")
+        raise DataError("the rating evaluation split is empty")
     return rating_metrics(predict_pairs(model, pairs, batch_size), pairs.values)
 
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from recengine.errors import NotFoundError
 from recengine.bundle import resolve_bundle
 from recengine.feature_store.snapshot import default_root
 
@@ -94,20 +95,20 @@ def resolve_targets(project: str | Path, domains: list[str] | None) -> list[Doma
     """Bundle and snapshot of each domain; raise naming the command that creates a missing one."""
     names = domains or find_domains(project)
     if not names:
-        raise LookupError(f"no prepared domains under {project}; run "
+        raise NotFoundError(f"no prepared domains under {project}; run "
                           f"`recengine quickstart --domains {','.join(ALL_DOMAINS)} --project {project}`")
     targets = []
     for domain in names:
         paths = domain_paths(project, domain)
         try:
             bundle = resolve_bundle(domain, paths["models"])
-        except LookupError:
-            raise LookupError(
+        except NotFoundError:
+            raise NotFoundError(
                 f"domain {domain!r} has no trained bundle under {paths['models']}; create one with "
                 f"`recengine quickstart --domains {domain} --project {project}` (or `recengine train "
                 f"--store {paths['store']} --models {paths['models']} --domain {domain}`)") from None
         if not (paths["snapshots"] / "CURRENT").exists():
-            raise LookupError(f"domain {domain!r} has no published snapshot under {paths['snapshots']}; run "
+            raise NotFoundError(f"domain {domain!r} has no published snapshot under {paths['snapshots']}; run "
                               f"`recengine store publish --store {paths['store']}`")
         targets.append(DomainTarget(domain, bundle.resolve(), paths["snapshots"].resolve()))
     return targets

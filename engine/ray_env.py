@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from typing import Any
 
+from recengine.errors import ClusterError
+
 
 def ray_environment() -> None:
     """Defaults for local clusters: no usage stats, and token auth stated explicitly
@@ -29,7 +31,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: 
         try:
             ray.init(address=address, **options)
         except (ConnectionError, RuntimeError, ValueError) as exc:
-            raise ConnectionError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
+            raise ClusterError(f"cannot reach the Ray cluster at {address!r}: {exc}") from None
         return
     # "local": start our own instance even where other Ray clusters run on this machine
     # (ray.init would otherwise join the newest one and refuse num_cpus)

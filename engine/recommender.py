@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from recengine.errors import NotFoundError, RequestError
 from recengine.bundle import Bundle, load_bundle
 from recengine.catalog import assemble_catalog
 from recengine.components import Candidates, Encoded, RankContext, Ranker, SegmentPopularity
@@ -113,12 +114,9 @@ class Request:
 
 
 def build_rankers(refs: list[ComponentRef]) -> list[Ranker]:
+    """The ranker chain, in config order."""
     manager = get_plugin_manager()
-    rankers = []
-    for ref in refs:
-        ranker_class = manager.get("rankers", ref.name)
-        rankers.append(ranker_class(ranker_class.Config(**ref.params)))
-    return rankers
+    return [manager.build("rankers", ref, where=f"ranking.rankers[{i}]") for i, ref in enumerate(refs)]
 
 
 _THREAD_POOLS: ThreadpoolController | None = None
@@ -382,7 +380,7 @@ class Recommender:
     def _recommend_many(self, requests: list[Request]) -> list[Recommendations]:
         for request in requests:
             if request.k < 1:
-                raise ValueError(f"k must be at least 1, got {request.k}")
+                raise RequestError(f"k must be at least 1, got {request.k}")
         looked_up = [self.user_history(r.user_id) for r in requests]
         known = [i for i, history in enumerate(looked_up) if history.known]
         scored = dict(zip(known, self._score_batch([requests[i].user_id for i in known],
@@ -405,7 +403,7 @@ class Recommender:
         )
         for ranker in self.rankers:
             candidates = ranker.rank(candidates, context)
-        candidates = candidates.take(np.arange(min(request.k, len(candidates))))
+        candidates = candidates.head(request.k)
         if not request.explain:
             reasons: list[list[str]] = [[] for _ in range(len(candidates))]
         elif scored is None:  # nothing from the model: the rankers' reasons ("popular") alone
@@ -422,7 +420,7 @@ class Recommender:
         """Items whose representations are closest (cosine) to ``item_id``'s."""
         index = self.item_index.get(item_id)
         if index is None:
-            raise KeyError(f"unknown item {item_id!r}")
+            raise NotFoundError(f"unknown item {item_id!r}")
         with self._thread_limit():
             similarity = self.catalog.vectors @ self.catalog.vectors[index]
         similarity[[0, index]] = -np.inf

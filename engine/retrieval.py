@@ -23,7 +23,7 @@ from typing import Literal, Protocol, get_args
 
 import numpy as np
 
-from recengine.errors import ConfigError
+from recengine.errors import ConfigError, DataError
 
 RetrievalKind = Literal["auto", "exact", "ivf"]
 RETRIEVAL_KINDS: tuple[str, ...] = get_args(RetrievalKind)
@@ -151,7 +151,7 @@ def build_index(kind: RetrievalKind, matrix: np.ndarray, queries: np.ndarray | N
     if kind == "exact":
         return ExactIndex(matrix)
     if queries is None or not len(queries):
-        raise ValueError("IVF retrieval needs query vectors to calibrate on (no known users)")
+        raise DataError("IVF retrieval needs query vectors to calibrate on (no known users)")
     if not auto:
         return IVFIndex.build(matrix, queries, n, target_recall)
     index = IVFIndex.build(matrix, queries, n, target_recall, max_probed_share=IVF_MAX_PROBED_SHARE)

@@ -39,6 +39,8 @@ import numpy.typing as npt
 import polars as pl
 from pydantic import BaseModel, ConfigDict
 
+from recengine.errors import ConfigError
+
 IntArray = npt.NDArray[np.int64]
 FloatArray = npt.NDArray[np.float64]
 
@@ -87,7 +89,7 @@ def check_positive(**sizes: int) -> None:
     """Raise ``ValueError`` unless every named size is a positive integer."""
     for name, value in sizes.items():
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value <= 0:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+            raise ConfigError(f"{name} must be a positive integer, got {value!r}")
 
 
 def make_ids(prefix: str, n: int, width: int = 7) -> pl.Series:

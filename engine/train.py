@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
+from recengine.errors import ConfigError
 from recengine.components import seed_everything
 from recengine.config import PipelineConfig
 from recengine.evaluate import validation_score
@@ -213,7 +214,7 @@ def mixed_precision(precision: str, device: torch.device) -> tuple[Callable[[], 
     are slow, and bf16 is the CPU choice.
     """
     if precision == "fp16" and device.type != "cuda":
-        raise ValueError(f"precision 'fp16' needs a CUDA device (this run uses {device}); use 'bf16' or 'fp32'")
+        raise ConfigError(f"precision 'fp16' needs a CUDA device (this run uses {device}); use 'bf16' or 'fp32'")
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(precision)
 
     def autocast() -> Any:
@@ -309,7 +310,7 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     autocast, scaler = mixed_precision(settings.precision, device)
     mode = training_mode(config, model)
     if mode == "sequence" and not model.user_encoder.produces_sequence:
-        raise ValueError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
+        raise ConfigError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
     history_length = config.model.max_history if model.user_encoder.uses_history else 0
     batches = SequenceBatches(data, config.model.max_history) if mode == "sequence" else PairBatches(
         data, history_length)

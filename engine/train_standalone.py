@@ -21,6 +21,7 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
+from recengine.errors import DataError, EngineError
 from recengine.config import PipelineConfig
 from recengine.evaluate import run_metrics
 from recengine.model import resolve_device
@@ -34,7 +35,7 @@ def run(snapshot: str | Path, out: str | Path | None = None, overrides: dict | N
     source = Path(snapshot)
     config_path = source / "config.json"
     if not config_path.exists():
-        raise FileNotFoundError(f"{config_path} is missing: export with `recengine train ... --export-snapshot DIR`")
+        raise DataError(f"{config_path} is missing: export with `recengine train ... --export-snapshot DIR`")
     config = PipelineConfig.model_validate_json(config_path.read_text()).with_overrides(
         {k: v for k, v in (overrides or {}).items() if v is not None})
     data = load_training_data(source)
@@ -64,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         metrics = run(args.snapshot, args.out, {"train.device": args.device, "train.precision": args.precision,
                                                 "train.epochs": args.epochs}, progress=not args.quiet)
-    except (FileNotFoundError, ValueError) as exc:  # not a snapshot, a bad config or device: say which
+    except EngineError as exc:  # not a snapshot, a bad config or device: say which
         print(f"error: {exc}", file=sys.stderr)
         return 2
     test = metrics["test"]

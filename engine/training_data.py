@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from recengine.errors import DataError
 from recengine.components import FeatureSpec
 
 if TYPE_CHECKING:
@@ -208,11 +209,11 @@ def load_training_data(directory: str | Path) -> PreparedData:
     source = Path(directory)
     manifest_path = source / "manifest.json"
     if not manifest_path.exists():
-        raise FileNotFoundError(f"{source} is not a training snapshot: no manifest.json "
+        raise DataError(f"{source} is not a training snapshot: no manifest.json "
                                 "(write one with `recengine train --export-snapshot DIR`)")
     manifest = json.loads(manifest_path.read_text())
     if manifest.get("format") != SNAPSHOT_FORMAT:
-        raise ValueError(f"{manifest_path}: format {manifest.get('format')!r}, expected {SNAPSHOT_FORMAT!r}")
+        raise DataError(f"{manifest_path}: format {manifest.get('format')!r}, expected {SNAPSHOT_FORMAT!r}")
     events = pq.read_table(source / "interactions.parquet")
     inter = {name: _array(events[name]) for name in events.column_names}
     eval_sets = {}

@@ -8,6 +8,7 @@ from typing import Callable
 import numpy as np
 import polars as pl
 
+from recengine.errors import ConfigError
 from recengine.feature_store import FeatureStore
 from recengine.feature_store.errors import IngestError
 
@@ -18,7 +19,7 @@ def item_texts(frame: pl.DataFrame, fields: list[str]) -> list[str]:
     """One text per item: the fields joined by '. ' (lists by ', '), missing values skipped."""
     missing = [f for f in fields if f not in frame.columns]
     if missing:
-        raise ValueError(f"text field(s) {missing} not in the items table; columns: {frame.columns}")
+        raise ConfigError(f"text field(s) {missing} not in the items table; columns: {frame.columns}")
     parts = []
     for field in fields:
         series = frame[field]

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from recengine import distributed
 from recengine.cli import cli
 from recengine.config import PipelineConfig
-from recengine import distributed
 from recengine.distributed import DistributedTrainingError, train_on_ray
 from recengine.distributed import worker_loop as engine_worker_loop
 from recengine.pipeline import train_pipeline

@@ -11,10 +11,10 @@ import polars as pl
 
 from recengine.config import PipelineConfig
 from recengine.dataset import prepare
+from recengine.feature_store import FeatureStore
 from recengine.plugin_manager import get_plugin_manager
 from recengine.project import domain_config, domain_paths, resolve_targets
 from recengine.recommender import Recommender
-from recengine.feature_store import FeatureStore
 
 
 def _recommender(project: Path, domain: str) -> Recommender:
@@ -108,7 +108,8 @@ def test_video_genre_diversity(project: Path) -> None:
     recommender = _recommender(project, "video")
     for user in recommender.bundle.users.ids[:20]:
         top = recommender.recommend(user, 10)
-        counts = Counter(g for r in top for g in set(recommender.catalog.columns["genres"][recommender.item_index[r.item_id]]))
+        genres = recommender.catalog.columns["genres"]
+        counts = Counter(g for r in top for g in set(genres[recommender.item_index[r.item_id]]))
         assert len(counts) >= 3
 
 

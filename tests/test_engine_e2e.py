@@ -16,10 +16,10 @@ from recengine.bundle import list_bundles, load_bundle
 from recengine.cli import cli
 from recengine.config import ComponentRef, PipelineConfig
 from recengine.dataset import prepare
+from recengine.feature_store import FeatureStore
 from recengine.pipeline import evaluate_bundle, train_pipeline
 from recengine.recommender import Recommender
 from recengine.train import train
-from recengine.feature_store import FeatureStore
 from tests.conftest import MF_OVERRIDES, generated_shop
 
 MF = {**MF_OVERRIDES, "train.batch_size": 512}

@@ -205,7 +205,7 @@ def test_topk_matches_brute_force_full_sort_with_ties_and_exclusion(
     if not use_torch:
         monkeypatch.setattr(metrics_module, "torch", None)
     rng = np.random.default_rng(2)
-    for trial in range(20):
+    for _ in range(20):
         b, n = int(rng.integers(1, 30)), int(rng.integers(30, 200))
         k = int(rng.integers(1, 20))
         # Small integer scores -> lots of ties, including at the k-th position.

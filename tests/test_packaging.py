@@ -22,7 +22,8 @@ SOURCE_FOLDERS = {"engine": "recengine", "plugins": "recengine/plugins", "featur
 def wheel_names(tmp_path_factory: pytest.TempPathFactory) -> set[str]:
     out = tmp_path_factory.mktemp("wheel")
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet", "-w", str(out), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--quiet",
+         "-w", str(out), str(ROOT)],
         capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, f"pip wheel failed:\n{build.stdout}\n{build.stderr}"

@@ -144,7 +144,8 @@ BASES = (nn.Module, object)
 
 def public_members(cls: type) -> list[str]:
     """Dataclass fields and the names a class defines itself (not inherited from torch or object)."""
-    names = [f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")] if dataclasses.is_dataclass(cls) else []
+    names = ([f.name for f in dataclasses.fields(cls) if not f.name.startswith("_")]
+             if dataclasses.is_dataclass(cls) else [])
     names += [name for name in vars(cls) if not name.startswith("_") and name not in names]
     return sorted(set(names) - {name for base in BASES for name in vars(base)})
 

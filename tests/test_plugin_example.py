@@ -26,12 +26,19 @@ from click.testing import CliRunner
 
 import recengine
 from recengine import Domain, hookimpl
-from recengine.cli import cli
-from recengine.cli import plugins_cmd
+from recengine.cli import cli, plugins_cmd
 from recengine.components import Candidates, Encoded, Interactor, Ranker
 from recengine.plugin_manager import PluginManager, UnknownComponentError, get_plugin_manager, reset_plugin_manager
-from recengine.testing import check_encoder, check_interactor, check_plugin, check_ranker, make_catalog, rank_contexts, sample_candidates
 from recengine.plugins.domains import ecommerce
+from recengine.testing import (
+    check_encoder,
+    check_interactor,
+    check_plugin,
+    check_ranker,
+    make_catalog,
+    rank_contexts,
+    sample_candidates,
+)
 from tests.conftest import generated_shop
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -142,7 +149,8 @@ def test_plugin_raising_on_import_is_reported_and_contained(fake_site: Path) -> 
 def test_duplicate_name_is_reported_and_nothing_of_that_plugin_registers(fake_site: Path) -> None:
     manager = loaded()
     steal = by_name(manager)["acme_steal"]
-    assert "DuplicateComponentError: ranker 'topk' is already registered by recengine.plugins.rankers.filters" in steal.error
+    assert ("DuplicateComponentError: ranker 'topk' is already registered by "
+            "recengine.plugins.rankers.filters") in steal.error
     assert "fine" not in manager.names("rankers")  # all or nothing: its other ranker is not half-registered
     assert manager.registry.components["rankers"]["topk"][1] == "recengine.plugins.rankers.filters"
 

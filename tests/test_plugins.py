@@ -23,13 +23,16 @@ def manager() -> PluginManager:
 def test_builtins_register_every_family(manager: PluginManager) -> None:
     assert manager.names("encoders") == ["dense", "ease", "text", "transformer"]
     assert manager.names("interactors") == ["attention", "dot"]
-    assert manager.names("rankers") == ["diversity", "exclude-seen", "freshness", "friends-of-friends", "popularity-fallback", "topk"]
+    assert manager.names("rankers") == [
+        "diversity", "exclude-seen", "freshness", "friends-of-friends", "popularity-fallback", "topk",
+    ]
     assert manager.names("domains") == ["ecommerce", "news", "social", "video"]
     assert all(info.error is None for info in manager.plugins)
 
 
 def test_unknown_component_lists_known_names(manager: PluginManager) -> None:
-    with pytest.raises(UnknownComponentError, match="unknown encoder 'gru'; known encoders: dense, ease, text, transformer"):
+    with pytest.raises(UnknownComponentError,
+                       match="unknown encoder 'gru'; known encoders: dense, ease, text, transformer"):
         manager.get("encoders", "gru")
 
 

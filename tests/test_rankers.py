@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import copy
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from recengine.components import Candidates, Catalog, Ranker, RankContext
+from recengine.components import Candidates, Catalog, RankContext, Ranker
 from recengine.plugin_manager import PluginManager
 from recengine.plugins.rankers.diversity import Diversity
 from recengine.plugins.rankers.filters import ExcludeSeen, TopK
@@ -345,7 +345,7 @@ def test_freshness_negative_scores_do_not_invert_the_order():
 def test_freshness_now_defaults_to_the_newest_item_and_accepts_aware_times():
     cands = candidates([20, 19, 18])
     without_now = Freshness().rank(cands, context(now=None))
-    aware = NEWEST.replace(tzinfo=timezone.utc).astimezone(timezone(timedelta(hours=2)))
+    aware = NEWEST.replace(tzinfo=UTC).astimezone(timezone(timedelta(hours=2)))
     with_now = Freshness().rank(cands, context(now=aware))
     np.testing.assert_allclose(without_now.scores, with_now.scores)
     assert with_now.reasons[1][-1] == "fresh: published 12h ago"

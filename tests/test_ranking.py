@@ -7,7 +7,7 @@ included, is one value; None and NaN are no value".
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 
 import numpy as np
 import pytest
@@ -181,7 +181,7 @@ def test_min_max_normalise_constant_scores_are_all_one() -> None:
 
 
 def test_as_utc_takes_naive_times_as_utc() -> None:
-    assert as_utc(datetime(2024, 3, 1, 12)) == datetime(2024, 3, 1, 12, tzinfo=timezone.utc)
+    assert as_utc(datetime(2024, 3, 1, 12)) == datetime(2024, 3, 1, 12, tzinfo=UTC)
     paris = timezone(timedelta(hours=1))
     converted = as_utc(datetime(2024, 3, 1, 12, tzinfo=paris))
-    assert converted.tzinfo == timezone.utc and converted.hour == 11
+    assert converted.tzinfo == UTC and converted.hour == 11

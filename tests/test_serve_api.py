@@ -9,7 +9,7 @@ from fastapi.testclient import TestClient
 
 from recengine.project import domain_paths, resolve_targets
 from recengine.serve.api import build_api
-from recengine.serve.service import RecommendService
+from recengine.serve.service import NotReady, RecommendService
 
 
 def _client(project: Path, domain: str) -> tuple[TestClient, RecommendService]:
@@ -72,7 +72,8 @@ def test_filters_and_exclude(shop) -> None:  # type: ignore[no-untyped-def]
         "filters": {"category": [category]}, "exclude": [first[0]["item_id"]]}}).json()
     ids = [i["item_id"] for i in body["items"]]
     assert first[0]["item_id"] not in ids
-    assert all(service.recommender.catalog.columns["category"][service.recommender.item_index[i]] == category for i in ids)
+    categories = service.recommender.catalog.columns["category"]
+    assert all(categories[service.recommender.item_index[i]] == category for i in ids)
 
 
 def test_similar_health_model_and_docs(shop) -> None:  # type: ignore[no-untyped-def]
@@ -97,7 +98,7 @@ def test_service_without_model_is_503_not_500() -> None:
     assert client.get("/health").status_code == 503
     response = client.post("/recommend", json={"user_id": "u1"})
     assert response.status_code == 503 and "no model loaded" in response.json()["detail"]
-    with pytest.raises(Exception):
+    with pytest.raises(NotReady):
         service.check_health()
 
 

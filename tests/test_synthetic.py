@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from functools import lru_cache
+from functools import cache
 from types import ModuleType
 
 import numpy as np
@@ -26,7 +26,7 @@ START = syn.SPAN_START
 END = syn.SPAN_END
 
 
-@lru_cache(maxsize=None)
+@cache
 def generated(name: str, seed: int = 0):
     users, items, events = SIZES[name]
     return DOMAINS[name].generate(users=users, items=items, events=events, seed=seed)

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 
 from recengine.cli import cli
 from recengine.config import PipelineConfig
+from recengine.feature_store import FeatureStore
 from recengine.pipeline import train_pipeline
 from recengine.recommender import Recommender
-from recengine.feature_store import FeatureStore
 from tests.conftest import generated_shop
 
 text = pytest.importorskip("recengine.plugins.encoders.text")
@@ -87,7 +87,8 @@ def test_vectors_ingest_validates(shop: Path, tmp_path: Path) -> None:
         ids = fs.latest("items")["item_id"].to_list()[:3]
     good = tmp_path / "image.parquet"
     pl.DataFrame({"item_id": ids, "vector": [[0.1, 0.2]] * 3}).write_parquet(good)
-    assert CliRunner().invoke(cli, ["vectors", "ingest", str(good), "--vector", "image", "--store", store]).exit_code == 0
+    result = CliRunner().invoke(cli, ["vectors", "ingest", str(good), "--vector", "image", "--store", store])
+    assert result.exit_code == 0
     cases = {
         "unknown.parquet": (pl.DataFrame({"item_id": ["zzz"], "vector": [[0.1, 0.2]]}), "not in the store"),
         "dims.parquet": (pl.DataFrame({"item_id": ids[:1], "vector": [[0.1, 0.2, 0.3]]}), "dimension 2"),
@@ -96,7 +97,9 @@ def test_vectors_ingest_validates(shop: Path, tmp_path: Path) -> None:
     }
     for name, (frame, fragment) in cases.items():
         frame.write_parquet(tmp_path / name)
-        result = CliRunner().invoke(cli, ["vectors", "ingest", str(tmp_path / name), "--vector", "image", "--store", store])
+        result = CliRunner().invoke(
+            cli, ["vectors", "ingest", str(tmp_path / name), "--vector", "image", "--store", store]
+        )
         assert result.exit_code == 1 and fragment in result.output, (name, result.output)
     np.savez(tmp_path / "v.npz", ids=np.array(ids), vectors=np.ones((3, 2)))
     assert CliRunner().invoke(cli, ["vectors", "ingest", str(tmp_path / "v.npz"), "--vector", "image",

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from recengine.cli import cli
 from recengine.config import PipelineConfig
 from recengine.dataset import prepare
+from recengine.feature_store import FeatureStore
 from recengine.train import train
 from recengine.training_data import export_training_data, load_training_data
-from recengine.feature_store import FeatureStore
 from tests.conftest import MF_OVERRIDES, generated_shop
 
 # Imports the standalone run must never need: the GPU machine may not have them.
@@ -67,7 +67,8 @@ def test_standalone_training_without_polars_duckdb_or_ray(shop: Path, tmp_path: 
              "--device", "cpu", "--export-snapshot", str(snapshot)]
     result = CliRunner().invoke(cli, ["train", *flags, "--json"])
     assert result.exit_code == 0, result.output
-    assert {"manifest.json", "config.json", "interactions.parquet", "valid.parquet"} <= {p.name for p in snapshot.iterdir()}
+    expected = {"manifest.json", "config.json", "interactions.parquet", "valid.parquet"}
+    assert expected <= {p.name for p in snapshot.iterdir()}
 
     done = subprocess.run([sys.executable, "-c", BLOCKER, str(snapshot), "--quiet", "--precision", "bf16"],
                           capture_output=True, text=True, timeout=300, cwd=Path(__file__).parents[1])

@@ -1,6 +1,7 @@
 """Train and test one recengine pipeline from ``benchmarks/quality.py`` for the peer harness.
 
-Started by ``benchmarks/peers/recbole.py`` in a process of its own (so its peak memory is
+Started by ``benchmarks/peers/vs_recbole.py`` as ``python -m benchmarks.peers.ours_runner`` (it
+imports ``benchmarks.quality``) in a process of its own (so its peak memory is
 its own), on the same store and split the RecBole files were written from. The result goes
 to ``--out`` as JSON in the same shape as ``recbole_runner.py``'s.
 """
@@ -10,17 +11,14 @@ from __future__ import annotations
 import argparse
 import json
 import resource
-import sys
 from pathlib import Path
 
+import torch
+
+from benchmarks.quality import PIPELINES
+from recengine.pipeline import train_pipeline
+
 REPO = Path(__file__).resolve().parents[2]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-sys.path.insert(0, str(REPO))
-
-import torch  # noqa: E402
-
-from benchmarks.quality import PIPELINES  # noqa: E402
-from recengine.pipeline import train_pipeline  # noqa: E402
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """Train and test one RecBole model on benchmark files; runs inside RecBole's own environment.
 
-``benchmarks/peers/recbole.py`` starts this file with the isolated environment's Python,
+``benchmarks/peers/vs_recbole.py`` starts this file with the isolated environment's Python,
 once per model, so each run's peak memory is its own. It prints nothing the harness needs:
 the result goes to ``--out`` as JSON (test metrics, per-epoch training seconds, time to the
 best epoch, peak RSS). ``--cap-seconds`` is a wall-clock training budget checked after each
@@ -10,17 +10,11 @@ same rule recengine's ``train.max_minutes`` applies.
 
 from __future__ import annotations
 
+import argparse
+import json
 import os
-import sys
-
-# This directory holds recbole.py (the harness); drop it so ``import recbole`` finds the package.
-_HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
-
-import argparse  # noqa: E402
-import json  # noqa: E402
-import resource  # noqa: E402
-import time  # noqa: E402
+import resource
+import time
 
 
 class BudgetSpent(Exception):
@@ -30,7 +24,8 @@ class BudgetSpent(Exception):
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--model", required=True)
-    parser.add_argument("--data-path", required=True, help="folder holding <dataset>/<dataset>.{train,valid,test}.inter")
+    parser.add_argument("--data-path", required=True,
+                        help="folder holding <dataset>/<dataset>.{train,valid,test}.inter")
     parser.add_argument("--dataset", required=True)
     parser.add_argument("--config", default="{}", help="JSON dict of RecBole settings")
     parser.add_argument("--cap-seconds", type=float, default=0.0)

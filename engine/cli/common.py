@@ -27,15 +27,15 @@ def print_json(value: Any) -> None:
 
 @contextlib.contextmanager
 def friendly_errors() -> Iterator[None]:
-    """Show expected errors (bad input, locked store, unknown names, an unreachable cluster)
-    as one clear line on stderr and exit 1; anything else keeps its traceback."""
-    from recengine.components import EngineError
+    """Show recengine's own errors (``EngineError``: bad config, input or request, unknown
+    names, an unreachable cluster; ``StoreError``: bad files, a locked store) as one clear
+    line on stderr and exit 1. Anything else is a bug and keeps its traceback, so a stray
+    ``ValueError`` or ``KeyError`` is never passed off as the user's mistake."""
+    from recengine.errors import EngineError
     from recengine.feature_store.errors import StoreError
 
     try:
         yield
-    except (StoreError, LookupError, ValueError, EngineError, ConnectionError) as exc:
-        if isinstance(exc, click.ClickException):
-            raise
+    except (StoreError, EngineError) as exc:
         err_console.print(f"[bold red]Error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -6,6 +6,7 @@ import time
 
 import click
 
+from recengine.errors import ConfigError
 from recengine.cli.common import console, friendly_errors
 
 
@@ -33,7 +34,7 @@ def generate(domain: str, users: int, items: int, events: int, seed: int, out: s
     with friendly_errors():
         preset = get_plugin_manager().domain(domain)
         if preset.generate is None:
-            raise ValueError(f"domain {domain!r} has no synthetic data generator")
+            raise ConfigError(f"domain {domain!r} has no synthetic data generator")
         started = time.perf_counter()
         with console.status(f"Generating {events:,} {domain} events..."):
             generated = preset.generate(users, items, events, seed)

@@ -9,6 +9,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from recengine.errors import NotFoundError
 from recengine.cli.common import console, friendly_errors, json_option, print_json, store_option
 from recengine.feature_store.protocols import PROTOCOLS
 from recengine.retrieval import RETRIEVAL_KINDS
@@ -198,7 +199,7 @@ def recommend(user_id: str, k: int, model: str | None, models_dir: str, snapshot
         if model is None:
             bundles = list_bundles(models_dir)
             if not bundles:
-                raise LookupError(f"no model bundles under {models_dir}; train one with `recengine train`")
+                raise NotFoundError(f"no model bundles under {models_dir}; train one with `recengine train`")
             model = bundles[-1]["path"]
         recommender = Recommender.load(model, models_dir, snapshot, retrieval=retrieval)
         items = recommender.recommend(user_id, k, exclude=list(exclude))

@@ -46,11 +46,12 @@ def build(store_path: str, name: str, fields: str | None, encoder: str, batch_si
 
 
 def _domain_fields(schema_name: str) -> list[str]:
+    from recengine.errors import NotFoundError
     from recengine.plugin_manager import get_plugin_manager
 
     try:
         return list(get_plugin_manager().domain(schema_name).text_fields)
-    except LookupError:
+    except NotFoundError:  # a store whose schema names no registered domain
         return ["title"]
 
 

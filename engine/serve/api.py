@@ -1,8 +1,9 @@
 """The HTTP API of one domain, as a FastAPI app.
 
 The same app runs behind Ray Serve (``recengine.serve.deployment``) and directly in tests.
-Client mistakes get 4xx with a reason (422 validation, 404 unknown item), a service that
-has no model yet gets 503, and an unknown user gets the popularity fallback (200).
+Client mistakes get 4xx with a reason (422 validation or a ``RequestError``, 404 unknown
+item), a service that has no model yet gets 503, and an unknown user gets the popularity
+fallback (200). Any other exception is a bug: FastAPI answers 500 and the server logs it.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Awaitable, Callable
 from fastapi import FastAPI, HTTPException, Path, Query
 from fastapi.responses import JSONResponse
 
+from recengine.errors import NotFoundError, RequestError
 from recengine.serve.schemas import MAX_K, Health, ModelInfo, RecommendedItem, RecommendRequest, RecommendResponse
 from recengine.serve.service import NotReady, RecommendService
 
@@ -37,7 +39,7 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         """Top-k items for a user, with scores and reasons; unknown users get popular items."""
         try:
             return await answer(request)
-        except ValueError as exc:  # e.g. a filter on a column the catalogue lacks
+        except RequestError as exc:  # e.g. a filter on a column the catalogue lacks
             raise HTTPException(status_code=422, detail=str(exc)) from None
 
     @app.get("/similar/{item_id}", response_model=list[RecommendedItem])
@@ -45,8 +47,8 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         """Items closest to ``item_id`` in the model's item space."""
         try:
             return get_service().similar(item_id, k)
-        except KeyError:
-            raise HTTPException(status_code=404, detail=f"unknown item {item_id!r}") from None
+        except NotFoundError as exc:
+            raise HTTPException(status_code=404, detail=str(exc)) from None
 
     @app.get("/health", response_model=Health)
     async def health() -> JSONResponse:

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from recengine.errors import EngineError
 from recengine.recommender import Recommender, Request
 from recengine.serve.schemas import Health, ModelInfo, RecommendedItem, RecommendRequest, RecommendResponse
 
@@ -23,7 +24,7 @@ class ServeConfig(BaseModel):
         None, description="Published version at deploy time; a new value makes replicas reload the snapshot.")
 
 
-class NotReady(RuntimeError):
+class NotReady(EngineError):
     """The service has no model loaded yet (health check fails, requests get 503)."""
 
 

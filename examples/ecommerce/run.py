@@ -19,11 +19,11 @@ import polars as pl
 from rich.console import Console
 from rich.table import Table
 
+from recengine.feature_store import FeatureStore
 from recengine.pipeline import train_pipeline
 from recengine.plugin_manager import get_plugin_manager
 from recengine.project import domain_config
 from recengine.recommender import Recommender
-from recengine.feature_store import FeatureStore
 
 DOMAIN = "ecommerce"
 console = Console(width=120)  # fixed width: tables read the same in a terminal or a log

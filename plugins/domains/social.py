@@ -16,6 +16,7 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
+from recengine.errors import ConfigError
 from recengine import Domain, SyntheticData, hookimpl
 from recengine import synthetic as syn
 from recengine.feature_store.schema import ColumnType, StoreSchema
@@ -220,7 +221,7 @@ def _split(users: int, items: int, events: int) -> tuple[int, int]:
     follow_room = users * (users - 1) // 2
     like_room = (users - 1) * items // 2
     if events > follow_room + like_room:
-        raise ValueError(
+        raise ConfigError(
             f"social: {events} events do not fit {users} users and {items} posts; follows and "
             f"likes are unique, so at most {follow_room + like_room} events"
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from recengine.errors import ConfigError
 from recengine import hookimpl
 from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
 
@@ -54,7 +55,7 @@ class DenseEncoder(Encoder):
         if self.use_history:
             width += context.dim
         if width == 0:
-            raise ValueError("dense encoder has no inputs: enable use_ids, use_features or use_history")
+            raise ConfigError("dense encoder has no inputs: enable use_ids, use_features or use_history")
         layers: list[nn.Module] = []
         for size in config.hidden:
             layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(config.dropout)]

@@ -17,6 +17,7 @@ import torch
 from pydantic import Field
 from torch import Tensor
 
+from recengine.errors import ConfigError
 from recengine import hookimpl
 from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
 
@@ -35,7 +36,7 @@ class EaseEncoder(Encoder):
         super().__init__(context, config)
         size = context.num_items + 1
         if context.num_items > config.max_items:
-            raise ValueError(f"ease needs a dense {context.num_items}² item matrix; the catalogue exceeds "
+            raise ConfigError(f"ease needs a dense {context.num_items}² item matrix; the catalogue exceeds "
                              f"max_items={config.max_items}: use the dense or transformer encoders instead")
         self.size = size
         if context.role == "item":

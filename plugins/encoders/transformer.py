@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from recengine.errors import ConfigError
 from recengine import hookimpl
 from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
 
@@ -29,7 +30,7 @@ class Block(nn.Module):
     def __init__(self, dim: int, heads: int, dropout: float, ffn_multiplier: int) -> None:
         super().__init__()
         if dim % heads:
-            raise ValueError(f"dim {dim} is not divisible by heads {heads}")
+            raise ConfigError(f"dim {dim} is not divisible by heads {heads}")
         self.heads = heads
         self.norm1 = nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
@@ -62,7 +63,7 @@ class TransformerEncoder(Encoder):
     def __init__(self, context: EncoderContext, config: TransformerConfig) -> None:
         super().__init__(context, config)
         if context.embed_items is None:
-            raise ValueError("the transformer encoder embeds history items: use it as the user encoder")
+            raise ConfigError("the transformer encoder embeds history items: use it as the user encoder")
         self.positions = nn.Embedding(context.max_history, context.dim)
         self.input_norm = nn.LayerNorm(context.dim)
         self.dropout = nn.Dropout(config.dropout)

@@ -6,7 +6,7 @@ The catalogue is ``recengine.testing.make_catalog()``: items 1-7 category "a", 8
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -92,7 +92,7 @@ def test_a_tuple_cell_is_one_value_as_for_the_engines_filters() -> None:
 def test_applies_only_inside_its_time_window() -> None:
     window = {"boost": ["a"], "weight": 1.0, "active_until": NOW - timedelta(days=1)}
     assert rank(**window).items.tolist() == sample_candidates(CATALOG).items.tolist()  # the campaign is over
-    aware = {"boost": ["a"], "weight": 1.0, "active_from": (NOW - timedelta(hours=1)).replace(tzinfo=timezone.utc)}
+    aware = {"boost": ["a"], "weight": 1.0, "active_from": (NOW - timedelta(hours=1)).replace(tzinfo=UTC)}
     assert CATEGORY[rank(**aware).items[0]] == "a"
 
 

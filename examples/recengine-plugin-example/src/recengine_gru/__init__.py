@@ -14,8 +14,9 @@ never ``plugins``: that name belongs to recengine's built-ins.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from importlib import metadata
-from typing import Any, Callable
+from typing import Any
 
 from recengine import hookimpl
 from recengine_gru.boost import BoostRule, BoostRuleConfig

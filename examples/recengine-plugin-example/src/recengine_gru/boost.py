@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field, model_validator
 
-from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
+from recengine.components import Candidates, ComponentConfig, RankContext, Ranker
 from recengine.ranking import as_utc, cell_values, finite_range, first_matches, item_column
 
 Value = str | int | float
@@ -49,7 +49,7 @@ class BoostRuleConfig(ComponentConfig):
     active_until: datetime | None = Field(None, description="The rule applies to requests before this time.")
 
     @model_validator(mode="after")
-    def _window(self) -> "BoostRuleConfig":
+    def _window(self) -> BoostRuleConfig:
         if self.active_from and self.active_until and as_utc(self.active_until) <= as_utc(self.active_from):
             raise ValueError("active_until must be after active_from")
         return self

@@ -1,6 +1,6 @@
 """Side by side with RecBole 1.2.1 on MovieLens-100K: same data, same splits, same machine, same run.
 
-Run ``python benchmarks/peers/recbole.py`` (27 minutes on the quiet 2-core development
+Run ``python benchmarks/peers/vs_recbole.py`` (27 minutes on the quiet 2-core development
 machine; ``--quick`` trains two epochs of everything to check that it runs). It
 
 1. builds an isolated virtual environment for RecBole 1.2.1 on first use (``--env``,
@@ -41,21 +41,18 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import polars as pl
+from rich.console import Console
+from rich.table import Table
+
+from recengine.feature_store import FeatureStore
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != HERE]
-sys.path.insert(0, str(REPO))
-
-import polars as pl  # noqa: E402
-from rich.console import Console  # noqa: E402
-from rich.table import Table  # noqa: E402
-
-from recengine.feature_store import FeatureStore  # noqa: E402
-
 RECBOLE_REQUIREMENTS = ["recbole==1.2.1", "numpy<2", "pandas<2.3", "setuptools<81", "torch==2.13.0"]
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "ml-100k"
 RESULTS = REPO / "benchmarks" / "results"
@@ -160,7 +157,8 @@ def run_job(job: tuple, python: Path, work: Path, caps: dict[str, float], quick:
     out = work / "results" / f"{side}-{label}-{protocol}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     cap_minutes = caps.get(cap_key, 0.0) if cap_key else 0.0
-    env = {**os.environ, "PEER_THREADS": "1", "OMP_NUM_THREADS": "1", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PEER_THREADS": "1", "OMP_NUM_THREADS": "1",
+           "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"}
     if side == "recbole":
         settings = {**COMMON, **(GEN if protocol == "gen" else SEQ), **extra}
         if quick:
@@ -169,7 +167,8 @@ def run_job(job: tuple, python: Path, work: Path, caps: dict[str, float], quick:
                    str(work / "datasets"), "--dataset", f"ml-100k-{protocol}", "--config", json.dumps(settings),
                    "--cap-seconds", str(cap_minutes * 60), "--out", str(out)]
     else:
-        command = [sys.executable, str(HERE / "ours_runner.py"), "--store", str(work / "ml-100k.duckdb"),
+        # a module of the benchmarks package (it reuses quality.py's pipelines), run from the repository
+        command = [sys.executable, "-m", "benchmarks.peers.ours_runner", "--store", str(work / "ml-100k.duckdb"),
                    "--pipeline", target, "--models", str(work / "models"), "--out", str(out)]
         if cap_minutes:
             command += ["--cap-minutes", str(cap_minutes)]
@@ -278,7 +277,7 @@ def print_tables(results: list[dict[str, Any]]) -> None:
 
 
 def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
-    parts = [f"Measured {meta['date']} on {meta['machine']} (`python benchmarks/peers/recbole.py`, "
+    parts = [f"Measured {meta['date']} on {meta['machine']} (`python benchmarks/peers/vs_recbole.py`, "
              f"{meta['total_minutes']:.0f} min), identical split files for both libraries, one torch thread, "
              f"embedding size 64, training caps: BPR pair {meta['caps']['bpr']:g} min, SASRec pair "
              f"{meta['caps']['sasrec']:g} min (checked after each validation), early stopping on validation "
@@ -288,7 +287,8 @@ def markdown(results: list[dict[str, Any]], meta: dict[str, Any]) -> str:
         parts += [f"**{title}**", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
         parts += ["| " + " | ".join(line) + " |" for line in table_rows(results, protocol)]
         parts.append("")
-    parts += ["| pair | NDCG@10 ratio | samples/s ratio | time-to-best ratio | peak-memory ratio |", "|---|---|---|---|---|"]
+    parts += ["| pair | NDCG@10 ratio | samples/s ratio | time-to-best ratio | peak-memory ratio |",
+              "|---|---|---|---|---|"]
     for r in ratios(results):
         parts.append(f"| {r['ours']} / {r['recbole']} (P-{r['protocol']}) | {r['ndcg@10_ratio']:.2f} | "
                      f"{r['throughput_ratio']:.1f}× | {r['time_to_best_ratio']:.2f} | {r['peak_memory_ratio']:.2f} |")
@@ -330,7 +330,8 @@ def main(argv: list[str] | None = None) -> int:
         store_path.unlink(missing_ok=True)
         with FeatureStore(store_path) as store:
             store.ingest_paths([data])
-            files = {"gen": write_general(ordered_split(store, "gen"), work / "datasets" / "ml-100k-gen", "ml-100k-gen"),
+            files = {"gen": write_general(ordered_split(store, "gen"), work / "datasets" / "ml-100k-gen",
+                                          "ml-100k-gen"),
                      "seq": write_sequential(ordered_split(store, "seq"), work / "datasets" / "ml-100k-seq",
                                              "ml-100k-seq")}
         console.print(f"split files written: {files}")
@@ -338,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
         only = {s.strip() for s in args.only.split(",")} if args.only else None
         results = [run_job(job, python, work, caps, args.quick) for job in JOBS if not only or job[1] in only]
     total_minutes = (time.perf_counter() - started) / 60
-    meta = {"date": datetime.now(timezone.utc).strftime("%Y-%m-%d"), "total_minutes": total_minutes,
+    meta = {"date": datetime.now(UTC).strftime("%Y-%m-%d"), "total_minutes": total_minutes,
             "machine": f"{os.cpu_count()} CPUs, {platform.platform()}, Python {platform.python_version()}",
             "caps": caps, "quick": args.quick, "split_rows": files,
             "recbole_environment": RECBOLE_REQUIREMENTS, "load_average_end": list(os.getloadavg())}
