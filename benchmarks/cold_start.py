@@ -170,7 +170,7 @@ def config_for(protocol: str, user: dict[str, Any], item: dict[str, Any], epochs
 def per_user(trained: TrainedPipeline, metric: str) -> np.ndarray:
     test = trained.data.interactions.test
     _, values = evaluate_scorer(model_scorer(trained.result.model), test, (K,), True,
-                                per_user=metric)  # type: ignore[misc]
+                                per_user=metric)
     return values
 
 

@@ -15,18 +15,19 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import polars as pl
-from safetensors.numpy import load_file as load_numpy, save_file as save_numpy
+from safetensors.numpy import load_file as load_numpy
+from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
-from recengine.errors import NotFoundError
 from recengine.config import PipelineConfig
 from recengine.data import FeatureTable, IdMap, pad_histories
+from recengine.errors import NotFoundError
 from recengine.model import RecModel
 
 DEFAULT_MODELS_DIR = "models"
@@ -97,7 +98,7 @@ def save_bundle(root: str | Path | None, config: PipelineConfig, model: RecModel
                                                        "item": _feature_meta(item_features)}))
     item_frame.write_parquet(staging / "items.parquet")
     (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    manifest = {"name": config.name, "version": version, "created_at": datetime.now(timezone.utc).isoformat(),
+    manifest = {"name": config.name, "version": version, "created_at": datetime.now(UTC).isoformat(),
                 "domain": config.domain, "num_users": len(users), "num_items": len(items),
                 **(extra_manifest or {})}
     (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
@@ -164,7 +165,7 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
 def list_bundles(root: str | Path | None = None) -> list[dict[str, Any]]:
     """Every bundle version under the models root, with its manifest and headline metric."""
     base = models_root(root)
-    rows = []
+    rows: list[dict[str, Any]] = []
     if not base.is_dir():
         return rows
     for manifest in sorted(base.glob("*/*/manifest.json")):

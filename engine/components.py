@@ -10,15 +10,15 @@ its base class here, with a default: the engine never probes for optional method
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, ClassVar, Sequence
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict
 from torch import Tensor, nn
-
 
 from recengine.errors import ComponentUnavailable, EngineError, RequestError
 
@@ -214,7 +214,7 @@ class Candidates:
     def __len__(self) -> int:
         return int(self.items.shape[0])
 
-    def take(self, positions: np.ndarray | list[int]) -> "Candidates":
+    def take(self, positions: np.ndarray | list[int]) -> Candidates:
         """A new candidate list holding ``positions`` in that order (a boolean mask works too)."""
         positions = np.asarray(positions)
         if positions.dtype == bool:
@@ -222,18 +222,18 @@ class Candidates:
         reasons = self.reasons
         return Candidates(self.items[positions], self.scores[positions], [reasons[i] for i in positions.tolist()])
 
-    def head(self, n: int) -> "Candidates":
+    def head(self, n: int) -> Candidates:
         """The first ``n`` candidates (all of them when there are fewer)."""
         return self if n >= len(self) else Candidates(self.items[:n], self.scores[:n], self.reasons[:n])
 
     @classmethod
-    def empty(cls) -> "Candidates":
+    def empty(cls) -> Candidates:
         return cls(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32), [])
 
 
 def _read_only(values: np.ndarray, dtype: type) -> np.ndarray:
     """A non-writeable view of ``values`` as ``dtype`` (the caller's own array stays writeable)."""
-    view = np.asarray(values, dtype=dtype).view()
+    view: np.ndarray = np.asarray(values, dtype=dtype).view()
     view.flags.writeable = False
     return view
 

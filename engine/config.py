@@ -91,7 +91,7 @@ class PipelineConfig(Strict):
     ranking: RankingConfig = RankingConfig()
 
     @classmethod
-    def from_toml(cls, path: str | Path) -> "PipelineConfig":
+    def from_toml(cls, path: str | Path) -> PipelineConfig:
         path = Path(path)
         try:
             raw = tomllib.loads(path.read_text())
@@ -104,7 +104,7 @@ class PipelineConfig(Strict):
         except ValidationError as exc:
             raise ConfigError(f"{path}: invalid config:\n{exc}") from None
 
-    def with_overrides(self, overrides: dict[str, Any]) -> "PipelineConfig":
+    def with_overrides(self, overrides: dict[str, Any]) -> PipelineConfig:
         """A copy with dotted keys replaced (``{"train.epochs": 3, "model.user_encoder.name": "dense"}``)."""
         data = self.model_dump()
         for dotted, value in overrides.items():

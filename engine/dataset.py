@@ -5,11 +5,11 @@ from __future__ import annotations
 import numpy as np
 import polars as pl
 
-from recengine.errors import ConfigError, DataError
 from recengine.config import PipelineConfig
 from recengine.data import IdMap, auto_feature_columns, build_feature_table, build_interactions
-from recengine.training_data import PreparedData
+from recengine.errors import ConfigError, DataError
 from recengine.feature_store import FeatureStore
+from recengine.training_data import PreparedData
 
 
 def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str, float] | None = None) -> PreparedData:

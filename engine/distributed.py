@@ -18,17 +18,20 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safetensors.torch import load_file
 
-from recengine.errors import ClusterError, ConfigError
 from recengine.components import EngineError
 from recengine.config import PipelineConfig
+from recengine.errors import ClusterError, ConfigError
 from recengine.pipeline import TrainedPipeline, finish_pipeline, prepare_training
 from recengine.ray_env import init_ray
 from recengine.train import TrainResult, build_model, train
 from recengine.training_data import export_training_data, load_training_data
+
+if TYPE_CHECKING:
+    import torch
 
 
 class DistributedTrainingError(EngineError):
@@ -58,7 +61,7 @@ def worker_loop(loop_config: dict[str, Any]) -> None:
         checkpoint = ray.train.Checkpoint.from_directory(str(local)) if rank == 0 else None
         ray.train.report(record, checkpoint=checkpoint)
 
-    def wrap(module):  # type: ignore[no-untyped-def]
+    def wrap(module: torch.nn.Module) -> torch.nn.Module:
         return ray.train.torch.prepare_model(
             module, move_to_device=False, parallel_strategy_kwargs={"find_unused_parameters": True})
 

@@ -7,7 +7,8 @@ run reports (local, Ray and standalone alike).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
@@ -18,6 +19,7 @@ from recengine.training_data import EvalSet, Interactions, PairSet, PreparedData
 
 if TYPE_CHECKING:  # annotations only: recengine.train imports this module
     from recengine.config import PipelineConfig
+    from recengine.model import RecModel
     from recengine.train import TrainResult
 
 ScoreFn = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
@@ -37,7 +39,7 @@ def _topk(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool, batch_size
     return np.concatenate(blocks) if blocks else np.zeros((0, k), dtype=np.int64)
 
 
-def model_scorer(model, max_history: int | None = None) -> ScoreFn:  # type: ignore[no-untyped-def]
+def model_scorer(model: RecModel, max_history: int | None = None) -> ScoreFn:
     """Scores of all items [B, N+1] for users and their histories, without gradients."""
     length = max_history or model.config.max_history
 
@@ -72,6 +74,13 @@ def popularity_scorer(popularity: np.ndarray) -> ScoreFn:
     return score
 
 
+@overload
+def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = ..., masked: bool = ...,
+                    batch_size: int = ..., per_user: None = None) -> dict[str, float]: ...
+@overload
+def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = ..., masked: bool = ...,
+                    batch_size: int = ..., *,
+                    per_user: str) -> tuple[dict[str, float], np.ndarray]: ...
 def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = (10, 20), masked: bool = True,
                     batch_size: int = 512, per_user: str | None = None) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
     """Mean metrics @ks; with ``per_user="ndcg@10"`` also the per-user values (paired tests)."""
@@ -85,13 +94,13 @@ def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = 
     return metrics
 
 
-def evaluate_model(model, eval_set: EvalSet, ks: tuple[int, ...] = (10, 20), masked: bool = True,  # type: ignore[no-untyped-def]
+def evaluate_model(model: RecModel, eval_set: EvalSet, ks: tuple[int, ...] = (10, 20), masked: bool = True,
                    batch_size: int = 512) -> dict[str, float]:
-    return evaluate_scorer(model_scorer(model), eval_set, ks, masked, batch_size)  # type: ignore[return-value]
+    return evaluate_scorer(model_scorer(model), eval_set, ks, masked, batch_size)
 
 
 @torch.no_grad()
-def predict_pairs(model, pairs: PairSet, batch_size: int = 2048) -> np.ndarray:  # type: ignore[no-untyped-def]
+def predict_pairs(model: RecModel, pairs: PairSet, batch_size: int = 2048) -> np.ndarray:
     """The model's score of each held-out (user, item) row (a rating under the MSE objective)."""
     model.eval()
     device, length = model.device, model.config.max_history
@@ -105,14 +114,15 @@ def predict_pairs(model, pairs: PairSet, batch_size: int = 2048) -> np.ndarray: 
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)
 
 
-def evaluate_ratings(model, pairs: PairSet | None, batch_size: int = 2048) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def evaluate_ratings(model: RecModel, pairs: PairSet | None, batch_size: int = 2048) -> dict[str, float]:
     """RMSE and MAE of predicted vs actual values (P-rating)."""
     if pairs is None or len(pairs) == 0:
         raise DataError("the rating evaluation split is empty")
     return rating_metrics(predict_pairs(model, pairs, batch_size), pairs.values)
 
 
-def validation_score(model, interactions, batch_size: int = 512) -> tuple[float, dict[str, float]]:  # type: ignore[no-untyped-def]
+def validation_score(model: RecModel, interactions: Interactions,
+                     batch_size: int = 512) -> tuple[float, dict[str, float]]:
     """What early stopping maximises: NDCG@10 for ranking protocols, −RMSE for ratings."""
     if interactions.valid_pairs is not None:
         metrics = evaluate_ratings(model, interactions.valid_pairs)
@@ -121,7 +131,7 @@ def validation_score(model, interactions, batch_size: int = 512) -> tuple[float,
     return metrics["ndcg@10"], metrics
 
 
-def evaluate_interactions(model, popularity: np.ndarray, interactions: Interactions,  # type: ignore[no-untyped-def]
+def evaluate_interactions(model: RecModel, popularity: np.ndarray, interactions: Interactions,
                           ks: tuple[int, ...] = (10, 20), batch_size: int = 512) -> dict[str, Any]:
     """Test metrics of the model beside popularity; P-seq adds RecBole's unmasked convention;
     P-rating reports RMSE/MAE beside the training mean rating."""

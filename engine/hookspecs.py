@@ -8,7 +8,8 @@ use exactly these hooks, as a third-party package would.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pluggy
 

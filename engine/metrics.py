@@ -16,14 +16,15 @@ Item index 0 is the padding item throughout: it is never ranked.
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 try:  # torch is a dependency, but the metrics themselves never need it.
     import torch
 except ImportError:  # pragma: no cover
-    torch = None  # type: ignore[assignment]
+    torch = None  # type: ignore[assignment]  # the usual optional-import fallback
 
 __all__ = [
     "RANKING_METRICS",
@@ -54,7 +55,7 @@ def _to_numpy(x: Any) -> np.ndarray:
 
 
 def topk_from_scores(
-    scores: np.ndarray | "torch.Tensor",
+    scores: np.ndarray | torch.Tensor,
     k: int,
     exclude: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
@@ -143,7 +144,7 @@ def _exact_topk_candidates(s: np.ndarray, k: int) -> np.ndarray:
 
 
 def positives_matrix(
-    topk: np.ndarray | "torch.Tensor", positives: Sequence[np.ndarray]
+    topk: np.ndarray | torch.Tensor, positives: Sequence[np.ndarray]
 ) -> tuple[np.ndarray, np.ndarray]:
     """RecBole's ``(pos_index, pos_len)`` for a top-K list and each user's positive items.
 
@@ -204,7 +205,7 @@ def _valid(topk: np.ndarray, positives: Sequence[np.ndarray], k: int) -> tuple[n
 
 
 def per_user_metric(
-    topk: np.ndarray | "torch.Tensor", positives: Sequence[np.ndarray], name: str, k: int
+    topk: np.ndarray | torch.Tensor, positives: Sequence[np.ndarray], name: str, k: int
 ) -> np.ndarray:
     """Per-user values of ranking metric ``name`` (``recall``/``ndcg``/``hit``/``mrr``/``precision``) @k.
 
@@ -218,7 +219,7 @@ def per_user_metric(
 
 
 def ranking_metrics(
-    topk: np.ndarray | "torch.Tensor",
+    topk: np.ndarray | torch.Tensor,
     positives: Sequence[np.ndarray],
     ks: tuple[int, ...] = (10, 20),
 ) -> dict[str, float]:
@@ -327,7 +328,7 @@ class PopularityBaseline:
     def __init__(self) -> None:
         self.counts: np.ndarray | None = None
 
-    def fit(self, train_items: np.ndarray, num_items: int) -> "PopularityBaseline":
+    def fit(self, train_items: np.ndarray, num_items: int) -> PopularityBaseline:
         """Count each item index (1..num_items) among the training interactions ``train_items``."""
         items = np.asarray(_to_numpy(train_items), dtype=np.int64).ravel()
         if items.size and (items.min() < 0 or items.max() > num_items):

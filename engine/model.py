@@ -31,6 +31,8 @@ class FeatureBuffers(nn.Module):
 class RecModel(nn.Module):
     """user encoder × item encoder → interactor; item index 0 is padding."""
 
+    known_items: Tensor  # bool [N+1], a buffer registered in __init__
+
     def __init__(self, config: ModelConfig, user_spec: FeatureSpec, item_spec: FeatureSpec,
                  user_arrays: dict[str, np.ndarray], item_arrays: dict[str, np.ndarray],
                  manager: PluginManager | None = None, known_items: np.ndarray | None = None) -> None:
@@ -60,8 +62,8 @@ class RecModel(nn.Module):
     def device(self) -> torch.device:
         for tensor in self.parameters():
             return tensor.device
-        for tensor in self.buffers():
-            return tensor.device
+        for buffer in self.buffers():
+            return buffer.device
         return torch.device("cpu")
 
     def embed_items(self, items: Tensor) -> Tensor:

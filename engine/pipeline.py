@@ -17,10 +17,10 @@ from recengine.config import PipelineConfig, validate_components
 from recengine.data import build_interactions
 from recengine.dataset import PreparedData, merged_event_weights, prepare
 from recengine.evaluate import evaluate_interactions, run_metrics
+from recengine.feature_store import FeatureStore
 from recengine.plugin_manager import get_plugin_manager
 from recengine.train import TrainResult, train
 from recengine.training_data import export_training_data
-from recengine.feature_store import FeatureStore
 
 
 @dataclass
@@ -71,6 +71,7 @@ def finish_pipeline(store_path: str | Path, config: PipelineConfig, models: str 
                     result: TrainResult, snapshot_version: int, train_seconds: float,
                     extra_manifest: dict[str, Any]) -> TrainedPipeline:
     """Evaluate a trained model beside its baselines and write its bundle (local or Ray runs)."""
+    assert data.item_frame is not None  # prepared from the store (prepare_training), not an exported snapshot
     metrics = run_metrics(config, data, result, train_seconds)
     bundle_path = save_bundle(
         models, config, result.model, users=data.users, items=data.items,

@@ -8,16 +8,17 @@ fails to import or to register is recorded with its error and skipped, never fat
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.metadata as metadata
 import os
 import threading
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any
 
 import pluggy
-
 from pydantic import ValidationError
 
 from recengine import hookspecs
@@ -116,7 +117,7 @@ class PluginManager:
         for module_name in modules:
             info = PluginInfo(name=module_name, builtin=True, distribution="recengine",
                               version=_version("recengine"))
-            self._load(info, lambda name=module_name: importlib.import_module(name))
+            self._load(info, functools.partial(importlib.import_module, module_name))
 
     def load_entry_points(self, allowed: set[str] | None) -> None:
         # a stable order (distribution, then entry point name), so which of two plugins
@@ -134,7 +135,7 @@ class PluginManager:
 
     def load_plugin(self, plugin: Any, name: str | None = None) -> PluginInfo:
         """Register an already-imported plugin object (module or class instance); for tests."""
-        info = PluginInfo(name=name or getattr(plugin, "__name__", repr(plugin)), builtin=False)
+        info = PluginInfo(name=name if name else getattr(plugin, "__name__", repr(plugin)), builtin=False)
         self._load(info, lambda: plugin)
         return info
 

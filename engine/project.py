@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from recengine.errors import NotFoundError
 from recengine.bundle import resolve_bundle
+from recengine.errors import ConfigError, NotFoundError
 from recengine.feature_store.snapshot import default_root
+
+if TYPE_CHECKING:  # the config module is imported where a config is built
+    from recengine.config import PipelineConfig
 
 DEFAULT_PROJECT = "recengine-project"
 ALL_DOMAINS = ("ecommerce", "news", "video", "social")
@@ -28,7 +31,7 @@ def domain_paths(project: str | Path, domain: str) -> dict[str, Path]:
             "snapshots": default_root(store)}
 
 
-def domain_config(domain: str | None):  # type: ignore[no-untyped-def]
+def domain_config(domain: str | None) -> PipelineConfig:
     """The pipeline config a domain preset recommends (defaults when there is no domain)."""
     from recengine.config import PipelineConfig
 
@@ -53,9 +56,9 @@ def prepare_domain(project: str | Path, domain: str, *, users: int, items: int, 
                    overrides: dict[str, Any] | None = None) -> PreparedDomain:
     """Generate (or ingest ``dataset``) → fresh store → publish snapshot → train → bundle."""
     from recengine.config import PipelineConfig
+    from recengine.feature_store import FeatureStore
     from recengine.pipeline import train_pipeline
     from recengine.plugin_manager import get_plugin_manager
-    from recengine.feature_store import FeatureStore
 
     paths = domain_paths(project, domain)
     paths["base"].mkdir(parents=True, exist_ok=True)
@@ -65,6 +68,8 @@ def prepare_domain(project: str | Path, domain: str, *, users: int, items: int, 
         schema, sources, config = None, [Path(dataset)], PipelineConfig(name=domain)
     else:
         preset = get_plugin_manager().domain(domain)
+        if preset.generate is None:
+            raise ConfigError(f"domain {domain!r} has no synthetic data generator")
         preset.generate(users, items, events, seed).write(paths["data"])
         schema, sources, config = preset.store_schema, [paths["data"]], domain_config(domain)
     with FeatureStore(paths["store"], schema=schema) as store:

@@ -21,7 +21,7 @@ value: it never matches and belongs to no group.
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
@@ -145,7 +145,7 @@ def min_max_normalise(scores: np.ndarray) -> np.ndarray:
 def as_utc(moment: datetime) -> datetime:
     """An aware UTC datetime: naive times (a request's ``now``, a config's dates) are taken
     as UTC, aware ones are converted."""
-    return moment.replace(tzinfo=timezone.utc) if moment.tzinfo is None else moment.astimezone(timezone.utc)
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def _missing(value: Any) -> bool:

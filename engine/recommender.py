@@ -28,23 +28,22 @@ from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
-from recengine.errors import NotFoundError, RequestError
 from recengine.bundle import Bundle, load_bundle
 from recengine.catalog import assemble_catalog
 from recengine.components import Candidates, Encoded, RankContext, Ranker, SegmentPopularity
 from recengine.config import ComponentRef
+from recengine.errors import NotFoundError, RequestError
 from recengine.feature_store.online import Segment, SegmentItems
 from recengine.feature_store.snapshot import default_root
 from recengine.plugin_manager import get_plugin_manager
 from recengine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index
 from recengine.user_vectors import UserVectors
-
 
 # users encoded at load with precompute_users (a bound on load time and memory: 500k users
 # × 64 floats is 128 MB and ~2 min on one core); users beyond it are encoded per request
@@ -202,7 +201,7 @@ class Recommender:
         queries = None
         if kind == "ivf" or (kind == "auto" and items >= IVF_MIN_ITEMS):
             queries = self._calibration_queries()
-        return build_index(kind, self.item_matrix, queries, self.num_candidates,  # type: ignore[arg-type]
+        return build_index(kind, self.item_matrix, queries, self.num_candidates,
                            self.bundle.config.ranking.retrieval_recall)
 
     def _calibration_queries(self) -> np.ndarray:
@@ -223,7 +222,7 @@ class Recommender:
 
     @classmethod
     def load(cls, name_or_path: str | Path, models: str | Path | None = None, snapshot: str | Path | None = None,
-             **kwargs: Any) -> "Recommender":
+             **kwargs: Any) -> Recommender:
         """Load a bundle; histories and cold items come from ``snapshot`` (default: the
         published snapshot beside the store the bundle trained on, when there is one)."""
         bundle = load_bundle(name_or_path, models)
@@ -253,6 +252,7 @@ class Recommender:
         return UserHistory(user_index, row[row > 0])
 
     def _seen(self, user_id: str, event_types: list[str] | None) -> np.ndarray:
+        assert self.online is not None  # RankContext.seen is set only with a snapshot
         indices = np.array([self.item_index.get(i, 0) for i in self.online.seen(user_id, event_types)], dtype=np.int64)
         return indices[indices > 0]
 
@@ -312,7 +312,8 @@ class Recommender:
             fresh = self._encode([users[r] for r in missing], padded[missing]).vector.float().cpu().numpy()
             for row, vector in zip(missing, fresh):
                 cached[row] = vector
-        return Encoded(vector=torch.from_numpy(np.stack(cached)).to(self.device))  # type: ignore[arg-type]
+        filled = cast(list[np.ndarray], cached)  # every None was replaced above
+        return Encoded(vector=torch.from_numpy(np.stack(filled)).to(self.device))
 
     def _score_batch(self, user_ids: list[str], users: list[int], histories: list[np.ndarray]) -> list[Scored]:
         """Encode users together, retrieve each one's top-N, score them with the interactor."""
@@ -341,7 +342,7 @@ class Recommender:
         if history.size == 0 or all(row is None for row in rows):
             return [[] for _ in rows]
         if scored.weights is not None:  # attention: the history item the candidate attended to most
-            reasons = []
+            reasons: list[list[str]] = []
             for row in rows:
                 if row is None:
                     reasons.append([])

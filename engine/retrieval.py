@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Literal, Protocol, get_args
+from typing import TYPE_CHECKING, Literal, Protocol, get_args
 
 import numpy as np
 
 from recengine.errors import ConfigError, DataError
+
+if TYPE_CHECKING:  # faiss loads only when an IVF index is built
+    import faiss
 
 RetrievalKind = Literal["auto", "exact", "ivf"]
 RETRIEVAL_KINDS: tuple[str, ...] = get_args(RetrievalKind)
@@ -69,7 +72,7 @@ class ExactIndex:
 class IVFIndex:
     """faiss inverted-file index over the item matrix, with a calibrated ``nprobe``."""
 
-    index: object  # faiss.IndexIVFFlat
+    index: faiss.IndexIVFFlat
     exact: ExactIndex
     nlist: int
     nprobe: int
@@ -79,7 +82,7 @@ class IVFIndex:
 
     @classmethod
     def build(cls, matrix: np.ndarray, queries: np.ndarray, n: int, target_recall: float,
-              seed: int = 0, max_probed_share: float = 1.0) -> "IVFIndex":
+              seed: int = 0, max_probed_share: float = 1.0) -> IVFIndex:
         """Cluster ``matrix[1:]`` into ~2·√N lists and calibrate ``nprobe`` on ``queries``
         (trying at most ``max_probed_share`` of the lists; ``recall`` says what it reached)."""
         import faiss
@@ -133,10 +136,11 @@ class IVFIndex:
                 "nprobe": self.nprobe, "calibrated_recall": round(self.recall, 4), "candidates": self.n}
 
 
-def build_index(kind: RetrievalKind, matrix: np.ndarray, queries: np.ndarray | None, n: int,
+def build_index(kind: str, matrix: np.ndarray, queries: np.ndarray | None, n: int,
                 target_recall: float) -> RetrievalIndex:
-    """The index ``kind`` names; ``auto`` is IVF from :data:`IVF_MIN_ITEMS` items on, unless
-    reaching the recall target would probe over a quarter of the lists (then exact).
+    """The index ``kind`` (a :data:`RetrievalKind`, checked) names; ``auto`` is IVF from
+    :data:`IVF_MIN_ITEMS` items on, unless reaching the recall target would probe over a
+    quarter of the lists (then exact).
 
     ``queries`` are representative user vectors for calibrating IVF (None: no IVF, exact).
     """

@@ -42,9 +42,11 @@ What is checked:
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Iterable
+from types import MethodType
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -61,8 +63,8 @@ from recengine.components import (
     FeatureSpec,
     Interactor,
     InteractorContext,
-    Ranker,
     RankContext,
+    Ranker,
     SegmentPopularity,
 )
 
@@ -108,7 +110,7 @@ def _shape(tensor: Any) -> tuple[int, ...] | str:
 
 def _check_config(component: Any, params: dict[str, Any] | None, label: str) -> ComponentConfig:
     """``Config`` is a pydantic model: ``params`` (or its defaults) validate, unknown keys fail."""
-    config_class = getattr(component, "Config", None)
+    config_class = component.Config  # declared by every base class; a plugin may have overridden it badly
     _expect(isinstance(config_class, type) and issubclass(config_class, BaseModel), label,
             f"Config must be a pydantic model (subclass recengine.components.ComponentConfig), got {config_class!r}")
     try:
@@ -206,13 +208,15 @@ def check_encoder(encoder_class: type, roles: Iterable[str] | None = None, *, na
     role). ``name``/``plugin`` only make failure messages name the component.
     """
     label = _label("encoder", encoder_class, name, plugin)
-    _expect(isinstance(encoder_class, type) and issubclass(encoder_class, Encoder), label,
-            "must be a subclass of recengine.components.Encoder")
+    if not (isinstance(encoder_class, type) and issubclass(encoder_class, Encoder)):
+        raise _fail(label, "must be a subclass of recengine.components.Encoder")
     declared = tuple(encoder_class.roles)
     _expect(bool(declared) and set(declared) <= {"user", "item"}, label,
             f"roles must be a non-empty subset of ('user', 'item'), got {declared}")
-    _expect(not encoder_class.embeds_text or encoder_class.embed_texts.__func__ is not Encoder.embed_texts.__func__,
-            label, "embeds_text is True but the class does not implement embed_texts")
+    if encoder_class.embeds_text:  # a classmethod read from its class is bound: __func__ tells an override apart
+        own = cast(MethodType, encoder_class.embed_texts).__func__
+        _expect(own is not cast(MethodType, Encoder.embed_texts).__func__, label,
+                "embeds_text is True but the class does not implement embed_texts")
     roles = tuple(roles) if roles is not None else declared
     undeclared = [role for role in roles if role not in declared]
     _expect(not undeclared, label, f"checked as {undeclared} but declares roles {declared}")
@@ -224,7 +228,7 @@ def check_encoder(encoder_class: type, roles: Iterable[str] | None = None, *, na
             _check_encoder_role(encoder_class, role, config, spec, dim, seed, f"{label} as {role} encoder")
 
 
-def _check_encoder_role(encoder_class: type, role: str, config: ComponentConfig, spec: FeatureSpec,
+def _check_encoder_role(encoder_class: type[Encoder], role: str, config: ComponentConfig, spec: FeatureSpec,
                         dim: int, seed: int, label: str) -> None:
     encoder = _build_encoder(encoder_class, role, config, spec, dim, seed, label).eval()
     output_dim = encoder.output_dim
@@ -253,8 +257,8 @@ def _check_encoder_role(encoder_class: type, role: str, config: ComponentConfig,
                 _expect(_shape(out.sequence) == expected_sequence, label,
                         f"sequence shape: expected {expected_sequence} ([batch, history length, dim]), "
                         f"got {_shape(out.sequence)}")
-                _expect(out.mask is not None and _shape(out.mask) == (size, length), label,
-                        f"mask shape: expected {(size, length)}, got {_shape(out.mask)}")
+                if out.mask is None or _shape(out.mask) != (size, length):
+                    raise _fail(label, f"mask shape: expected {(size, length)}, got {_shape(out.mask)}")
                 _expect(out.mask.dtype == torch.bool, label, f"mask must be torch.bool, got {out.mask.dtype}")
                 _expect(torch.equal(out.mask, batch["history"] > 0), label,
                         "mask must be True exactly where history > 0 (real items) and False on padding")
@@ -317,8 +321,8 @@ def check_interactor(interactor_class: type, *, name: str | None = None, plugin:
                      params: dict[str, Any] | None = None, dim: int = DIM, seed: int = 0) -> None:
     """Check an interactor class: score/score_all/explain shapes, agreement, empty batches."""
     label = _label("interactor", interactor_class, name, plugin)
-    _expect(isinstance(interactor_class, type) and issubclass(interactor_class, Interactor), label,
-            "must be a subclass of recengine.components.Interactor")
+    if not (isinstance(interactor_class, type) and issubclass(interactor_class, Interactor)):
+        raise _fail(label, "must be a subclass of recengine.components.Interactor")
     config = _check_config(interactor_class, params, label)
 
     def build() -> Interactor:
@@ -350,8 +354,8 @@ def check_interactor(interactor_class: type, *, name: str | None = None, plugin:
                     raise _fail(label, "needs_sequence is True but it scored a user without a sequence")
             if not interactor_class.uses_sequence:
                 _expect(not needs_sequence, label, "uses_sequence is False but needs_sequence is True")
-                with_sequence, without = _user(4, dim), _user(4, dim, with_sequence=False)
-                _expect(torch.allclose(interactor.score_all(with_sequence, catalogue),
+                sequenced, without = _user(4, dim), _user(4, dim, with_sequence=False)
+                _expect(torch.allclose(interactor.score_all(sequenced, catalogue),
                                        interactor.score_all(without, catalogue)), label,
                         "uses_sequence is False but its scores change with user.sequence: serving would score "
                         "from cached user vectors and get them wrong")
@@ -393,8 +397,9 @@ def _check_scores(interactor: Interactor, user: Encoded, catalogue: Tensor, labe
                 label, f"score on pairs and score_all disagree on {what}")
     if weights is not None:
         length = user.mask.shape[1] if user.mask is not None else None
-        _expect(length is not None and _shape(weights) == (size, candidates, length), label,
-                f"explain: expected None or weights of shape {(size, candidates, length)}, got {_shape(weights)}")
+        if user.mask is None or _shape(weights) != (size, candidates, length):
+            raise _fail(label, f"explain: expected None or weights of shape {(size, candidates, length)}, "
+                               f"got {_shape(weights)}")
         _expect(bool(torch.isfinite(weights).all()), label, f"explain weights are not finite on {what}")
         _expect(bool((weights * (~user.mask).unsqueeze(1)).abs().sum() == 0), label,
                 f"explain gives weight to padding positions on {what}")
@@ -467,7 +472,7 @@ def rank_contexts(catalog: Catalog | None = None) -> dict[str, RankContext]:
     counts = np.zeros(size + 1)
     counts[1: size + 1] = np.arange(size, 0, -1)
     segment = SegmentPopularity(counts, np.argsort(-counts[1:], kind="stable") + 1, "country: xx")
-    base = dict(user_id="u1", k=5, catalog=catalog, item_index=item_index)
+    base: dict[str, Any] = dict(user_id="u1", k=5, catalog=catalog, item_index=item_index)
     return {
         "known": RankContext(**base, history=history, history_event_types=["view", "purchase", "follow"],
                              history_ts=[T0 + timedelta(hours=h) for h in (1, 2, 3)], now=newest,
@@ -552,7 +557,8 @@ def check_ranker(ranker_class: type, *, name: str | None = None, plugin: str | N
 # registered components
 # ---------------------------------------------------------------------------------------
 
-_CHECKS = {"encoders": check_encoder, "interactors": check_interactor, "rankers": check_ranker}
+_CHECKS: dict[str, Callable[..., None]] = {
+    "encoders": check_encoder, "interactors": check_interactor, "rankers": check_ranker}
 
 
 def check_component(family: str, component: type, **kwargs: Any) -> None:

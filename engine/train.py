@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,9 +22,9 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
-from recengine.errors import ConfigError
 from recengine.components import seed_everything
 from recengine.config import PipelineConfig
+from recengine.errors import ConfigError
 from recengine.evaluate import validation_score
 from recengine.model import RecModel, resolve_device
 from recengine.training_data import PreparedData
@@ -186,6 +187,7 @@ def _sequence_step(model: RecModel, config: PipelineConfig, batch, device, gener
     owners, inputs, targets, weights = (torch.as_tensor(x, device=device) for x in batch)
     encoded = model.encode_users(owners, inputs)
     real = targets > 0
+    assert encoded.sequence is not None  # train() runs mode "sequence" only with a sequence encoder
     flat_user = type(encoded)(vector=encoded.sequence[real])
     return _softmax_loss(model, flat_user, targets[real], weights[real], config.train.negatives, generator)
 
@@ -202,7 +204,7 @@ class LossModule(torch.nn.Module):
         self.step = _sequence_step if mode == "sequence" else _pair_step
         self.generator = generator
 
-    def forward(self, batch: tuple) -> torch.Tensor:  # type: ignore[override]
+    def forward(self, batch: tuple) -> torch.Tensor:
         return self.step(self.model, self.config, batch, self.model.device, self.generator)
 
 
@@ -320,7 +322,8 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     trainable = wrap_model(objective) if wrap_model else objective
 
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir else None
-    state = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_valid": {}, "history": [], "stale": 0}
+    state: dict[str, Any] = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_valid": {}, "history": [],
+                             "stale": 0}
     best_state = None
     if checkpoint_path and resume:
         restored = load_checkpoint(checkpoint_path, model, optimizer)

@@ -21,8 +21,8 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from recengine.errors import DataError, EngineError
 from recengine.config import PipelineConfig
+from recengine.errors import DataError, EngineError
 from recengine.evaluate import run_metrics
 from recengine.model import resolve_device
 from recengine.train import train

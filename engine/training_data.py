@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from recengine.errors import DataError
 from recengine.components import FeatureSpec
+from recengine.errors import DataError
 
 if TYPE_CHECKING:
     import polars as pl
@@ -79,7 +79,7 @@ class FeatureTable:
         return out
 
     @classmethod
-    def empty(cls) -> "FeatureTable":
+    def empty(cls) -> FeatureTable:
         return cls({}, {}, {}, {}, {})
 
 

@@ -28,7 +28,7 @@ class UserVectors:
 
     @classmethod
     def build(cls, user_ids: Iterable[str], lookup: Lookup, encode: Encode, batch: int = BATCH,
-              limit: int | None = None) -> "UserVectors":
+              limit: int | None = None) -> UserVectors:
         """Encode every user that has an id in the model or a history (others are unknown),
         the first ``limit`` of them when given."""
         rows: dict[str, int] = {}

@@ -6,6 +6,8 @@ from typing import Any
 
 import duckdb
 
+from recengine.feature_store.errors import StoreError
+
 
 def run(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> list[tuple]:
     """Execute a statement and read its whole result, freeing the connection."""
@@ -16,3 +18,11 @@ def one(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = Non
     """The first row of a query (None when empty); the result is read to the end."""
     rows = run(con, sql, params)
     return rows[0] if rows else None
+
+
+def single_row(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | None = None) -> tuple:
+    """The first row of a query that always returns one (an aggregate, a key every store holds)."""
+    row = one(con, sql, params)
+    if row is None:
+        raise StoreError(f"query returned no row: {sql}")
+    return row

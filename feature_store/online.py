@@ -91,7 +91,7 @@ class SnapshotData:
     history_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
 
     @classmethod
-    def load(cls, path: str | Path) -> "SnapshotData":
+    def load(cls, path: str | Path) -> SnapshotData:
         path = Path(path)
         info = read_manifest(path)
         users = _latest(pl.read_parquet(path / "users.parquet"), USER_ID)

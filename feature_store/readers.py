@@ -10,7 +10,7 @@ import csv
 import io
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
@@ -61,7 +61,8 @@ def read_source(source: Any, name: str | None = None) -> RawTable:
     if isinstance(source, pl.DataFrame):
         return RawTable(source, name or "<polars frame>")
     if isinstance(source, (pa.Table, pa.RecordBatch)):
-        return RawTable(pl.from_arrow(source), name or "<arrow table>")  # type: ignore[arg-type]
+        # a Table or RecordBatch converts to a DataFrame (a Series comes only from arrays)
+        return RawTable(cast(pl.DataFrame, pl.from_arrow(source)), name or "<arrow table>")
     path = Path(source)
     if not path.exists():
         raise IngestError(str(path), "no such file")

@@ -43,7 +43,7 @@ class ColumnType(str, Enum):
         return _POLARS_TYPES[self]()
 
     @classmethod
-    def from_recbole(cls, token_type: str) -> "ColumnType":
+    def from_recbole(cls, token_type: str) -> ColumnType:
         """Map a RecBole atomic-file header type (``token``, ``float_seq``...) to ours."""
         try:
             return _RECBOLE_TYPES[token_type]
@@ -53,7 +53,7 @@ class ColumnType(str, Enum):
             ) from None
 
     @classmethod
-    def from_polars(cls, dtype: pl.DataType) -> "ColumnType":
+    def from_polars(cls, dtype: pl.DataType) -> ColumnType:
         """Infer a column type from a polars dtype (for open stores and frames)."""
         if dtype == pl.Boolean:
             return cls.bool
@@ -130,7 +130,7 @@ class StoreSchema(BaseModel):
             return self.item_columns
         return {}
 
-    def with_columns(self, kind: str, columns: dict[str, ColumnType]) -> "StoreSchema":
+    def with_columns(self, kind: str, columns: dict[str, ColumnType]) -> StoreSchema:
         """A copy of the schema with attribute columns added to ``users`` or ``items``."""
         field = "user_columns" if kind == "users" else "item_columns"
         merged = {**getattr(self, field), **columns}

@@ -20,13 +20,13 @@ import json
 import os
 import shutil
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 
-from recengine.feature_store.db import one, run
+from recengine.feature_store.db import run, single_row
 from recengine.feature_store.errors import StoreError
 from recengine.feature_store.schema import StoreSchema
 
@@ -76,7 +76,7 @@ def export_snapshot(con: duckdb.DuckDBPyConnection, root: str | Path, schema: St
     try:
         # above both the store's counter and any version already under root: a store
         # re-created in place must not reuse (and collide with) a published version
-        counter = int(one(con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0])
+        counter = int(single_row(con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0])
         version = max(counter, latest_version(root)) + 1
         final = root / version_name(version)
         staging = root / f".{version_name(version)}.tmp-{os.getpid()}"
@@ -103,9 +103,9 @@ def export_snapshot(con: duckdb.DuckDBPyConnection, root: str | Path, schema: St
         for table, query in queries.items():
             target = staging / f"{table}.parquet"
             run(con, f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
-            counts[table] = int(one(con, f"SELECT count(*) FROM '{target}'")[0])
+            counts[table] = int(single_row(con, f"SELECT count(*) FROM '{target}'")[0])
         info = SnapshotInfo(
-            version=version, path=str(final), created_at=datetime.now(timezone.utc).isoformat(),
+            version=version, path=str(final), created_at=datetime.now(UTC).isoformat(),
             counts=counts, history=history, schema=schema.model_dump(mode="json"),
         )
         (staging / "manifest.json").write_text(json.dumps(info.to_dict(), indent=2))

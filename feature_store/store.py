@@ -19,7 +19,7 @@ import duckdb
 import polars as pl
 
 from recengine.feature_store import snapshot, training
-from recengine.feature_store.db import one, run
+from recengine.feature_store.db import one, run, single_row
 from recengine.feature_store.errors import IngestError, SchemaError, StoreError, StoreLockedError, UnknownEntitiesError
 from recengine.feature_store.readers import RawTable, expand_paths, read_source
 from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM, ColumnType, StoreSchema, table_columns
@@ -72,7 +72,7 @@ class FeatureStore:
     def close(self) -> None:
         self.con.close()
 
-    def __enter__(self) -> "FeatureStore":
+    def __enter__(self) -> FeatureStore:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -206,7 +206,7 @@ class FeatureStore:
         """Replace rows with the same (id, valid_from), insert the rest; identical re-ingests add nothing."""
         id_column = USER_ID if kind == "users" else ITEM_ID
         quoted = ", ".join(f'"{c}"' for c in columns)
-        changed = one(self.con,
+        changed = single_row(self.con,
             f"SELECT count(*) FROM (SELECT {quoted} FROM staged EXCEPT SELECT {quoted} FROM {kind})"
         )[0]
         run(self.con,
@@ -219,7 +219,7 @@ class FeatureStore:
         created = 0
         for kind, column in (("users", USER_ID), ("items", ITEM_ID)):
             missing = f"SELECT DISTINCT s.{column} AS id FROM staged s ANTI JOIN {kind} t ON s.{column} = t.{column}"
-            count, examples = one(self.con,
+            count, examples = single_row(self.con,
                 f"SELECT count(*), list(id ORDER BY id)[1:5] FROM ({missing})")
             if not count:
                 continue
@@ -240,8 +240,8 @@ class FeatureStore:
         other rows have occurrence 0. The anti-join against stored events is skipped while the
         table is empty, and a straight scan keeps file order without an ORDER BY.
         """
-        start = one(self.con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0]
-        before = one(self.con, "SELECT count(*) FROM events")[0]
+        start = single_row(self.con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0]
+        before = single_row(self.con, "SELECT count(*) FROM events")[0]
         key = ["user_id", "item_id", "event_type", "ts", "value"]
         hashes = frame.select(key).hash_rows()  # polars: several times faster than a DuckDB GROUP BY here
         join, occurrence = "", "0"
@@ -271,7 +271,7 @@ class FeatureStore:
         finally:
             if join:
                 self.con.unregister("repeat_candidates")
-        return int(one(self.con, "SELECT count(*) FROM events")[0] - before)
+        return int(single_row(self.con, "SELECT count(*) FROM events")[0] - before)
 
     # -- item vectors ------------------------------------------------------------------
     def write_vectors(self, name: str, item_ids: list[str], matrix: Any, *, source: str = "<vectors>") -> int:
@@ -305,7 +305,7 @@ class FeatureStore:
             with self.transaction() as con:
                 con.register("staged_vectors", frame)
                 try:
-                    unknown = one(con,
+                    unknown = single_row(con,
                         "SELECT count(*), list(item_id ORDER BY item_id)[1:5] FROM staged_vectors s "
                         "ANTI JOIN items i ON s.item_id = i.item_id")
                     if unknown[0]:
@@ -354,14 +354,14 @@ class FeatureStore:
     def stats(self) -> dict[str, Any]:
         """Row counts, event types and time span, for ``recengine store stats``."""
         with self._lock:
-            users = one(self.con, "SELECT count(DISTINCT user_id) FROM users")[0]
-            items = one(self.con, "SELECT count(DISTINCT item_id) FROM items")[0]
-            events, first, last = one(self.con, "SELECT count(*), min(ts), max(ts) FROM events")
+            users = single_row(self.con, "SELECT count(DISTINCT user_id) FROM users")[0]
+            items = single_row(self.con, "SELECT count(DISTINCT item_id) FROM items")[0]
+            events, first, last = single_row(self.con, "SELECT count(*), min(ts), max(ts) FROM events")
             by_type = dict(self.con.execute(
                 "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC").fetchall())
             vectors = dict(self.con.execute(
                 "SELECT name, dim FROM vector_sets ORDER BY name").fetchall())
-            version = one(self.con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0]
+            version = single_row(self.con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0]
         return {
             "path": str(self.path),
             "schema": self._schema.name,

@@ -166,7 +166,7 @@ def _reject_failed_casts(raw: RawTable, name: str, before: pl.Series, after: pl.
     if before.dtype == pl.String:
         failed = failed & (before.str.strip_chars() != "")
     if failed.any():
-        index = int(failed.arg_max())  # type: ignore[arg-type]
+        index = int(failed.arg_max())  # type: ignore[arg-type]  # None only for an empty series; it has a True
         raise IngestError(raw.source, f"cannot read {before[index]!r} as {column_type.value}",
                           row=raw.row_number(index), row_label=raw.row_label, column=name,
                           expected=_EXPECTED[column_type])
@@ -177,7 +177,7 @@ def _reject_nulls(raw: RawTable, frame: pl.DataFrame, name: str) -> None:
     if frame[name].dtype == pl.String:
         nulls = nulls | (frame[name].str.strip_chars() == "")
     if nulls.any():
-        index = int(nulls.arg_max())  # type: ignore[arg-type]
+        index = int(nulls.arg_max())  # type: ignore[arg-type]  # None only for an empty series; it has a True
         raise IngestError(raw.source, "required value is empty", row=raw.row_number(index),
                           row_label=raw.row_label, column=name, expected="a value in every row")
 
@@ -199,7 +199,7 @@ def _check_event_types(raw: RawTable, frame: pl.DataFrame, schema: StoreSchema) 
         return
     unknown = ~frame["event_type"].is_in(schema.event_types)
     if unknown.any():
-        index = int(unknown.arg_max())  # type: ignore[arg-type]
+        index = int(unknown.arg_max())  # type: ignore[arg-type]  # None only for an empty series; it has a True
         raise IngestError(raw.source, f"unknown event type {frame['event_type'][index]!r}",
                           row=raw.row_number(index), row_label=raw.row_label, column="event_type",
                           expected=f"one of {schema.event_types}")

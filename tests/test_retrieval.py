@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from recengine.errors import ConfigError, DataError
 from recengine.retrieval import IVF_MIN_ITEMS, ExactIndex, IVFIndex, build_index
 from recengine.user_vectors import UserVectors
 
@@ -64,9 +65,9 @@ def test_build_index_auto_choice_and_errors() -> None:
     assert build_index("auto", small, queries, 100, 0.95).kind == "exact"
     assert build_index("ivf", small, queries, 100, 0.95).kind == "ivf"
     assert build_index("ivf", small, queries, 5_000, 0.95).kind == "exact"  # every item is a candidate
-    with pytest.raises(ValueError, match="unknown retrieval 'hnsw'; expected auto, exact or ivf"):
+    with pytest.raises(ConfigError, match="unknown retrieval 'hnsw'; expected one of: auto, exact, ivf"):
         build_index("hnsw", small, queries, 100, 0.95)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="query vectors to calibrate"):
+    with pytest.raises(DataError, match="query vectors to calibrate"):
         build_index("ivf", small, None, 100, 0.95)
     large = np.zeros((IVF_MIN_ITEMS + 1, 4), dtype=np.float32)
     assert build_index("auto", large, None, 100, 0.95).kind == "exact"  # nothing to calibrate on

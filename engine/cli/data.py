@@ -6,8 +6,8 @@ import time
 
 import click
 
-from recengine.errors import ConfigError
 from recengine.cli.common import console, friendly_errors
+from recengine.errors import ConfigError
 
 
 @click.group()

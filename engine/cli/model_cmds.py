@@ -3,16 +3,22 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 from rich.table import Table
 
-from recengine.errors import NotFoundError
 from recengine.cli.common import console, friendly_errors, json_option, print_json, store_option
+from recengine.errors import NotFoundError
 from recengine.feature_store.protocols import PROTOCOLS
 from recengine.retrieval import RETRIEVAL_KINDS
+
+if TYPE_CHECKING:  # the config module is imported by the commands that need it
+    from recengine.config import PipelineConfig
+
+Command = TypeVar("Command", bound=Callable[..., Any])
 
 models_option = click.option(
     "--models", "models_dir", envvar="RECENGINE_MODELS", default="models", show_default=True,
@@ -20,7 +26,7 @@ models_option = click.option(
 )
 
 
-def pipeline_options(function):  # type: ignore[no-untyped-def]
+def pipeline_options(function: Command) -> Command:
     """Flags that override the config file (or the defaults) for one run."""
     options = [
         click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Pipeline config (TOML)."),
@@ -45,9 +51,8 @@ def pipeline_options(function):  # type: ignore[no-untyped-def]
     return function
 
 
-def load_config(config_path: str | None, **flags: Any):  # type: ignore[no-untyped-def]
+def load_config(config_path: str | None, **flags: Any) -> PipelineConfig:
     from recengine.config import ComponentRef, PipelineConfig
-
     from recengine.project import domain_config
 
     config = PipelineConfig.from_toml(config_path) if config_path else domain_config(flags.get("domain"))

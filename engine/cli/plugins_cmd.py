@@ -9,6 +9,7 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
@@ -194,7 +195,7 @@ def check(names: tuple[str, ...], include_builtins: bool, as_json: bool) -> None
                                    f"loaded plugins: {', '.join(loaded)}")
     chosen = [loaded[name] for name in names] or [info for info in manager.plugins
                                                   if include_builtins or not info.builtin]
-    rows = []
+    rows: list[dict[str, Any]] = []
     for info in chosen:
         if info.error:
             rows.append({"plugin": info.name, "family": "-", "component": "-", "ok": False,
@@ -213,8 +214,8 @@ def check(names: tuple[str, ...], include_builtins: bool, as_json: bool) -> None
         for column in ("plugin", "family", "component", "result"):
             table.add_column(column)
         for row in rows:
-            result = "[green]ok[/]" if row["ok"] else f"[red]FAILED: {escape(row['error'])}[/]"
-            table.add_row(row["plugin"], row["family"], row["component"], result)
+            outcome = "[green]ok[/]" if row["ok"] else f"[red]FAILED: {escape(row['error'])}[/]"
+            table.add_row(row["plugin"], row["family"], row["component"], outcome)
         console.print(table)
     if failed:
         sys.exit(1)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.table import Table
 
 from recengine.cli.common import console, friendly_errors, json_option, print_json, store_option
+
+if TYPE_CHECKING:  # the feature store is imported by the commands that open one
+    from recengine.feature_store.snapshot import SnapshotInfo
 
 
 @click.group()
@@ -128,7 +132,7 @@ def publish(store_path: str, root: str | None, version: int | None, history: int
     _show_snapshot(info, "Published", as_json)
 
 
-def _show_snapshot(info, verb: str, as_json: bool) -> None:  # type: ignore[no-untyped-def]
+def _show_snapshot(info: SnapshotInfo, verb: str, as_json: bool) -> None:
     if as_json:
         print_json(info.to_dict())
         return

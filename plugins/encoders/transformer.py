@@ -8,13 +8,15 @@ whole sequence trains at once. ``vector`` is the newest position's output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from recengine.errors import ConfigError
 from recengine import hookimpl
 from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
+from recengine.errors import ConfigError
 
 
 class TransformerConfig(ComponentConfig):
@@ -77,7 +79,9 @@ class TransformerEncoder(Encoder):
         mask = history > 0
         length = history.shape[1]
         positions = torch.arange(length, device=history.device)
-        x = self.context.embed_items(history) * (self.context.dim ** 0.5)
+        embed_items = self.context.embed_items
+        assert embed_items is not None  # __init__ refuses a context without it
+        x = embed_items(history) * (self.context.dim ** 0.5)
         x = self.dropout(self.input_norm(x + self.positions(positions)))
         causal = torch.ones(length, length, dtype=torch.bool, device=history.device).tril()
         # a position sees earlier real items and always itself (so padding rows stay finite)
@@ -90,5 +94,5 @@ class TransformerEncoder(Encoder):
 
 
 @hookimpl
-def register_encoders(register):  # type: ignore[no-untyped-def]
+def register_encoders(register: Callable[[str, type[Encoder]], None]) -> None:
     register("transformer", TransformerEncoder)

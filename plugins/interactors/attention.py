@@ -10,6 +10,7 @@ recommendation's explanation.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
@@ -28,6 +29,7 @@ class AttentionInteractor(Interactor):
     """Target attention of each candidate over the user's history."""
 
     Config = AttentionConfig
+    config: AttentionConfig
     needs_sequence = True
 
     def __init__(self, context: InteractorContext, config: AttentionConfig) -> None:
@@ -46,7 +48,9 @@ class AttentionInteractor(Interactor):
         return torch.nan_to_num(weights)  # a user without history attends to nothing
 
     def _score(self, user: Encoded, items: Tensor) -> Tensor:
-        interest = self._weights(user, items) @ user.sequence  # [B, K, d]
+        weights = self._weights(user, items)
+        assert user.sequence is not None  # _weights refuses a user without one
+        interest = weights @ user.sequence  # [B, K, d]
         if self.config.include_pooled:
             interest = interest + user.vector.unsqueeze(1)
         return (interest * items).sum(-1)
@@ -69,5 +73,5 @@ class AttentionInteractor(Interactor):
 
 
 @hookimpl
-def register_interactors(register):  # type: ignore[no-untyped-def]
+def register_interactors(register: Callable[[str, type[Interactor]], None]) -> None:
     register("attention", AttentionInteractor)

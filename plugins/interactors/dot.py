@@ -6,6 +6,8 @@ multiply), which is also what retrieval uses.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from torch import Tensor
 
 from recengine import hookimpl
@@ -27,5 +29,5 @@ class DotInteractor(Interactor):
 
 
 @hookimpl
-def register_interactors(register):  # type: ignore[no-untyped-def]
+def register_interactors(register: Callable[[str, type[Interactor]], None]) -> None:
     register("dot", DotInteractor)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from pydantic import ConfigDict, Field
 
-from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
+from recengine.components import Candidates, ComponentConfig, RankContext, Ranker
 from recengine.hookspecs import hookimpl
 from recengine.ranking import code_membership, item_column, list_membership, min_max_normalise
 

@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from recengine.components import Candidates, ComponentConfig, Ranker, RankContext
+from recengine.components import Candidates, ComponentConfig, RankContext, Ranker
 from recengine.hookspecs import hookimpl
 from recengine.ranking import as_utc, item_column, min_max_normalise
 

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from pydantic import Field
 
-from recengine.components import Candidates, Catalog, ComponentConfig, Ranker, RankContext
+from recengine.components import Candidates, Catalog, ComponentConfig, RankContext, Ranker
 from recengine.hookspecs import hookimpl
 from recengine.ranking import column_matches, finite_range
 
