@@ -207,7 +207,8 @@ class Candidates:
         self.items = _read_only(self.items, np.int64)
         self.scores = _read_only(self.scores, np.float32)
         self.reasons = tuple(self.reasons)
-        if not (self.items.ndim == 1 and self.items.shape == self.scores.shape and len(self.reasons) == self.items.shape[0]):
+        if not (self.items.ndim == 1 and self.items.shape == self.scores.shape
+                and len(self.reasons) == self.items.shape[0]):
             raise ValueError(f"Candidates columns must be 1-d and aligned: items {self.items.shape}, "
                              f"scores {self.scores.shape}, {len(self.reasons)} reason lists")
 

@@ -118,7 +118,8 @@ class PipelineConfig(Strict):
         try:
             return PipelineConfig.model_validate(data)
         except ValidationError as exc:
-            raise ConfigError(f"invalid setting ({', '.join(k for k, v in overrides.items() if v is not None)}):\n{exc}") from None
+            changed = ", ".join(k for k, v in overrides.items() if v is not None)
+            raise ConfigError(f"invalid setting ({changed}):\n{exc}") from None
 
 
 def validate_components(config: PipelineConfig, manager: PluginManager | None = None) -> None:

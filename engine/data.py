@@ -149,10 +149,12 @@ def _pair_sets(frame: pl.DataFrame, max_history: int) -> dict[str, PairSet]:
         if splits[row] == "train":
             trained.append(items[row])
         elif splits[row] in out:
-            out[splits[row]].append((users[row], np.asarray(trained[-max_history:], dtype=np.int64), items[row], values[row]))
+            history = np.asarray(trained[-max_history:], dtype=np.int64)
+            out[splits[row]].append((users[row], history, items[row], values[row]))
     return {
         name: PairSet(np.asarray([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows],
-                      np.asarray([r[2] for r in rows], dtype=np.int64), np.asarray([r[3] for r in rows], dtype=np.float32))
+                      np.asarray([r[2] for r in rows], dtype=np.int64),
+                      np.asarray([r[3] for r in rows], dtype=np.float32))
         for name, rows in out.items()
     }
 

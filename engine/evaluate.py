@@ -82,7 +82,8 @@ def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = 
                     batch_size: int = ..., *,
                     per_user: str) -> tuple[dict[str, float], np.ndarray]: ...
 def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = (10, 20), masked: bool = True,
-                    batch_size: int = 512, per_user: str | None = None) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
+                    batch_size: int = 512,
+                    per_user: str | None = None) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
     """Mean metrics @ks; with ``per_user="ndcg@10"`` also the per-user values (paired tests)."""
     if len(eval_set) == 0:
         raise DataError("the evaluation split is empty: no user has held-out events")
@@ -147,7 +148,8 @@ def evaluate_interactions(model: RecModel, popularity: np.ndarray, interactions:
         "test_users": len(test),
     }
     if test.candidates is not None:  # P-cold: chance is the honest baseline for unseen items
-        runs = [evaluate_scorer(random_scorer(len(popularity) - 1, seed), test, ks, True, batch_size) for seed in range(5)]
+        runs = [evaluate_scorer(random_scorer(len(popularity) - 1, seed), test, ks, True, batch_size)
+                for seed in range(5)]
         out["random"] = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
         out["cold_items"] = int(test.candidates.size)
     if interactions.test_unmasked:
@@ -156,7 +158,8 @@ def evaluate_interactions(model: RecModel, popularity: np.ndarray, interactions:
     return out
 
 
-def run_metrics(config: PipelineConfig, data: PreparedData, result: TrainResult, train_seconds: float) -> dict[str, Any]:
+def run_metrics(config: PipelineConfig, data: PreparedData, result: TrainResult,
+                train_seconds: float) -> dict[str, Any]:
     """What a finished run reports: validation at the best epoch, test beside the
     baselines, and the training history (local, Ray and standalone runs alike)."""
     return {

@@ -193,7 +193,8 @@ def _encode(encoder: Encoder, batch: dict[str, Tensor], label: str, role: str) -
     except Exception as exc:
         size = batch["ids"].shape[0]
         raise _fail(label, f"forward failed on a batch of {size} ({role} role): {type(exc).__name__}: {exc}") from exc
-    _expect(isinstance(out, Encoded), label, f"forward must return recengine.components.Encoded, got {type(out).__name__}")
+    _expect(isinstance(out, Encoded), label,
+            f"forward must return recengine.components.Encoded, got {type(out).__name__}")
     return out
 
 

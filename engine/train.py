@@ -361,7 +361,8 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
             score, valid = validation_score(model, data.interactions, settings.eval_batch)
             record = {"epoch": epoch, "loss": total / max(count, 1), "seconds": seconds,
                       "elapsed": time.perf_counter() - started,  # training + validation so far
-                      "samples_per_second": len(batches) / max(seconds, 1e-9), "workers": shard[1], **{f"valid_{k}": v for k, v in valid.items()}}
+                      "samples_per_second": len(batches) / max(seconds, 1e-9), "workers": shard[1],
+                      **{f"valid_{k}": v for k, v in valid.items()}}
             state["history"].append(record)
             state["epoch"] = epoch
             if score > state["best_score"]:

@@ -243,7 +243,8 @@ def load_training_data(directory: str | Path) -> PreparedData:
             numeric_stats={k: tuple(v) for k, v in meta["numeric_stats"].items()},
         )
     interactions = Interactions(
-        users=inter["user"], items=inter["item"], weights=inter["weight"], values=inter["value"], valid=eval_sets["valid"], test=eval_sets["test"],
+        users=inter["user"], items=inter["item"], weights=inter["weight"], values=inter["value"],
+        valid=eval_sets["valid"], test=eval_sets["test"],
         test_unmasked=manifest["test_unmasked"], valid_pairs=pairs["valid_pairs"], test_pairs=pairs["test_pairs"])
     return PreparedData(users=IdMap(manifest["users"]), items=IdMap(manifest["items"]),
                         user_features=tables["user"], item_features=tables["item"], interactions=interactions,

@@ -51,7 +51,8 @@ def build_text_vectors(store: FeatureStore, embed: Callable[[list[str]], np.ndar
     return todo.height, done_before
 
 
-def read_vector_file(path: str | Path, id_column: str = "item_id", vector_column: str = "vector") -> tuple[list[str], np.ndarray]:
+def read_vector_file(path: str | Path, id_column: str = "item_id",
+                     vector_column: str = "vector") -> tuple[list[str], np.ndarray]:
     """Ids and vectors from Parquet (an id column and a list column) or NumPy ``.npz``
     (arrays ``ids`` and ``vectors``), checked for shape before the store validates ids."""
     path = Path(path)

@@ -125,7 +125,8 @@ class FeatureStore:
             run(con, f"CREATE TABLE {kind} ({ddl}{extra})")
         run(con, "CREATE TABLE item_vectors (item_id VARCHAR NOT NULL, name VARCHAR NOT NULL, vector FLOAT[] NOT NULL)")
         run(con, "CREATE TABLE vector_sets (name VARCHAR PRIMARY KEY, dim INTEGER NOT NULL, updated_at TIMESTAMP)")
-        run(con, "CREATE TABLE ingests (source VARCHAR, kind VARCHAR, rows_read BIGINT, rows_added BIGINT, ingested_at TIMESTAMP)")
+        run(con, "CREATE TABLE ingests (source VARCHAR, kind VARCHAR, rows_read BIGINT, rows_added BIGINT, "
+                 "ingested_at TIMESTAMP)")
         run(con, "INSERT INTO store_meta VALUES ('schema', ?), ('snapshot_version', '0')",
                     [schema.model_dump_json()])
         con.commit()
@@ -173,7 +174,8 @@ class FeatureStore:
     def _prepare(self, raw: RawTable, kind: str | None) -> tuple[RawTable, str, pl.DataFrame, dict[str, ColumnType]]:
         table_kind = kind or infer_kind(raw)
         if raw.kind and kind and raw.kind != kind:
-            raise IngestError(raw.source, f"a RecBole .{raw.source.rsplit('.', 1)[-1]} file holds {raw.kind}, not {kind}")
+            suffix = raw.source.rsplit(".", 1)[-1]
+            raise IngestError(raw.source, f"a RecBole .{suffix} file holds {raw.kind}, not {kind}")
         raw = normalise_names(raw, table_kind)
         declared = new_columns(raw, table_kind, self._schema)
         schema = self._schema.with_columns(table_kind, declared) if declared else self._schema
@@ -210,7 +212,8 @@ class FeatureStore:
             f"SELECT count(*) FROM (SELECT {quoted} FROM staged EXCEPT SELECT {quoted} FROM {kind})"
         )[0]
         run(self.con,
-            f"DELETE FROM {kind} t USING staged s WHERE t.{id_column} = s.{id_column} AND t.{VALID_FROM} = s.{VALID_FROM}"
+            f"DELETE FROM {kind} t USING staged s "
+            f"WHERE t.{id_column} = s.{id_column} AND t.{VALID_FROM} = s.{VALID_FROM}"
         )
         run(self.con, f"INSERT INTO {kind} ({quoted}) SELECT {quoted} FROM staged")
         return int(changed)
@@ -329,7 +332,8 @@ class FeatureStore:
         return frame["item_id"].to_list(), np.asarray(frame["vector"].to_list(), dtype=np.float32)
 
     # -- snapshots ---------------------------------------------------------------------
-    def export_snapshot(self, root: str | Path | None = None, history: int = snapshot.DEFAULT_HISTORY) -> snapshot.SnapshotInfo:
+    def export_snapshot(self, root: str | Path | None = None,
+                        history: int = snapshot.DEFAULT_HISTORY) -> snapshot.SnapshotInfo:
         """Write a consistent, numbered Parquet snapshot (for training) in one transaction.
 
         ``root`` defaults to ``<store>.snapshots/`` beside the DuckDB file. On failure no
@@ -380,7 +384,9 @@ class FeatureStore:
     def latest(self, kind: str) -> pl.DataFrame:
         """Current attributes of every user or item (its newest ``valid_from`` version)."""
         id_column = USER_ID if kind == "users" else ITEM_ID
-        return self.sql(f"SELECT * FROM {kind} QUALIFY row_number() OVER (PARTITION BY {id_column} ORDER BY {VALID_FROM} DESC) = 1 ORDER BY {id_column}")
+        return self.sql(f"SELECT * FROM {kind} "
+                        f"QUALIFY row_number() OVER (PARTITION BY {id_column} ORDER BY {VALID_FROM} DESC) = 1 "
+                        f"ORDER BY {id_column}")
 
     # -- training sets (SQL in recengine.feature_store.training) -----------------------------------
     def training_set(self, history: int = 50, event_types: list[str] | None = None,

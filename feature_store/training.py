@@ -86,6 +86,7 @@ def split_sql(protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1,
         body = _ratio_split(base, seed, valid=0.1, test=0.1)
         columns = "user_id, item_id, event_type, value, ts, seq, split"
     else:
+        warm = _ratio_split(f"SELECT * FROM ({base}) ANTI JOIN cold USING (item_id)", seed, valid=0.1, test=0.0)
         body = f"""
             WITH item_order AS (
                 SELECT item_id, row_number() OVER (ORDER BY hash(item_id, {seed}), item_id) AS r,
@@ -93,7 +94,7 @@ def split_sql(protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1,
                 FROM (SELECT DISTINCT item_id FROM ({base}))
             ),
             cold AS (SELECT item_id FROM item_order WHERE r <= greatest(1, round(n_items * {cold_fraction}))),
-            warm AS ({_ratio_split(f"SELECT * FROM ({base}) ANTI JOIN cold USING (item_id)", seed, valid=0.1, test=0.0)})
+            warm AS ({warm})
             SELECT user_id, item_id, event_type, value, ts, seq, split FROM warm
             UNION ALL
             SELECT user_id, item_id, event_type, value, ts, seq, 'test' AS split

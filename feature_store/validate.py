@@ -159,7 +159,8 @@ _EXPECTED = {
 }
 
 
-def _reject_failed_casts(raw: RawTable, name: str, before: pl.Series, after: pl.Series, column_type: ColumnType) -> None:
+def _reject_failed_casts(raw: RawTable, name: str, before: pl.Series, after: pl.Series,
+                         column_type: ColumnType) -> None:
     failed = before.is_not_null() & after.is_null()
     if not failed.any():  # the usual case; skip stripping every string of the column
         return

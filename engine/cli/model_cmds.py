@@ -105,7 +105,8 @@ def evaluated_on(metrics: dict[str, Any]) -> str:
 @click.option("--backend", type=click.Choice(["local", "ray"]), default="local", show_default=True,
               help="Train in this process, or data-parallel on Ray Train.")
 @click.option("--workers", default=2, show_default=True, type=click.IntRange(min=1), help="Ray Train workers.")
-@click.option("--address", default=None, help="Ray cluster to join (auto, host:port, ray://host:10001); default: a local one.")
+@click.option("--address", default=None,
+              help="Ray cluster to join (auto, host:port, ray://host:10001); default: a local one.")
 @click.option("--cpus-per-worker", default=1.0, show_default=True, type=click.FloatRange(min=0.01))
 @click.option("--gpus-per-worker", default=0.0, show_default=True, type=click.FloatRange(min=0))
 @click.option("--run-name", default=None, help="Ray run name; the same name resumes from its last checkpoint.")

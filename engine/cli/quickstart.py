@@ -22,7 +22,8 @@ from recengine.project import DEFAULT_PROJECT
 @click.option("--events", default=100_000, show_default=True, type=click.IntRange(min=100))
 @click.option("--epochs", default=10, show_default=True, type=click.IntRange(min=1))
 @click.option("--seed", default=0, show_default=True, type=int)
-@click.option("--show", default=3, show_default=True, type=click.IntRange(min=0), help="Users to show recommendations for.")
+@click.option("--show", default=3, show_default=True, type=click.IntRange(min=0),
+              help="Users to show recommendations for.")
 def quickstart(domains: str, dataset: str | None, project: str, users: int, items: int, events: int, epochs: int,
                seed: int, show: int) -> None:
     """Generate → ingest → publish → train → evaluate → recommend, one folder per domain.
@@ -57,6 +58,7 @@ def quickstart(domains: str, dataset: str | None, project: str, users: int, item
                 for column in ("#", "item", "title", "score", "why"):
                     table.add_column(column)
                 for rank, item in enumerate(recommender.recommend(user_id, 5), 1):
-                    table.add_row(str(rank), item.item_id, item.title or "", f"{item.score:.3f}", "; ".join(item.reasons))
+                    table.add_row(str(rank), item.item_id, item.title or "", f"{item.score:.3f}",
+                                  "; ".join(item.reasons))
                 console.print(table)
     console.print(f"Done. Serve with: recengine serve --project {project}")

@@ -25,7 +25,8 @@ def _domains(value: str | None) -> list[str] | None:
 @domains_option
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--address", default=None, help="Join a running Ray cluster (auto, ray://host:10001) instead of starting one.")
+@click.option("--address", default=None,
+              help="Join a running Ray cluster (auto, ray://host:10001) instead of starting one.")
 @click.option("--cpus-per-replica", default=0.25, show_default=True, type=click.FloatRange(0.01, 64))
 @click.pass_context
 def serve(ctx: click.Context, project: str, domains: str | None, host: str, port: int, address: str | None,

@@ -43,7 +43,8 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
             raise HTTPException(status_code=422, detail=str(exc)) from None
 
     @app.get("/similar/{item_id}", response_model=list[RecommendedItem])
-    async def similar(item_id: str = Path(..., min_length=1), k: int = Query(10, ge=1, le=MAX_K)) -> list[RecommendedItem]:
+    async def similar(item_id: str = Path(..., min_length=1),
+                      k: int = Query(10, ge=1, le=MAX_K)) -> list[RecommendedItem]:
         """Items closest to ``item_id`` in the model's item space."""
         try:
             return get_service().similar(item_id, k)

@@ -16,7 +16,8 @@ class RequestContext(BaseModel):
     filters: dict[str, list[Any]] = Field(default_factory=dict,
                                           description="Item column → allowed values, e.g. {\"category\": [\"books\"]}.")
     exclude: list[str] = Field(default_factory=list, max_length=10_000, description="Item ids never to return.")
-    time: datetime | None = Field(None, description="The request's 'now' (freshness); default: the catalogue's newest item.")
+    time: datetime | None = Field(None,
+                                  description="The request's 'now' (freshness); default: the catalogue's newest item.")
 
 
 class RecommendRequest(BaseModel):

@@ -93,7 +93,8 @@ class RecommendService:
         for request, items in zip(requests, results):
             responses.append(RecommendResponse(
                 user_id=request.user_id, fallback=items.fallback, model=model, snapshot_version=snapshot,
-                items=[RecommendedItem(item_id=i.item_id, score=i.score, title=i.title, reasons=i.reasons) for i in items],
+                items=[RecommendedItem(item_id=i.item_id, score=i.score, title=i.title, reasons=i.reasons)
+                       for i in items],
             ))
         return responses
 

@@ -37,7 +37,10 @@ class FriendsOfFriends(Ranker):
         self_index = context.item_index.get(context.user_id, 0)
         history = np.asarray(context.history, dtype=np.int64)
         types = context.history_event_types
-        followed = history[[t == self.config.follow_event for t in types]] if len(types) == len(history) else history[:0]
+        if len(types) == len(history):
+            followed = history[[t == self.config.follow_event for t in types]]
+        else:
+            followed = history[:0]
         if context.seen is not None:  # every follow, not only the recent history
             followed = np.union1d(followed, context.seen([self.config.follow_event]))
         banned = set(followed.tolist()) | {self_index, 0} | set(np.asarray(context.exclude, dtype=np.int64).tolist())
