@@ -6,8 +6,9 @@ reads item attributes, matches request filters, groups items and rescales scores
 business rule then means the same in a plugin as in the engine.
 
 - Item columns: :func:`item_column` (a column, or an error naming the known ones),
-  :func:`cell_values` (the values one cell holds), :func:`column_matches` (a filter mask)
-  and :func:`first_matches` (which wanted value each cell holds, for reasons).
+  :func:`cell_values` (the values one cell holds), :func:`check_filter` (whether a filter can
+  apply to a column), :func:`column_matches` (a filter mask) and :func:`first_matches`
+  (which wanted value each cell holds, for reasons).
 - Grouping: :func:`code_membership` and :func:`list_membership` (item × value matrices).
 - Scores: :func:`finite_range` and :func:`min_max_normalise`.
 - Time: :func:`as_utc` (naive request times are UTC).
@@ -29,8 +30,11 @@ import numpy as np
 from recengine.components import LIST_VALUE_TYPES, Catalog
 from recengine.errors import RequestError
 
-__all__ = ["as_utc", "cell_values", "code_membership", "column_matches", "finite_range", "first_matches",
-           "item_column", "list_membership", "min_max_normalise"]
+__all__ = ["as_utc", "cell_values", "check_filter", "code_membership", "column_matches", "finite_range",
+           "first_matches", "item_column", "list_membership", "min_max_normalise"]
+
+# cells sampled to tell which kind of value an object column holds (a bound on the cost)
+_KIND_SAMPLE = 64
 
 
 def item_column(catalog: Catalog, name: str, needed_by: str) -> np.ndarray:
@@ -50,19 +54,35 @@ def cell_values(cell: Any) -> tuple[Any, ...]:
     return tuple(element for element in elements if not _missing(element))
 
 
+def check_filter(catalog: Catalog, column: str, allowed: Any) -> None:
+    """Raise :class:`~recengine.errors.RequestError` (HTTP 422) unless the filter
+    ``{column: allowed}`` can apply: a known column, scalar values (strings, numbers,
+    booleans), and values of the kind the column holds (no strings for a price, no numbers for
+    a category, no filter on a time column). Serving checks each request with it before the
+    request joins a batch; :func:`column_matches` itself only refuses non-scalar values."""
+    values = item_column(catalog, column, "filter")
+    wanted = _allowed_list(column, allowed)
+    kind = _column_kind(values)
+    if kind == "time":
+        raise RequestError(f"filter {column!r}: a time column cannot be filtered by value")
+    mismatch = next((v for v in wanted if kind is not None and _value_kind(v) != kind), None)
+    if mismatch is not None:
+        raise RequestError(f"filter {column!r}: the column holds {kind} values, got {_value_kind(mismatch)} "
+                           f"{str(mismatch)[:50]!r}")
+
+
 def column_matches(catalog: Catalog, column: str, items: np.ndarray, allowed: Any) -> np.ndarray:
     """Boolean mask over ``items``: True where the item's ``column`` cell holds an allowed value.
 
     This is what a request's ``filters`` mean. ``allowed`` is a list of values (a single
     string or number is taken as a list of one); an empty list matches nothing. A cell with
-    several values matches when any does; a missing value never matches. An unknown column
-    raises :class:`~recengine.errors.RequestError` naming the known ones.
+    several values matches when any does; a missing value never matches. An unknown column,
+    or an allowed value that is a list or an object, raises
+    :class:`~recengine.errors.RequestError`; a value of another kind than the column's
+    matches nothing (:func:`check_filter` refuses it instead).
     """
     values = item_column(catalog, column, "filter")[items]
-    if isinstance(allowed, (list, tuple, set, frozenset, np.ndarray)):
-        allowed = [a for a in allowed if not _missing(a)]
-    else:
-        allowed = [] if _missing(allowed) else [allowed]
+    allowed = _allowed_list(column, allowed)
     if not allowed:
         return np.zeros(len(values), dtype=bool)
     kind = values.dtype.kind
@@ -146,6 +166,39 @@ def as_utc(moment: datetime) -> datetime:
     """An aware UTC datetime: naive times (a request's ``now``, a config's dates) are taken
     as UTC, aware ones are converted."""
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
+def _allowed_list(column: str, allowed: Any) -> list[Any]:
+    """A filter's allowed values as a list, missing ones dropped; a value that cannot equal a
+    cell (a list, an object: unhashable) raises :class:`~recengine.errors.RequestError`."""
+    values = list(allowed) if isinstance(allowed, list | tuple | set | frozenset | np.ndarray) else [allowed]
+    for value in values:
+        try:
+            hash(value)
+        except TypeError:
+            raise RequestError(f"filter {column!r}: values must be strings, numbers or booleans, "
+                               f"got {type(value).__name__}") from None
+    return [value for value in values if not _missing(value)]
+
+
+def _value_kind(value: Any) -> str:
+    """"boolean", "number", "string" or "other": a filter value must be of its column's kind."""
+    if isinstance(value, bool | np.bool_):
+        return "boolean"
+    if isinstance(value, int | float | np.number):
+        return "number"
+    return "string" if isinstance(value, str) else "other"
+
+
+def _column_kind(values: np.ndarray) -> str | None:
+    """The kind of value a column holds ("time" for datetimes), or None when that cannot be
+    told: no values among the first cells, several kinds, or values of another type."""
+    if values.dtype.kind in "Mm":
+        return "time"
+    if values.dtype.kind != "O":
+        return {"b": "boolean", "U": "string", "S": "string"}.get(values.dtype.kind, "number")
+    kinds = {_value_kind(v) for cell in values[1:1 + _KIND_SAMPLE].tolist() for v in cell_values(cell)}
+    return kinds.pop() if len(kinds) == 1 and "other" not in kinds else None
 
 
 def _missing(value: Any) -> bool:

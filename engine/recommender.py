@@ -3,11 +3,17 @@
 1. Retrieve the top-N candidates by inner product of the users' vectors with the item
    matrix: an exact scan, or from 50k items an IVF index calibrated to a recall target
    (``recengine.retrieval``).
+   A request with ``filters`` or ``exclude`` retrieves among the items they allow
+   (``recengine.allowed_items``), so its list holds k items whenever k items qualify.
 2. Score them with the bundle's interactor (the same product for ``dot``; target attention
    over the history for ``attention``).
 3. Run the ranker chain (filters, diversity, freshness, fallback, top-k) in config order.
 4. Explain the final items only: reasons are built for the k items returned, not for every
    candidate.
+
+Requests are checked one by one before the batch is scored (:meth:`Recommender.check_request`)
+and answered one by one (:meth:`Recommender.answer_many`): one bad request in a batch gets
+its own error and never changes another request's answer.
 
 Serving builds the Recommender with ``precompute_users=True``: every user's vector is then
 encoded once per snapshot (``recengine.user_vectors``) when the interactor scores from the
@@ -34,6 +40,7 @@ import numpy as np
 import torch
 from threadpoolctl import ThreadpoolController
 
+from recengine.allowed_items import AllowedItems, search_within
 from recengine.bundle import Bundle, load_bundle
 from recengine.catalog import assemble_catalog
 from recengine.components import Candidates, Encoded, RankContext, Ranker, SegmentPopularity
@@ -42,6 +49,7 @@ from recengine.errors import NotFoundError, RequestError
 from recengine.feature_store.online import Segment, SegmentItems
 from recengine.feature_store.snapshot import default_root
 from recengine.plugin_manager import get_plugin_manager
+from recengine.ranking import check_filter
 from recengine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index
 from recengine.user_vectors import UserVectors
 
@@ -63,11 +71,32 @@ class Recommendation:
 
 class Recommendations(list):
     """A request's ranked :class:`Recommendation` list; ``fallback`` is True when the model
-    did not know the user (no id, no history) and fallback rankers answered alone."""
+    did not know the user (no id, no history) and fallback rankers answered alone; ``notes``
+    say what the request asked for that did not apply."""
 
-    def __init__(self, items: list[Recommendation], fallback: bool = False) -> None:
+    def __init__(self, items: list[Recommendation], fallback: bool = False, notes: list[str] | None = None) -> None:
         super().__init__(items)
         self.fallback = fallback
+        self.notes = notes or []
+
+
+TIME_NOT_USED = "context.time was not used: no ranker of this domain reads the request's time"
+
+
+class TimeReadingContext(RankContext):
+    """A :class:`RankContext` that records whether any ranker read ``now`` (the request's
+    time), so that a response can say when the time it was given had no effect."""
+
+    now_read = False
+
+    @property
+    def now(self) -> datetime | None:
+        self.now_read = True
+        return self._now
+
+    @now.setter
+    def now(self, value: datetime | None) -> None:
+        self._now = value
 
 
 @dataclass
@@ -163,6 +192,7 @@ class Recommender:
         items = assemble_catalog(bundle, online)
         self.item_ids, self.item_matrix, self.item_index = items.item_ids, items.item_matrix, items.item_index
         self.catalog, self.cold_items = items.catalog, items.cold_items
+        self.allowed_items = AllowedItems(self.catalog)
         if threads is not None:
             thread_pools()  # find the pools now, not during the first request
         self.rankers = build_rankers(rankers if rankers is not None else bundle.config.ranking.rankers)
@@ -315,13 +345,28 @@ class Recommender:
         filled = cast(list[np.ndarray], cached)  # every None was replaced above
         return Encoded(vector=torch.from_numpy(np.stack(filled)).to(self.device))
 
-    def _score_batch(self, user_ids: list[str], users: list[int], histories: list[np.ndarray]) -> list[Scored]:
-        """Encode users together, retrieve each one's top-N, score them with the interactor."""
+    def _retrieve(self, vectors: np.ndarray, allowed: list[np.ndarray | None], n: int) -> np.ndarray:
+        """[B, n] candidates: the index's top-n for requests that allow every item, the top-n
+        among the allowed items for the others (rows padded with item 0 when fewer are allowed)."""
+        top = np.zeros((vectors.shape[0], n), dtype=np.int64)
+        free = [row for row, items in enumerate(allowed) if items is None]
+        if free:
+            top[free] = self.index.search(vectors[free], n)
+        for row, items in enumerate(allowed):
+            if items is not None:
+                found = search_within(self.item_matrix, vectors[row], items, n)
+                top[row, :found.size] = found
+        return top
+
+    def _score_batch(self, user_ids: list[str], users: list[int], histories: list[np.ndarray],
+                     allowed: list[np.ndarray | None]) -> list[Scored]:
+        """Encode users together, retrieve each one's top-N (among its allowed items), score
+        them with the interactor."""
         padded = self._pad(histories)
         n = min(self.num_candidates, self.item_matrix.shape[0] - 1)
         with self._lock, torch.no_grad():
             encoded = self._encode_batch(user_ids, users, padded)
-            top = self.index.search(encoded.vector.float().cpu().numpy(), n)
+            top = self._retrieve(encoded.vector.float().cpu().numpy(), allowed, n)
             items_t = torch.from_numpy(self.item_matrix[top]).to(self.device)  # numpy's gather is ~5x cheaper
             scores = self.model.interactor.score(encoded, items_t).float().cpu().numpy()
             weights = self.model.interactor.explain(encoded, items_t)
@@ -329,6 +374,7 @@ class Recommender:
         results = []
         for row in range(len(users)):
             order = np.argsort(-scores[row], kind="stable")
+            order = order[top[row][order] > 0]  # padding of rows with fewer allowed items
             candidates = Candidates(top[row][order].astype(np.int64), scores[row][order].astype(np.float32),
                                     [[] for _ in range(order.size)])
             results.append(Scored(candidates, None if weights is None else weights[row][order], padded[row]))
@@ -371,33 +417,69 @@ class Recommender:
         return self.recommend_many([request])[0]
 
     def recommend_many(self, requests: list[Request]) -> list[Recommendations]:
-        """Several requests with one batched encode and retrieval (what serving batches)."""
+        """Several requests with one batched encode and retrieval; raises the first request's
+        error, if any (:meth:`answer_many` answers each request on its own)."""
+        answers = self.answer_many(requests)
+        for answer in answers:
+            if isinstance(answer, Exception):
+                raise answer
+        return cast(list[Recommendations], answers)
+
+    def answer_many(self, requests: list[Request]) -> list[Recommendations | Exception]:
+        """Each request's recommendations, or the exception that request raised, in request
+        order: what serving batches. A bad request (a ``RequestError``) or a ranker failing on
+        one request fails that request alone."""
         with self._thread_limit():
-            return self._recommend_many(requests)
+            return self._answer_many(requests)
+
+    def check_request(self, request: Request) -> None:
+        """Raise :class:`~recengine.errors.RequestError` when ``request`` cannot be answered
+        as asked: ``k < 1``, or a filter on an unknown column or with values the column
+        cannot hold (``recengine.ranking.check_filter``)."""
+        if request.k < 1:
+            raise RequestError(f"k must be at least 1, got {request.k}")
+        for column, allowed in request.filters.items():
+            check_filter(self.catalog, column, allowed)
 
     def _thread_limit(self) -> AbstractContextManager[Any]:
         return nullcontext() if self.threads is None else thread_pools().limit(limits=self.threads)
 
-    def _recommend_many(self, requests: list[Request]) -> list[Recommendations]:
-        for request in requests:
-            if request.k < 1:
-                raise RequestError(f"k must be at least 1, got {request.k}")
-        looked_up = [self.user_history(r.user_id) for r in requests]
-        known = [i for i, history in enumerate(looked_up) if history.known]
-        scored = dict(zip(known, self._score_batch([requests[i].user_id for i in known],
-                                                   [looked_up[i].index for i in known],
-                                                   [looked_up[i].items for i in known]))) if known else {}
-        return [self._rank(request, looked_up[i], scored.get(i)) for i, request in enumerate(requests)]
+    def _answer_many(self, requests: list[Request]) -> list[Recommendations | Exception]:
+        answers: list[Recommendations | Exception | None] = [None] * len(requests)
+        for i, request in enumerate(requests):
+            try:
+                self.check_request(request)
+            except RequestError as exc:
+                answers[i] = exc
+        valid = [i for i, answer in enumerate(answers) if answer is None]
+        looked_up = {i: self.user_history(requests[i].user_id) for i in valid}
+        excluded = {i: self._excluded(requests[i]) for i in valid}
+        known = [i for i in valid if looked_up[i].known]
+        scored = dict(zip(known, self._score_batch(
+            [requests[i].user_id for i in known], [looked_up[i].index for i in known],
+            [looked_up[i].items for i in known],
+            [self.allowed_items.of(requests[i].filters, excluded[i]) for i in known]))) if known else {}
+        for i in valid:
+            try:
+                answers[i] = self._rank(requests[i], looked_up[i], scored.get(i), excluded[i])
+            except Exception as exc:  # this request's failure (a bug too), reported to it alone
+                answers[i] = exc
+        return cast(list[Recommendations | Exception], answers)
 
-    def _rank(self, request: Request, user: UserHistory, scored: Scored | None) -> Recommendations:
+    def _excluded(self, request: Request) -> np.ndarray:
+        """The request's ``exclude`` ids the catalogue knows, as dense indices."""
+        excluded = np.array([self.item_index.get(i, 0) for i in request.exclude], dtype=np.int64)
+        return excluded[excluded > 0]
+
+    def _rank(self, request: Request, user: UserHistory, scored: Scored | None,
+              excluded: np.ndarray) -> Recommendations:
         history = user.items
         known = scored is not None
         candidates = scored.candidates if scored is not None else Candidates.empty()
-        excluded = np.array([self.item_index.get(i, 0) for i in request.exclude], dtype=np.int64)
-        context = RankContext(
+        context = TimeReadingContext(
             user_id=request.user_id, k=request.k, catalog=self.catalog, history=history,
             history_event_types=user.event_types, history_ts=user.times, known_user=known, now=request.now,
-            exclude=excluded[excluded > 0], filters=request.filters, user_attributes=user.attributes,
+            exclude=excluded, filters=request.filters, user_attributes=user.attributes,
             item_index=self.item_index, history_of=self.history_of,
             segment_popularity=lambda: self.segment_popularity(user.attributes),
             seen=None if self.online is None else lambda types: self._seen(request.user_id, types),
@@ -412,10 +494,11 @@ class Recommender:
         else:  # the model's reasons first, then what rankers added ("diversified")
             model = self._model_reasons(candidates.items, scored, history)
             reasons = [m + list(r) for m, r in zip(model, candidates.reasons)]
+        notes = [TIME_NOT_USED] if request.now is not None and not context.now_read else []
         return Recommendations([
             Recommendation(str(self.catalog.item_ids[i]), float(s), r, self.catalog.title(int(i)))
             for i, s, r in zip(candidates.items.tolist(), candidates.scores.tolist(), reasons)
-        ], fallback=not known and len(candidates) > 0)
+        ], fallback=not known and len(candidates) > 0, notes=notes)
 
     def similar(self, item_id: str, k: int = 10) -> list[Recommendation]:
         """Items whose representations are closest (cosine) to ``item_id``'s."""

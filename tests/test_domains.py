@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +14,7 @@ from recengine.dataset import prepare
 from recengine.feature_store import FeatureStore
 from recengine.plugin_manager import get_plugin_manager
 from recengine.project import domain_config, domain_paths, resolve_targets
-from recengine.recommender import Recommender
+from recengine.recommender import TIME_NOT_USED, Recommender
 
 
 def _recommender(project: Path, domain: str) -> Recommender:
@@ -49,6 +49,50 @@ def test_ecommerce_never_recommends_purchased_and_diversifies(project: Path) -> 
         assert len(top) == 10 and not purchased & {r.item_id for r in top}
         categories = Counter(recommender.catalog.columns["category"][recommender.item_index[r.item_id]] for r in top)
         assert max(categories.values()) <= 3
+
+
+def test_ecommerce_filtered_lists_are_full_whenever_k_items_qualify(project: Path) -> None:
+    """Filters are applied at retrieval: a filter on a category the model ranks low still
+    returns k items of it (it used to filter the catalogue-wide top-N and come back short)."""
+    recommender = _recommender(project, "ecommerce")
+    columns, ids = recommender.catalog.columns, recommender.catalog.item_ids
+    categories = sorted({c for c in columns["category"][1:].tolist() if c})
+    brands = [b for b, _ in Counter(b for b in columns["brand"][1:].tolist() if b).most_common()]
+    filters = [{"category": [c]} for c in categories] + [
+        {"category": categories[:2]}, {"brand": [brands[0]]}, {"brand": [brands[-1]]}]
+    for user in [*recommender.bundle.users.ids[:40], "never-seen"]:
+        purchased = set(recommender.online.seen(user, ["purchase"]))  # never shown again
+        for allowed in filters:
+            (column, values), = allowed.items()
+            qualifying = {ids[i] for i in range(1, len(ids)) if columns[column][i] in values} - purchased
+            top = [r.item_id for r in recommender.recommend(user, 10, filters=allowed)]
+            assert len(top) == min(10, len(qualifying)), (user, allowed, len(qualifying))
+            assert set(top) <= qualifying
+
+
+def test_ecommerce_category_cap_is_a_rule(project: Path) -> None:
+    """At most 3 per category in a top 10 for every user, the cold ones included: when the
+    model's candidates cannot keep the cap, popular items of other categories fill in.
+    50 candidates of 300 items is a real shop's ratio (200 of 100k), where a user's top-N
+    often holds only two or three categories (a third of these users, before reserves)."""
+    target = resolve_targets(project, ["ecommerce"])[0]
+    recommender = Recommender.load(target.bundle, snapshot=target.snapshot, candidates=50)
+    category = recommender.catalog.columns["category"]
+    users = [*recommender.bundle.users.ids[:100], "never-seen", "someone-else"]
+    for user in users:
+        top = recommender.recommend(user, 10)
+        counts = Counter(category[recommender.item_index[r.item_id]] for r in top)
+        assert len(top) == 10 and max(counts.values()) <= 3, (user, counts)
+    narrow = recommender.recommend("never-seen", 10, filters={"category": [category[1]]})
+    assert len(narrow) == 10  # one category allowed: the cap gives way rather than shorten the list
+
+
+def test_time_that_no_ranker_reads_is_noted(project: Path) -> None:
+    now = datetime(2030, 1, 1)
+    shop, news = _recommender(project, "ecommerce"), _recommender(project, "news")
+    assert shop.recommend(shop.bundle.users.ids[0], 5, now=now).notes == [TIME_NOT_USED]  # no freshness ranker
+    assert shop.recommend(shop.bundle.users.ids[0], 5).notes == []
+    assert news.recommend(news.bundle.users.ids[0], 5, now=now).notes == []  # freshness reads it
 
 
 def test_ecommerce_training_weights_follow_event_types(project: Path) -> None:

@@ -16,12 +16,13 @@ import pytest
 from pydantic import ValidationError
 
 from recengine.components import Candidates, Catalog, RankContext, Ranker
+from recengine.errors import RequestError
 from recengine.plugin_manager import PluginManager
 from recengine.plugins.rankers.diversity import Diversity
 from recengine.plugins.rankers.filters import ExcludeSeen, TopK
 from recengine.plugins.rankers.freshness import Freshness
 from recengine.plugins.rankers.popularity import PopularityFallback
-from recengine.ranking import list_membership
+from recengine.ranking import check_filter, list_membership
 
 N = 20
 T0 = datetime(2024, 3, 1)
@@ -257,6 +258,29 @@ def test_exclude_seen_applies_filters():
     assert len(ranker.rank(ALL, context(filters={"category": []}))) == 0
     with pytest.raises(ValueError, match="unknown item column 'colour'"):
         ranker.rank(ALL, context(filters={"colour": ["red"]}))
+    for values in ([{"in": "b"}], [["b"]], {"in": "b"}):  # unhashable values: a request error, never a TypeError
+        with pytest.raises(RequestError, match="values must be strings, numbers or booleans"):
+            ranker.rank(ALL, context(filters={"category": values}))
+
+
+@pytest.mark.parametrize("column, values, fragment", [
+    ("colour", ["red"], "unknown item column"),
+    ("category", [["a"]], "values must be strings"),
+    ("category", [3], "holds string values, got number"),
+    ("price", ["cheap"], "holds number values, got string"),
+    ("price", [True], "holds number values, got boolean"),
+    ("created_at", ["2024-03-01"], "time column"),
+    ("genres", [1], "holds string values"),
+])
+def test_check_filter_refuses_what_cannot_match(column, values, fragment):
+    with pytest.raises(RequestError, match=fragment):
+        check_filter(CATALOG, column, values)
+
+
+def test_check_filter_accepts_values_of_the_column_kind():
+    for column, values in (("category", ["a", "z"]), ("price", [10, 20.5]), ("genres", ["drama"]),
+                           ("brand", "brand1"), ("category", [])):
+        check_filter(CATALOG, column, values)
 
 
 # ---------------------------------------------------------------------------------------
@@ -279,9 +303,21 @@ def test_diversity_caps_items_per_field_value():
     out = ranker.rank(ALL, context())
     assert CATALOG.columns["category"][out.items].tolist() == ["c", "c", "b", "b", "a", "a"]
     assert out.reasons[2][-1] == "diversified (category)"
-    # The cap is soft: with only one category left it still fills k.
-    only_c = ALL.take(ALL.items >= 15)
-    assert len(ranker.rank(only_c, context())) == 6
+
+
+def test_diversity_cap_is_a_rule_where_the_catalogue_allows_it():
+    ranker = Diversity(Diversity.Config(**{"lambda": 1.0, "field": "category", "max_per_value": 2, "k": 6}))
+    only_c = ALL.take(ALL.items >= 15)  # the candidates alone cannot keep the cap
+    out = ranker.rank(only_c, context(exclude=np.array([3])))
+    assert len(out) == 6 and CATALOG.columns["category"][out.items].tolist().count("c") == 2
+    # the two best candidates, then the most popular items of "b" and "a", two each: never an
+    # item seen (2, 4, 6) or excluded (3); 16, popular too, is a "c"
+    assert out.items.tolist() == [20, 19, 9, 14, 7, 5]
+    assert all(r[-2:] == ["popular", "diversified (category)"] for r in out.reasons[2:])
+    assert np.all(out.scores[2:] < only_c.scores.min())  # scored below every candidate
+    # Where no other item qualifies (a filter on one category), the cap gives way to k items.
+    narrow = ranker.rank(only_c, context(filters={"category": ["c"]}))
+    assert len(narrow) == 6 and set(CATALOG.columns["category"][narrow.items]) == {"c"}
 
 
 def test_catalog_codes_single_valued_columns_once_and_leave_list_columns_to_membership():

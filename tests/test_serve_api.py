@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from recengine.components import Candidates, RankContext, Ranker
+from recengine.errors import RequestError
 from recengine.project import domain_paths, resolve_targets
+from recengine.recommender import TIME_NOT_USED
 from recengine.serve.api import build_api
+from recengine.serve.schemas import RecommendRequest
 from recengine.serve.service import NotReady, RecommendService
 
 
@@ -115,3 +119,92 @@ def test_project_errors_name_the_fix(project: Path, tmp_path: Path) -> None:
     with pytest.raises(LookupError, match="has no trained bundle.*recengine quickstart --domains music"):
         domain_paths(tmp_path, "music")["base"].mkdir(parents=True)
         resolve_targets(tmp_path, ["music"])
+
+
+class _FailsFor(Ranker):
+    """A ranker with a bug that only one user's requests hit."""
+
+    def __init__(self, user_id: str) -> None:
+        super().__init__()
+        self.user_id = user_id
+
+    def rank(self, candidates: Candidates, context: RankContext) -> Candidates:
+        if context.user_id == self.user_id:
+            raise KeyError("a bug for one user")
+        return candidates
+
+
+def test_a_bad_request_in_a_batch_fails_alone(shop) -> None:  # type: ignore[no-untyped-def]
+    client, service = shop
+    users = list(service.recommender.bundle.users.ids[:6])
+    category = str(service.recommender.catalog.columns["category"][1])
+    good = [RecommendRequest.model_validate(r) for r in (
+        *({"user_id": u, "k": 5} for u in users),
+        {"user_id": "never-seen", "k": 3},
+        {"user_id": users[0], "k": 4, "context": {"filters": {"category": [category]}, "exclude": ["nope"]}},
+    )]
+    bad = [RecommendRequest.model_validate(r) for r in (
+        {"user_id": users[1], "context": {"filters": {"colour": ["red"]}}},  # unknown column
+        {"user_id": users[2], "context": {"filters": {"price": ["cheap"]}}},  # a string for a number
+        {"user_id": "the-buggy-one"},  # a ranker fails on this request only
+    )]
+    clean = service.recommend_many(good)  # the good requests without their bad neighbours
+    alone = [service.recommend_many([request])[0] for request in good]
+    batch = [*good[:2], bad[0], *good[2:5], bad[1], *good[5:], bad[2]]
+    service.recommender.rankers.append(_FailsFor("the-buggy-one"))
+    try:
+        answers = service.recommend_many(batch)
+    finally:
+        service.recommender.rankers.pop()
+    errors = [answers[2], answers[6], answers[-1]]
+    assert isinstance(errors[0], RequestError) and "colour" in str(errors[0])
+    assert isinstance(errors[1], RequestError) and "price" in str(errors[1])
+    assert isinstance(errors[2], KeyError)
+    answered = [a.model_dump() for a in answers if not isinstance(a, Exception)]
+    assert answered == [a.model_dump() for a in clean]  # type: ignore[union-attr]
+    for mixed, single in zip(answered, alone):  # alone: the same, up to float32 rounding of batched scores
+        assert [(i["item_id"], i["reasons"]) for i in mixed["items"]] == [
+            (i.item_id, i.reasons) for i in single.items]  # type: ignore[union-attr]
+        assert [i["score"] for i in mixed["items"]] == pytest.approx([i.score for i in single.items], rel=1e-5)  # type: ignore[union-attr]
+    with pytest.raises(RequestError, match="colour"):
+        service.validate(bad[0])  # what the deployment checks before a request joins a batch
+
+
+def test_filters_the_catalogue_cannot_apply_are_422(shop) -> None:  # type: ignore[no-untyped-def]
+    client, service = shop
+    user = service.recommender.bundle.users.ids[0]
+    for filters, fragment in (({"price": ["cheap"]}, "price"), ({"category": [3]}, "category")):
+        response = client.post("/recommend", json={"user_id": user, "context": {"filters": filters}})
+        assert response.status_code == 422 and response.json()["code"] == "invalid_request"
+        assert fragment in response.json()["detail"]
+
+
+def test_time_no_ranker_reads_is_noted_and_paths_stay_private(shop) -> None:  # type: ignore[no-untyped-def]
+    client, service = shop
+    user = service.recommender.bundle.users.ids[0]
+    timed = client.post("/recommend", json={"user_id": user, "context": {"time": "2024-05-01T12:00:00Z"}}).json()
+    assert timed["notes"] == [TIME_NOT_USED]  # the ecommerce chain has no freshness ranker
+    assert client.post("/recommend", json={"user_id": user}).json()["notes"] == []
+    assert client.get("/model").json()["path"] is None
+
+
+def test_the_deployment_checks_a_request_before_it_joins_a_batch(shop) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+    from types import SimpleNamespace
+
+    from recengine.serve.deployment import DomainRecommender
+
+    batched: list[RecommendRequest] = []
+
+    async def batch(request: RecommendRequest) -> str:
+        batched.append(request)
+        return "answered in a batch"
+
+    replica = SimpleNamespace(service=shop[1], recommend_batch=batch)  # the replica's state, without Ray
+    recommend = DomainRecommender.func_or_class.recommend  # type: ignore[attr-defined]
+    good = RecommendRequest.model_validate({"user_id": "u1"})
+    bad = RecommendRequest.model_validate({"user_id": "u1", "context": {"filters": {"colour": ["red"]}}})
+    assert asyncio.run(recommend(replica, good)) == "answered in a batch"
+    with pytest.raises(RequestError, match="colour"):
+        asyncio.run(recommend(replica, bad))
+    assert batched == [good]

@@ -28,9 +28,11 @@ def _domains(value: str | None) -> list[str] | None:
 @click.option("--address", default=None,
               help="Join a running Ray cluster (auto, ray://host:10001) instead of starting one.")
 @click.option("--cpus-per-replica", default=0.25, show_default=True, type=click.FloatRange(0.01, 64))
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="Log a line per request (replicas and proxy); off by default: it costs CPU and disk under load.")
 @click.pass_context
 def serve(ctx: click.Context, project: str, domains: str | None, host: str, port: int, address: str | None,
-          cpus_per_replica: float) -> None:
+          cpus_per_replica: float, access_log: bool) -> None:
     """Serve every prepared domain over HTTP at /<domain> (Ctrl-C stops everything).
 
     Each domain is a Ray Serve application with POST /<domain>/recommend,
@@ -50,9 +52,10 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
     with friendly_errors():
         init_ray(address)
     try:
-        ray_serve.start(http_options={"host": host, "port": port})
+        ray_serve.start(http_options={"host": host, "port": port}, logging_config={"enable_access_log": access_log})
         for target in targets:
-            ray_serve.run(domain_application(target.domain, target.bundle, target.snapshot, cpus_per_replica),
+            ray_serve.run(domain_application(target.domain, target.bundle, target.snapshot, cpus_per_replica,
+                                             access_log=access_log),
                           name=target.domain, route_prefix=f"/{target.domain}")
             console.print(f"[bold]{target.domain}[/] → http://{host}:{port}/{target.domain} "
                           f"({target.bundle.parent.name} v{target.bundle.name})")
@@ -76,7 +79,9 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
 @click.option("--host", default="0.0.0.0", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--cpus-per-replica", default=0.25, show_default=True, type=click.FloatRange(0.01, 64))
-def serve_config(project: str, domains: str | None, out: str, host: str, port: int, cpus_per_replica: float) -> None:
+@click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log a line per request.")
+def serve_config(project: str, domains: str | None, out: str, host: str, port: int, cpus_per_replica: float,
+                 access_log: bool) -> None:
     """Write the Serve config YAML equivalent to `recengine serve`, for `serve deploy` on a cluster.
 
     Paths in it are absolute: the bundle and snapshot directories must be visible to every
@@ -90,6 +95,7 @@ def serve_config(project: str, domains: str | None, out: str, host: str, port: i
         targets = resolve_targets(project, _domains(domains))
     config = {
         "http_options": {"host": host, "port": port},
+        "logging_config": {"enable_access_log": access_log},
         "applications": [
             {
                 "name": t.domain,
@@ -101,6 +107,7 @@ def serve_config(project: str, domains: str | None, out: str, host: str, port: i
                     "num_replicas": 1,
                     "ray_actor_options": {"num_cpus": cpus_per_replica},
                     "user_config": {"bundle": str(t.bundle), "snapshot": str(t.snapshot)},
+                    "logging_config": {"enable_access_log": access_log},
                 }],
             }
             for t in targets

@@ -1,65 +1,85 @@
 """The HTTP API of one domain, as a FastAPI app.
 
 The same app runs behind Ray Serve (``recengine.serve.deployment``) and directly in tests.
-Client mistakes get 4xx with a reason (422 validation or a ``RequestError``, 404 unknown
-item), a service that has no model yet gets 503, and an unknown user gets the popularity
-fallback (200). Any other exception is a bug: FastAPI answers 500 and the server logs it.
+Every error answers ``{"detail", "code", "request_id"}`` (``recengine.serve.http_errors``):
+400 a body that is not JSON, 404 an unknown item, 413 a body over 64 KiB, 422 a request the
+models or the catalogue reject, 503 no model yet, 500 a bug (logged with its request id).
+Every response carries ``X-Request-ID`` (``recengine.serve.guard``). An unknown user gets the
+popularity fallback (200), never an error.
 """
 
 from __future__ import annotations
 
+import hmac
+import os
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, HTTPException, Path, Query, Request
+from fastapi import FastAPI, Header, Path, Query
 from fastapi.responses import JSONResponse
 
-from recengine.errors import NotFoundError, RequestError
-from recengine.serve.schemas import MAX_K, Health, ModelInfo, RecommendedItem, RecommendRequest, RecommendResponse
-from recengine.serve.service import NotReady, RecommendService
+from recengine.serve.guard import RequestGuard
+from recengine.serve.http_errors import ERROR_RESPONSES, install_error_handlers
+from recengine.serve.schemas import (
+    MAX_ID_CHARS,
+    MAX_K,
+    Health,
+    ModelInfo,
+    RecommendedItem,
+    RecommendRequest,
+    RecommendResponse,
+)
+from recengine.serve.service import RecommendService
 
-Recommend = Callable[[RecommendRequest], Awaitable[RecommendResponse]]
+ADMIN_KEY_ENV = "RECENGINE_ADMIN_KEY"  # the operator key; unset: /model never shows server paths
+
+Recommend = Callable[[RecommendRequest], Awaitable[RecommendResponse | Exception]]
 
 
 def build_api(domain: str, get_service: Callable[[], RecommendService],
-              recommend: Recommend | None = None) -> FastAPI:
-    """A FastAPI app answering for ``domain``; ``recommend`` may be a batched coroutine."""
-    app = FastAPI(title=f"recengine · {domain}", description=f"Recommendations for the {domain} domain.")
+              recommend: Recommend | None = None, proxied: bool = False) -> FastAPI:
+    """A FastAPI app answering for ``domain``; ``recommend`` may be a batched coroutine that
+    returns a request's response or the exception it raised. ``proxied``: behind Ray Serve's
+    proxy, which sets and echoes ``X-Request-ID`` itself."""
+    app = FastAPI(title=f"recengine · {domain}", description=f"Recommendations for the {domain} domain.",
+                  responses=ERROR_RESPONSES)
+    app.add_middleware(RequestGuard, echo_request_id=not proxied)
+    install_error_handlers(app)
 
-    async def direct(request: RecommendRequest) -> RecommendResponse:
+    async def direct(request: RecommendRequest) -> RecommendResponse | Exception:
         return get_service().recommend_many([request])[0]
 
     answer = recommend or direct
 
-    @app.exception_handler(NotReady)
-    async def not_ready(_: Request, exc: NotReady) -> JSONResponse:
-        return JSONResponse(status_code=503, content={"detail": str(exc)})
-
     @app.post("/recommend", response_model=RecommendResponse)
     async def recommend_items(request: RecommendRequest) -> RecommendResponse:
         """Top-k items for a user, with scores and reasons; unknown users get popular items."""
-        try:
-            return await answer(request)
-        except RequestError as exc:  # e.g. a filter on a column the catalogue lacks
-            raise HTTPException(status_code=422, detail=str(exc)) from None
+        outcome = await answer(request)
+        if isinstance(outcome, Exception):
+            raise outcome  # this request's own error: the handlers answer 422/404/503, or 500
+        return outcome
 
     @app.get("/similar/{item_id}", response_model=list[RecommendedItem])
-    async def similar(item_id: str = Path(..., min_length=1),
+    async def similar(item_id: str = Path(..., min_length=1, max_length=MAX_ID_CHARS),
                       k: int = Query(10, ge=1, le=MAX_K)) -> list[RecommendedItem]:
         """Items closest to ``item_id`` in the model's item space."""
-        try:
-            return get_service().similar(item_id, k)
-        except NotFoundError as exc:
-            raise HTTPException(status_code=404, detail=str(exc)) from None
+        return get_service().similar(item_id, k)
 
-    @app.get("/health", response_model=Health)
+    @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Still loading."}})
     async def health() -> JSONResponse:
-        """200 when a model and snapshot are loaded, 503 otherwise."""
+        """200 when a model and snapshot are loaded, 503 (with the same body) otherwise."""
         state = get_service().health()
         return JSONResponse(status_code=200 if state.status == "ok" else 503, content=state.model_dump())
 
     @app.get("/model", response_model=ModelInfo)
-    async def model() -> ModelInfo:
-        """Which bundle (name, version) and snapshot version are serving."""
-        return get_service().model_info()
+    async def model(x_admin_key: str | None = Header(None, max_length=256)) -> ModelInfo:
+        """Which bundle (name, version) and snapshot version are serving; the bundle's path
+        on the server only for the operator (``X-Admin-Key`` equal to RECENGINE_ADMIN_KEY)."""
+        return get_service().model_info(show_path=is_operator(x_admin_key))
 
     return app
+
+
+def is_operator(given: str | None) -> bool:
+    """Whether ``given`` is the operator key (compared in constant time); never without one configured."""
+    expected = os.environ.get(ADMIN_KEY_ENV, "")
+    return bool(expected) and given is not None and hmac.compare_digest(given.encode(), expected.encode())

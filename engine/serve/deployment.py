@@ -4,7 +4,10 @@ Replicas read the domain's published snapshot into memory (never the live DuckDB
 and load its model bundle. ``user_config`` names the bundle and snapshot, so deploying a
 new bundle or snapshot only calls ``reconfigure`` on the live replicas: requests keep being
 answered by the old model until the new one is loaded, then by the new one.
-Requests are scored in dynamic batches (``@serve.batch``).
+Requests are scored in dynamic batches (``@serve.batch``): each request is validated on its
+own before it joins a batch, and a batch answers each request with its own response or
+error, so one bad request never fails its neighbours. The replica's per-request access log
+is off unless asked for (``access_log``; ``recengine serve --access-log``).
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ BATCH_WAIT_S = 0.0
     ray_actor_options={"num_cpus": DEFAULT_CPUS_PER_REPLICA},
     max_ongoing_requests=64,  # enough queued requests for a batch to fill
     health_check_period_s=5,
+    logging_config={"enable_access_log": False},  # a line per request costs CPU and disk: opt in
 )
 @serve.ingress()
 class DomainRecommender:
@@ -44,7 +48,8 @@ class DomainRecommender:
         self.service = RecommendService(domain)
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return build_api(self.service.domain, lambda: self.service, recommend=self.recommend)
+        # Ray Serve's proxy gives each request an X-Request-ID and echoes it: the app only reads it
+        return build_api(self.service.domain, lambda: self.service, recommend=self.recommend, proxied=True)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
         """Load the bundle/snapshot the config names, then swap (no request is dropped)."""
@@ -59,8 +64,15 @@ class DomainRecommender:
     def check_health(self) -> None:
         self.service.check_health()
 
+    async def recommend(self, request: RecommendRequest) -> RecommendResponse | Exception:
+        """Check ``request`` alone (a bad one raises here, never inside a batch), then
+        score it in the next batch."""
+        self.service.validate(request)
+        return await self.recommend_batch(request)
+
     @serve.batch(max_batch_size=MAX_BATCH_SIZE, batch_wait_timeout_s=BATCH_WAIT_S)
-    async def recommend(self, requests: list[RecommendRequest]) -> list[RecommendResponse]:
+    async def recommend_batch(self, requests: list[RecommendRequest]) -> list[RecommendResponse | Exception]:
+        """Each request's response or its own error: one failing request fails only itself."""
         return self.service.recommend_many(requests)
 
 
@@ -69,12 +81,15 @@ _DEPLOYMENT = cast(serve.Deployment, DomainRecommender)
 
 
 def domain_application(domain: str, bundle: str | Path, snapshot: str | Path | None = None,
-                       num_cpus: float = DEFAULT_CPUS_PER_REPLICA, replicas: int = 1) -> serve.Application:
-    """The Serve application of one domain, bound to its bundle and published snapshot."""
+                       num_cpus: float = DEFAULT_CPUS_PER_REPLICA, replicas: int = 1,
+                       access_log: bool = False) -> serve.Application:
+    """The Serve application of one domain, bound to its bundle and published snapshot;
+    ``access_log`` turns on the replicas' line-per-request access log."""
     user_config = {"bundle": str(bundle), "snapshot": str(snapshot) if snapshot else None,
                    "snapshot_version": published_version(snapshot) if snapshot else None}
     return _DEPLOYMENT.options(
         user_config=user_config, num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus},
+        logging_config={"enable_access_log": access_log},
     ).bind(domain)
 
 

@@ -1,5 +1,8 @@
 """One domain's recommendation service: loads a bundle + snapshot, answers requests, and
-swaps to a newer bundle or snapshot without dropping requests (``configure``)."""
+swaps to a newer bundle or snapshot without dropping requests (``configure``).
+
+A batch of requests is answered request by request (:meth:`RecommendService.recommend_many`
+returns each one's response or error), so one bad request never fails its neighbours."""
 
 from __future__ import annotations
 
@@ -73,34 +76,50 @@ class RecommendService:
         return Health(status="ok", domain=self.domain, model=f"{recommender.bundle.name}/{recommender.bundle.version}",
                       snapshot_version=recommender.online.version if recommender.online else None)
 
-    def model_info(self) -> ModelInfo:
+    def model_info(self, show_path: bool = False) -> ModelInfo:
+        """What is serving; the bundle's path on this server only with ``show_path`` (operators)."""
         recommender = self.recommender
         bundle = recommender.bundle
-        return ModelInfo(domain=self.domain, bundle=bundle.name, version=bundle.version, path=str(bundle.path),
+        return ModelInfo(domain=self.domain, bundle=bundle.name, version=bundle.version,
+                         path=str(bundle.path) if show_path else None,
                          created_at=bundle.manifest.get("created_at"),
                          snapshot_version=recommender.online.version if recommender.online else None,
                          items=len(recommender.item_ids), cold_items=recommender.cold_items, users=len(bundle.users),
                          retrieval=recommender.retrieval_info())
 
-    def recommend_many(self, requests: list[RecommendRequest]) -> list[RecommendResponse]:
+    def validate(self, request: RecommendRequest) -> None:
+        """Raise ``RequestError`` (422) when the current model cannot answer ``request`` as
+        asked (a filter on an unknown column, a value of the wrong kind): called before a
+        request joins a batch, so that a bad one never reaches its neighbours."""
+        self.recommender.check_request(_engine_request(request))
+
+    def recommend_many(self, requests: list[RecommendRequest]) -> list[RecommendResponse | Exception]:
+        """Each request's response, or the exception it alone raised, in request order."""
         recommender = self.recommender  # one model for the whole batch, even if a swap happens
-        results = recommender.recommend_many([
-            Request(r.user_id, r.k, r.context.exclude, r.context.filters, r.context.time, r.explain) for r in requests
-        ])
+        answers = recommender.answer_many([_engine_request(r) for r in requests])
         model = f"{recommender.bundle.name}/{recommender.bundle.version}"
         snapshot = recommender.online.version if recommender.online else None
-        responses = []
-        for request, items in zip(requests, results):
+        responses: list[RecommendResponse | Exception] = []
+        for request, items in zip(requests, answers):
+            if isinstance(items, Exception):
+                responses.append(items)
+                continue
             responses.append(RecommendResponse(
                 user_id=request.user_id, fallback=items.fallback, model=model, snapshot_version=snapshot,
                 items=[RecommendedItem(item_id=i.item_id, score=i.score, title=i.title, reasons=i.reasons)
                        for i in items],
+                notes=items.notes,
             ))
         return responses
 
     def similar(self, item_id: str, k: int) -> list[RecommendedItem]:
         return [RecommendedItem(item_id=i.item_id, score=i.score, title=i.title, reasons=i.reasons)
                 for i in self.recommender.similar(item_id, k)]
+
+
+def _engine_request(request: RecommendRequest) -> Request:
+    context = request.context
+    return Request(request.user_id, request.k, context.exclude, context.filters, context.time, request.explain)
 
 
 def bundle_path(models_dir: str | Path, name: str) -> Path:
