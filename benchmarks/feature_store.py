@@ -164,9 +164,9 @@ class TimedStore(FeatureStore):
 
     steps: dict[str, float]
 
-    def _prepare(self, raw, kind):  # type: ignore[no-untyped-def]
+    def _prepare(self, raw, kind, schema):  # type: ignore[no-untyped-def]
         with timer(self.steps, f"{kind or 'auto'}.prepare (validate+conform)"):
-            return super()._prepare(raw, kind)
+            return super()._prepare(raw, kind, schema)
 
     def _add_missing_entities(self, raw, create_missing):  # type: ignore[no-untyped-def]
         with timer(self.steps, "events.missing-entity check"):
@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
         "settings": {"training_history": HISTORY, "snapshot_history": ONLINE_HISTORY, "repeats": repeats,
                      "lookups": args.lookups, "point_queries": args.point_queries,
                      "point_budget_s": args.point_budget, "parts": sorted(parts),
-                     "feature_store_module": sys.modules["feature_store"].__file__},
+                     "feature_store_module": sys.modules["recengine.feature_store"].__file__},
         "targets": TARGETS,
         "sizes": {},
     }

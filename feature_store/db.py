@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 from typing import Any
 
 import duckdb
@@ -26,3 +28,21 @@ def single_row(con: duckdb.DuckDBPyConnection, sql: str, params: list[Any] | Non
     if row is None:
         raise StoreError(f"query returned no row: {sql}")
     return row
+
+
+@contextmanager
+def registered(con: duckdb.DuckDBPyConnection, name: str, frame: Any) -> Iterator[None]:
+    """``frame`` (polars or Arrow) readable by SQL as ``name`` for the block.
+
+    After a failed statement DuckDB refuses everything but a rollback, unregistering too; so
+    when the block raises, that refusal is dropped and the block's own error (a full disk, a
+    bad row) is what the caller sees. A name left behind is replaced by the next register.
+    """
+    con.register(name, frame)
+    try:
+        yield
+    except BaseException:
+        with suppress(duckdb.Error):
+            con.unregister(name)
+        raise
+    con.unregister(name)

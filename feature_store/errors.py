@@ -57,7 +57,11 @@ class UnknownEntitiesError(IngestError):
 
 
 class StoreLockedError(StoreError):
-    """The DuckDB file is held open for writing by another process."""
+    """The DuckDB file is held open by another process (an ingest, a publish, a reader).
+
+    Names the store and the holder's PID, and what to do: the lock is the operating
+    system's and ends with that process, so waiting for it (or stopping it) is enough.
+    """
 
     def __init__(self, path: str, pid: int | None, detail: str) -> None:
         self.path = path
@@ -65,9 +69,24 @@ class StoreLockedError(StoreError):
         holder = f"PID {pid}" if pid is not None else "another process"
         super().__init__(
             f"store {path} is locked by {holder}: only one process may open it for writing. "
-            f"Stop that process, or read a snapshot instead ({detail.splitlines()[0]})"
+            f"Retry when that process has finished (or stop it); nothing was changed. "
+            f"To read meanwhile, use a published snapshot ({detail.splitlines()[0]})"
         )
 
 
 class SchemaError(StoreError):
     """A store or schema declaration problem (wrong domain, unknown column...)."""
+
+
+class SnapshotError(StoreError):
+    """A snapshot that cannot be loaded (a missing or damaged file, counts that disagree with
+    its manifest, a ``CURRENT`` naming no version); names the snapshot, the file and the fault."""
+
+    def __init__(self, snapshot: str, file: str, problem: str) -> None:
+        self.snapshot = snapshot
+        self.file = file
+        self.problem = problem
+        super().__init__(f"snapshot {snapshot}: {file} {problem}")
+
+    def __reduce__(self) -> tuple[type[SnapshotError], tuple[str, str, str]]:
+        return type(self), (self.snapshot, self.file, self.problem)  # pickles across processes (Ray)

@@ -6,11 +6,12 @@ snapshots and serving reads published ones (see :mod:`recengine.feature_store.sn
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import threading
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,11 +20,11 @@ import duckdb
 import polars as pl
 
 from recengine.feature_store import snapshot, training
-from recengine.feature_store.db import one, run, single_row
+from recengine.feature_store.db import one, registered, run, single_row
 from recengine.feature_store.errors import IngestError, SchemaError, StoreError, StoreLockedError, UnknownEntitiesError
 from recengine.feature_store.readers import RawTable, expand_paths, read_source
 from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM, ColumnType, StoreSchema, table_columns
-from recengine.feature_store.validate import conform, infer_kind, new_columns, normalise_names
+from recengine.feature_store.validate import conform, infer_kind, new_columns, normalise_names, refuse_new_columns
 
 DEFAULT_PATH = "recengine.duckdb"
 KIND_ORDER = {"users": 0, "items": 1, "events": 2}
@@ -47,6 +48,16 @@ class IngestResult:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class _Staged:
+    """A validated source, ready to write: its table, conformed rows and the columns it declares."""
+
+    raw: RawTable
+    kind: str
+    frame: pl.DataFrame
+    declared: dict[str, ColumnType]
 
 
 class FeatureStore:
@@ -105,7 +116,8 @@ class FeatureStore:
                 yield self.con
                 self.con.commit()
             except BaseException:
-                self.con.rollback()
+                with suppress(duckdb.Error):  # a failed commit has already ended the transaction
+                    self.con.rollback()
                 raise
 
     # -- schema ------------------------------------------------------------------------
@@ -139,70 +151,113 @@ class FeatureStore:
 
     # -- ingest ------------------------------------------------------------------------
     def ingest(self, source: Any, kind: str | None = None, *, create_missing: bool = False,
-               name: str | None = None) -> IngestResult:
-        """Ingest one file, polars frame or Arrow table; all or nothing."""
-        return self.ingest_many([source], kind, create_missing=create_missing, names=[name])[0]
+               allow_new_columns: bool = False, replace: bool = False, name: str | None = None) -> IngestResult:
+        """Ingest one file, polars frame or Arrow table; all or nothing (see :meth:`ingest_many`)."""
+        return self.ingest_many([source], kind, create_missing=create_missing, allow_new_columns=allow_new_columns,
+                                replace=replace, names=[name])[0]
 
-    def ingest_paths(self, paths: Iterable[str | Path], kind: str | None = None, *,
-                     create_missing: bool = False) -> list[IngestResult]:
+    def ingest_paths(self, paths: Iterable[str | Path], kind: str | None = None, *, create_missing: bool = False,
+                     allow_new_columns: bool = False, replace: bool = False) -> list[IngestResult]:
         """Ingest files and directories (their CSV/Parquet/RecBole files) in one transaction."""
-        return self.ingest_many(expand_paths(list(paths)), kind, create_missing=create_missing)
+        return self.ingest_many(expand_paths(list(paths)), kind, create_missing=create_missing,
+                                allow_new_columns=allow_new_columns, replace=replace)
 
     def ingest_many(self, sources: list[Any], kind: str | None = None, *, create_missing: bool = False,
+                    allow_new_columns: bool = False, replace: bool = False,
                     names: list[str | None] | None = None) -> list[IngestResult]:
         """Validate every source, then write them all in one transaction (users, items, events order).
 
         Nothing is written if any source fails: validation runs before the transaction, and
-        checks that need the store (unknown users/items) roll it back.
+        checks that need the store (unknown users/items, new columns) roll it back. What a
+        source may change is explicit:
+
+        - ``kind`` names the table; without it the table is inferred strictly from RecBole
+          suffixes or id columns, and a source that fits no table is refused.
+        - ``allow_new_columns``: a source may add columns to a table that already holds rows
+          (the first ingest into an empty table of an open schema declares them freely).
+        - ``replace``: a user/item row is written exactly as given. By default it is a partial
+          update: attributes the source leaves null or does not name keep the values of the
+          version it updates (the id's newest stored one at or before its ``valid_from``).
         """
         if self.read_only:
             raise StoreError(f"store {self.path} is open read-only")
         if kind is not None and kind not in KIND_ORDER:
             raise StoreError(f"unknown kind {kind!r}; expected one of {list(KIND_ORDER)}")
         names = names or [None] * len(sources)
-        prepared = [self._prepare(read_source(source, name), kind) for source, name in zip(sources, names)]
-        prepared.sort(key=lambda item: KIND_ORDER[item[1]])
+        schema = self._schema  # each source sees the columns the ones before it declared
+        staged: list[_Staged] = []
+        for source, name in zip(sources, names):
+            item = self._prepare(read_source(source, name), kind, schema)
+            schema = schema.with_columns(item.kind, item.declared) if item.declared else schema
+            staged.append(item)
+        staged.sort(key=lambda item: KIND_ORDER[item.kind])
         with self._lock:
             try:
-                with self.transaction():
-                    return [self._write(raw, table_kind, frame, declared, create_missing)
-                            for raw, table_kind, frame, declared in prepared]
+                with _disk_full_is_store_error(self.path, "the store is unchanged"), self.transaction():
+                    if not allow_new_columns:
+                        self._refuse_widening_filled_tables(staged)
+                    return [self._write(item, create_missing, replace=replace) for item in staged]
             except BaseException:
                 self._schema = self._load_schema()  # undo columns the failed ingest declared
                 raise
 
-    def _prepare(self, raw: RawTable, kind: str | None) -> tuple[RawTable, str, pl.DataFrame, dict[str, ColumnType]]:
+    def _refuse_widening_filled_tables(self, staged: list[_Staged]) -> None:
+        """Raise for the first source that would add columns to a table already holding rows."""
+        for item in staged:
+            if item.declared and self._holds_rows(item.kind):
+                raise refuse_new_columns(item.raw, item.kind, item.declared, self._schema)
+
+    def _holds_rows(self, kind: str) -> bool:
+        return one(self.con, f"SELECT 1 FROM {kind} LIMIT 1") is not None
+
+    def _prepare(self, raw: RawTable, kind: str | None, schema: StoreSchema) -> _Staged:
         table_kind = kind or infer_kind(raw)
         if raw.kind and kind and raw.kind != kind:
             suffix = raw.source.rsplit(".", 1)[-1]
             raise IngestError(raw.source, f"a RecBole .{suffix} file holds {raw.kind}, not {kind}")
         raw = normalise_names(raw, table_kind)
-        declared = new_columns(raw, table_kind, self._schema)
-        schema = self._schema.with_columns(table_kind, declared) if declared else self._schema
-        return raw, table_kind, conform(raw, table_kind, schema), declared
+        declared = new_columns(raw, table_kind, schema)
+        widened = schema.with_columns(table_kind, declared) if declared else schema
+        return _Staged(raw, table_kind, conform(raw, table_kind, widened), declared)
 
-    def _write(self, raw: RawTable, kind: str, frame: pl.DataFrame, declared: dict[str, ColumnType],
-               create_missing: bool) -> IngestResult:
-        con = self.con
-        if declared:
-            for column, ctype in declared.items():
+    def _write(self, item: _Staged, create_missing: bool, *, replace: bool) -> IngestResult:
+        con, kind, frame = self.con, item.kind, item.frame
+        if item.declared:
+            for column, ctype in item.declared.items():
                 run(con, f'ALTER TABLE {kind} ADD COLUMN "{column}" {ctype.sql}')
-            self._schema = self._schema.with_columns(kind, declared)
+            self._schema = self._schema.with_columns(kind, item.declared)
             run(con, "UPDATE store_meta SET value = ? WHERE key = 'schema'", [self._schema.model_dump_json()])
         if kind == "events":
             frame = frame.with_row_index("_row")  # file order, for seq and stable ties
-        con.register("staged", frame)
-        try:
+        elif not replace:
+            frame = self._keep_stored_values(kind, frame)
+        with registered(con, "staged", frame):
             if kind == "events":
-                created = self._add_missing_entities(raw, create_missing)
+                created = self._add_missing_entities(item.raw, create_missing)
                 added = self._insert_events(frame)
             else:
                 created = 0
                 added = self._upsert_entities(kind, frame.columns)
-        finally:
-            con.unregister("staged")
-        run(con, "INSERT INTO ingests VALUES (?, ?, ?, ?, now()::TIMESTAMP)", [raw.source, kind, frame.height, added])
-        return IngestResult(raw.source, kind, frame.height, added, created)
+        run(con, "INSERT INTO ingests VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+            [item.raw.source, kind, frame.height, added])
+        return IngestResult(item.raw.source, kind, frame.height, added, created)
+
+    def _keep_stored_values(self, kind: str, frame: pl.DataFrame) -> pl.DataFrame:
+        """A partial update: each null attribute takes the value of the version the row updates.
+
+        That version is the id's newest stored one at or before the row's ``valid_from`` (the
+        row it replaces, when both share a ``valid_from``); rows of new ids stay as given.
+        """
+        id_column = USER_ID if kind == "users" else ITEM_ID
+        if len(frame.columns) == 2 or not self._holds_rows(kind):  # no attributes, or nothing stored
+            return frame
+        kept = ", ".join(f's."{c}"' if c in (id_column, VALID_FROM) else f'coalesce(s."{c}", t."{c}") AS "{c}"'
+                         for c in frame.columns)
+        with registered(self.con, "partial", frame):
+            return self.con.sql(
+                f"SELECT {kept} FROM partial s ASOF LEFT JOIN {kind} t "
+                f"ON s.{id_column} = t.{id_column} AND s.{VALID_FROM} >= t.{VALID_FROM}"
+            ).pl()
 
     def _upsert_entities(self, kind: str, columns: list[str]) -> int:
         """Replace rows with the same (id, valid_from), insert the rest; identical re-ingests add nothing."""
@@ -247,9 +302,9 @@ class FeatureStore:
         before = single_row(self.con, "SELECT count(*) FROM events")[0]
         key = ["user_id", "item_id", "event_type", "ts", "value"]
         hashes = frame.select(key).hash_rows()  # polars: several times faster than a DuckDB GROUP BY here
+        repeats = frame.filter(hashes.is_duplicated()) if hashes.n_unique() < frame.height else frame.clear()
         join, occurrence = "", "0"
-        if hashes.n_unique() < frame.height:
-            self.con.register("repeat_candidates", frame.filter(hashes.is_duplicated()))
+        if repeats.height:
             join = f"""LEFT JOIN (
                 SELECT _row, row_number() OVER (PARTITION BY {", ".join(key)} ORDER BY _row) - 1 AS occurrence
                 FROM repeat_candidates
@@ -260,7 +315,7 @@ class FeatureStore:
               ON e.user_id = n.user_id AND e.item_id = n.item_id AND e.event_type = n.event_type
              AND e.ts = n.ts AND e.value = n.value AND e.occurrence = n.occurrence"""
         order = "ORDER BY n.seq" if join or anti else ""
-        try:
+        with registered(self.con, "repeat_candidates", repeats):
             run(self.con, f"""
                 INSERT INTO events (user_id, item_id, event_type, value, ts, seq, occurrence)
                 SELECT n.user_id, n.item_id, n.event_type, n.value, n.ts, n.seq, n.occurrence
@@ -271,9 +326,6 @@ class FeatureStore:
                 ) n {anti}
                 {order}
             """)
-        finally:
-            if join:
-                self.con.unregister("repeat_candidates")
         return int(single_row(self.con, "SELECT count(*) FROM events")[0] - before)
 
     # -- item vectors ------------------------------------------------------------------
@@ -305,20 +357,16 @@ class FeatureStore:
             if known_dim and known_dim[0] != dim:
                 raise IngestError(source, f"vectors have dimension {dim}", column="vector",
                                   expected=f"dimension {known_dim[0]}, as set {name!r} already has")
-            with self.transaction() as con:
-                con.register("staged_vectors", frame)
-                try:
-                    unknown = single_row(con,
-                        "SELECT count(*), list(item_id ORDER BY item_id)[1:5] FROM staged_vectors s "
-                        "ANTI JOIN items i ON s.item_id = i.item_id")
-                    if unknown[0]:
-                        raise UnknownEntitiesError(source, "items", int(unknown[0]), list(unknown[1]))
-                    run(con, "DELETE FROM item_vectors v USING staged_vectors s "
-                             "WHERE v.item_id = s.item_id AND v.name = ?", [name])
-                    run(con, "INSERT INTO item_vectors SELECT item_id, ?, vector FROM staged_vectors", [name])
-                    run(con, "INSERT OR REPLACE INTO vector_sets VALUES (?, ?, now()::TIMESTAMP)", [name, dim])
-                finally:
-                    con.unregister("staged_vectors")
+            with self.transaction() as con, registered(con, "staged_vectors", frame):
+                unknown = single_row(con,
+                    "SELECT count(*), list(item_id ORDER BY item_id)[1:5] FROM staged_vectors s "
+                    "ANTI JOIN items i ON s.item_id = i.item_id")
+                if unknown[0]:
+                    raise UnknownEntitiesError(source, "items", int(unknown[0]), list(unknown[1]))
+                run(con, "DELETE FROM item_vectors v USING staged_vectors s "
+                         "WHERE v.item_id = s.item_id AND v.name = ?", [name])
+                run(con, "INSERT INTO item_vectors SELECT item_id, ?, vector FROM staged_vectors", [name])
+                run(con, "INSERT OR REPLACE INTO vector_sets VALUES (?, ?, now()::TIMESTAMP)", [name, dim])
         return len(item_ids)
 
     def read_vectors(self, name: str) -> tuple[list[str], Any]:
@@ -340,7 +388,7 @@ class FeatureStore:
         version is left behind and the snapshot counter is unchanged.
         """
         root = Path(root) if root else snapshot.default_root(self.path)
-        with self.transaction() as con:
+        with _disk_full_is_store_error(root, "no snapshot was written"), self.transaction() as con:
             return snapshot.export_snapshot(con, root, self._schema, history)
 
     def publish(self, root: str | Path | None = None, version: int | None = None,
@@ -351,7 +399,8 @@ class FeatureStore:
             info = self.export_snapshot(root, history)
         else:
             info = snapshot.read_manifest(root / snapshot.version_name(version))
-        snapshot.set_current(root, info.version)
+        with _disk_full_is_store_error(root, "the published snapshot is unchanged"):
+            snapshot.set_current(root, info.version)
         return info
 
     # -- reads -------------------------------------------------------------------------
@@ -417,7 +466,7 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
     try:
         if not read_only:
             path.parent.mkdir(parents=True, exist_ok=True)
-        return duckdb.connect(str(path), read_only=read_only)
+        con = duckdb.connect(str(path), read_only=read_only)
     except duckdb.IOException as exc:
         message = str(exc)
         if "lock" in message.lower():
@@ -426,4 +475,20 @@ def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
         raise StoreError(f"cannot open store {path}: {message}") from None
     except duckdb.Error as exc:
         raise StoreError(f"cannot open store {path}: {exc}") from None
+    # DuckDB draws a progress bar on stdout for queries over 2 s, inside `--json` output too
+    run(con, "SET enable_progress_bar = false")
+    return con
 
+
+
+@contextmanager
+def _disk_full_is_store_error(path: Path, outcome: str) -> Iterator[None]:
+    """Turn "no space left on device" (from DuckDB or the OS) into a :class:`StoreError` naming
+    ``path`` and saying what state the failure left (``outcome``)."""
+    try:
+        yield
+    except (OSError, duckdb.Error) as exc:
+        if getattr(exc, "errno", None) != errno.ENOSPC and "no space left" not in str(exc).lower():
+            raise
+        raise StoreError(f"no space left on device writing {path}: {outcome}. "
+                         f"Free space there and retry ({str(exc).splitlines()[0]})") from exc

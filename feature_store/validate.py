@@ -29,22 +29,40 @@ ALIASES = {
 _EPOCH = pl.datetime(1970, 1, 1, time_unit="us")
 
 
+# names a timestamp column may have in an events file (``ts`` or one of its aliases)
+TIMESTAMP_NAMES = ("ts", *(alias for alias, target in ALIASES["events"].items() if target == "ts"))
+_KIND_RULE = ("user_id, item_id and ts (or timestamp/time) for events, user_id alone for users, "
+              "item_id alone for items; or name the table with kind= (--kind)")
+
+
 def infer_kind(raw: RawTable) -> str:
-    """The table a source belongs to: RecBole suffix first, then its id columns."""
+    """The table a source belongs to: its RecBole suffix, else its columns, strictly.
+
+    user_id + item_id + a timestamp is events, user_id alone users, item_id alone items.
+    Anything else fits no table cleanly and is refused, naming what is missing, rather than
+    guessed: an events file that lost its item column must not land in the users table.
+    """
     if raw.kind:
         return raw.kind
-    columns = set(raw.frame.columns)
-    has_user = USER_ID in columns
-    has_item = ITEM_ID in columns
-    if has_user and has_item:
+    columns = raw.frame.columns
+    has_user, has_item = USER_ID in columns, ITEM_ID in columns
+    timestamps = [name for name in TIMESTAMP_NAMES if name in columns]
+    if has_user and has_item and timestamps:
         return "events"
-    if has_user:
-        return "users"
-    if has_item:
-        return "items"
+    if has_user != has_item and not timestamps:
+        return "users" if has_user else "items"
+    if has_user and has_item:
+        problem, missing = "it has user_id and item_id but no timestamp column, so it is not events", ["ts"]
+    elif has_user or has_item:
+        present, absent = (USER_ID, ITEM_ID) if has_user else (ITEM_ID, USER_ID)
+        problem = f"it has {present} and a timestamp column {timestamps[0]!r}, like events, but no {absent}"
+        missing = [absent]
+    else:
+        problem, missing = "it has neither a user_id nor an item_id column", [USER_ID, ITEM_ID]
     raise IngestError(
-        raw.source, f"cannot tell whether this holds users, items or events (columns: {raw.frame.columns})",
-        expected="a user_id column (users), an item_id column (items), both (events), or --kind",
+        raw.source, f"cannot tell whether this holds users, items or events: {problem} "
+                    f"(missing {missing}; columns {columns})",
+        expected=_KIND_RULE,
     )
 
 
@@ -90,6 +108,20 @@ def new_columns(raw: RawTable, kind: str, schema: StoreSchema) -> dict[str, Colu
             column=extra[0], expected=f"columns among {sorted(known)}",
         )
     return {name: raw.declared.get(name) or _infer_type(raw.frame[name]) for name in extra}
+
+
+def refuse_new_columns(raw: RawTable, kind: str, added: dict[str, ColumnType], schema: StoreSchema) -> IngestError:
+    """The error for a source that would add columns to a table already holding rows.
+
+    Widening a filled table is a schema change (every stored row gets nulls there), so it
+    takes ``allow_new_columns=True``; the first ingest into an empty table declares freely.
+    """
+    return IngestError(
+        raw.source, f"would add column(s) {list(added)} to the {kind} table, which already holds rows",
+        column=next(iter(added)),
+        expected=f"only its columns {list(table_columns(schema, kind))}, "
+                 "or allow_new_columns=True (--allow-new-columns) to add them",
+    )
 
 
 def _infer_type(series: pl.Series) -> ColumnType:

@@ -85,3 +85,33 @@ def test_locked_store_message_through_cli(tmp_path: Path) -> None:
         assert "Traceback" not in result.output
     finally:
         holder.communicate("\n", timeout=30)
+
+
+def test_ingest_refusals_name_the_flag_that_makes_them_explicit(tmp_path: Path) -> None:
+    from recengine.feature_store import FeatureStore
+
+    store = str(tmp_path / "s.duckdb")
+
+    def ingest(text: str, *flags: str):
+        path = tmp_path / "file.csv"
+        path.write_text(text)
+        return _run("store", "ingest", str(path), "--store", store, *flags)
+
+    def user() -> dict:
+        with FeatureStore(store, read_only=True) as fs:
+            return fs.latest("users").drop("valid_from").row(0, named=True)
+
+    assert ingest("user_id,age,city\nu1,30,a\n").exit_code == 0
+    looks_like_events = ingest("user_id,ts\nu1,1700000000\n")
+    assert looks_like_events.exit_code == 1 and "no item_id" in looks_like_events.output
+    assert "--kind" in looks_like_events.output and "Traceback" not in looks_like_events.output
+    widening = ingest("user_id,ts\nu1,1700000000\n", "--kind", "users")
+    assert widening.exit_code == 1 and "would add column(s) ['ts'] to the users table" in widening.output
+    assert "--allow-new-columns" in widening.output
+    assert user() == {"user_id": "u1", "age": 30, "city": "a"}  # neither refusal changed it
+    assert ingest("user_id,ts\nu1,1700000000\n", "--kind", "users", "--allow-new-columns").exit_code == 0
+    assert user() == {"user_id": "u1", "age": 30, "city": "a", "ts": 1700000000}
+    assert ingest("user_id,age\nu1,31\n").exit_code == 0  # a partial update
+    assert user() == {"user_id": "u1", "age": 31, "city": "a", "ts": 1700000000}
+    assert ingest("user_id,age\nu1,32\n", "--replace").exit_code == 0
+    assert user() == {"user_id": "u1", "age": 32, "city": None, "ts": None}

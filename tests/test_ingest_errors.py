@@ -10,6 +10,7 @@ import pytest
 from recengine.feature_store import FeatureStore, StoreSchema
 from recengine.feature_store.errors import IngestError
 from recengine.feature_store.schema import ColumnType
+from tests.store_contents import assert_same_contents, contents
 
 
 @pytest.fixture
@@ -31,14 +32,14 @@ def _write(tmp_path: Path, name: str, text: str | bytes) -> Path:
     return path
 
 
-def _rejects(fs: FeatureStore, path: Path, *fragments: str) -> IngestError:
-    before = fs.stats()
+def _rejects(fs: FeatureStore, path: Path, *fragments: str, kind: str | None = None) -> IngestError:
+    before = contents(fs)
     with pytest.raises(IngestError) as caught:
-        fs.ingest(path)
+        fs.ingest(path, kind)
     message = str(caught.value)
     for fragment in fragments:
         assert fragment in message, message
-    assert fs.stats() == before, "a failed ingest must leave the store as it was"
+    assert_same_contents(before, contents(fs))  # a failed ingest leaves every table as it was
     return caught.value
 
 
@@ -61,7 +62,8 @@ def test_wrong_type_names_line_and_column(fs, tmp_path):
 
 def test_missing_required_column(fs, tmp_path):
     path = _write(tmp_path, "events.csv", "user_id,item_id,value\nu1,i1,1\n")
-    _rejects(fs, path, "missing required column(s) ['ts']")
+    _rejects(fs, path, "events.csv", "no timestamp column", "missing ['ts']")  # inferred: not events
+    _rejects(fs, path, "missing required column(s) ['ts']", kind="events")  # named: events lacking ts
 
 
 def test_empty_file(fs, tmp_path):

@@ -194,7 +194,7 @@ def test_the_cli_survives_broken_plugins_and_reports_them(fake_site: Path) -> No
     results = {(row["plugin"], row["component"]): row for row in json.loads(checked.output)}
     assert "failed to load: ModuleNotFoundError" in results[("acme_broken", "-")]["error"]
     assert "got (0, 17)" in results[("acme_wide", "wide")]["error"]
-    assert not any(plugin.startswith("plugins.") for plugin, _ in results)  # built-ins only with --all
+    assert not any(plugin.startswith("recengine.plugins.") for plugin, _ in results)  # built-ins only with --all
     unknown = runner.invoke(cli, ["plugins", "check", "acme_nothing"])
     assert unknown.exit_code == 1 and "no loaded plugin named 'acme_nothing'" in unknown.output
 

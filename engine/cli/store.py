@@ -43,21 +43,30 @@ def init(store_path: str, domain: str | None) -> None:
 @store_option
 @click.argument("paths", nargs=-1, required=True, type=click.Path())
 @click.option("--kind", type=click.Choice(["users", "items", "events"]), default=None,
-              help="Table to load into; inferred from RecBole suffixes or id columns when omitted.")
+              help="Table to load into. Without it: RecBole suffix (.inter/.user/.item), else the columns "
+                   "(user_id+item_id+ts: events, user_id: users, item_id: items); other files are refused.")
 @click.option("--create-missing", is_flag=True,
               help="Create users/items that events name but the store lacks (default: reject).")
+@click.option("--allow-new-columns", is_flag=True,
+              help="Let a file add columns to a table that already holds rows (default: reject).")
+@click.option("--replace", is_flag=True,
+              help="Write user/item rows exactly as given; by default empty or missing attributes keep "
+                   "their stored values.")
 @json_option
-def ingest(store_path: str, paths: tuple[str, ...], kind: str | None, create_missing: bool, as_json: bool) -> None:
+def ingest(store_path: str, paths: tuple[str, ...], kind: str | None, create_missing: bool,
+           allow_new_columns: bool, replace: bool, as_json: bool) -> None:
     """Load CSV, Parquet or RecBole files (or directories of them) in one transaction.
 
     Users and items load before events. If any file is bad, nothing is changed and the
-    error names the file, line and column. Re-ingesting the same data adds nothing.
+    error names the file, line and column. Re-ingesting the same data adds nothing, and a
+    user/item row updates only the attributes it gives, unless --replace.
     """
     from recengine.feature_store import FeatureStore
 
     with friendly_errors():
         with console.status(f"Ingesting {len(paths)} path(s)..."), FeatureStore(store_path) as fs:
-            results = fs.ingest_paths(list(paths), kind, create_missing=create_missing)
+            results = fs.ingest_paths(list(paths), kind, create_missing=create_missing,
+                                      allow_new_columns=allow_new_columns, replace=replace)
     if as_json:
         print_json([r.to_dict() for r in results])
         return
