@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -21,16 +23,20 @@ from typing import Any
 
 import numpy as np
 import polars as pl
+import torch
+from pydantic import ValidationError
+from safetensors import SafetensorError
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
 from recengine.config import PipelineConfig
 from recengine.data import FeatureTable, IdMap, pad_histories
-from recengine.errors import NotFoundError
+from recengine.errors import DataError, EngineError, NotFoundError
 from recengine.model import RecModel
 
 DEFAULT_MODELS_DIR = "models"
+FEATURE_META_KEYS = ("categorical", "numeric", "vectors", "vocabularies", "numeric_stats")
 
 
 def models_root(path: str | Path | None = None) -> Path:
@@ -118,11 +124,47 @@ def _table(meta: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str) -> 
     )
 
 
+def _damaged(path: Path, file: str, problem: str) -> DataError:
+    return DataError(f"bundle {path}: {file} {problem}")
+
+
+@contextmanager
+def _reading(path: Path, file: str) -> Iterator[None]:
+    """Turn a failure to read or decode ``file`` into one ``DataError`` line naming the
+    bundle and the file, so a damaged or half-written bundle is refused, never half-loaded."""
+    try:
+        yield
+    except EngineError:
+        raise
+    except FileNotFoundError:
+        raise _damaged(path, file, "is missing") from None
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:3])
+        raise _damaged(path, file, f"is not a valid pipeline config ({problems})") from None
+    except KeyError as exc:
+        raise _damaged(path, file, f"lacks {exc}") from None
+    except (OSError, ValueError, TypeError, SafetensorError, pl.exceptions.PolarsError) as exc:
+        reason = next(iter(str(exc).splitlines()), type(exc).__name__)
+        raise _damaged(path, file, f"is unreadable (truncated or corrupt?): {reason}") from None
+
+
+def _check_weights(path: Path, found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
+    """Refuse weights that do not fit the model config.json describes, naming the tensors."""
+    problems = [f"tensor {name!r} has shape {list(found[name].shape)}, the config's model expects "
+                f"{list(tensor.shape)}" for name, tensor in expected.items()
+                if name in found and found[name].shape != tensor.shape]
+    problems += [f"tensor {name!r} is missing" for name in expected if name not in found]
+    problems += [f"tensor {name!r} is not in the config's model" for name in found if name not in expected]
+    if problems:
+        more = f" (and {len(problems) - 3} more)" if len(problems) > 3 else ""
+        raise _damaged(path, "weights.safetensors", f"does not match config.json: {'; '.join(problems[:3])}{more}")
+
+
 def resolve_bundle(name_or_path: str | Path, root: str | Path | None = None, version: int | None = None) -> Path:
     """A bundle directory from a path, or from a name (latest version unless given)."""
     path = Path(name_or_path)
-    if (path / "manifest.json").exists():
-        return path
+    if any((path / file).exists() for file in ("manifest.json", "config.json", "weights.safetensors")):
+        return path  # a bundle directory, whole or not (load_bundle says what is missing)
     base = models_root(root) / str(name_or_path)
     if not base.is_dir():
         known = sorted(p.name for p in models_root(root).iterdir()) if models_root(root).is_dir() else []
@@ -139,26 +181,42 @@ def resolve_bundle(name_or_path: str | Path, root: str | Path | None = None, ver
 
 def load_bundle(name_or_path: str | Path, root: str | Path | None = None, version: int | None = None,
                 device: str = "cpu") -> Bundle:
-    """Rebuild the model from its config, feature buffers and weights (safetensors only)."""
+    """Rebuild the model from its config, feature buffers and weights (safetensors only).
+
+    A missing, truncated or inconsistent file (weights that do not fit the config's model
+    included) raises ``DataError`` naming the bundle, the file and the fault."""
     path = resolve_bundle(name_or_path, root, version)
-    config = PipelineConfig.model_validate_json((path / "config.json").read_text())
-    ids = json.loads((path / "ids.json").read_text())
-    users, items = IdMap(ids["users"]), IdMap(ids["items"])
-    meta = json.loads((path / "features.json").read_text())
-    extras = load_numpy(str(path / "extras.safetensors"))
-    user_table, item_table = _table(meta["user"], extras, "user"), _table(meta["item"], extras, "item")
+    with _reading(path, "manifest.json"):  # written last: without it the bundle is half-written
+        manifest = json.loads((path / "manifest.json").read_text())
+        _ = manifest["name"], int(manifest["version"])  # what Bundle.name and .version read
+    with _reading(path, "config.json"):
+        config = PipelineConfig.model_validate_json((path / "config.json").read_text())
+    with _reading(path, "ids.json"):
+        ids = json.loads((path / "ids.json").read_text())
+        users, items = IdMap(list(ids["users"])), IdMap(list(ids["items"]))
+    with _reading(path, "features.json"):
+        raw_meta = json.loads((path / "features.json").read_text())
+        meta = {side: {key: raw_meta[side][key] for key in FEATURE_META_KEYS} for side in ("user", "item")}
+    with _reading(path, "extras.safetensors"):
+        extras = load_numpy(str(path / "extras.safetensors"))
+        user_table, item_table = _table(meta["user"], extras, "user"), _table(meta["item"], extras, "item")
+        popularity, histories = extras["popularity"], extras["histories"]
     model = RecModel(config.model, user_table.spec(len(users)), item_table.spec(len(items)),
                      user_table.to_arrays(), item_table.to_arrays())
-    state = load_file(str(path / "weights.safetensors"), device=device)
+    with _reading(path, "weights.safetensors"):
+        state = load_file(str(path / "weights.safetensors"), device=device)
     state.setdefault("known_items", model.known_items)  # bundles from before cold-item masking
+    _check_weights(path, state, model.state_dict())
     model.load_state_dict(state)
     model.to(device).eval()
+    with _reading(path, "items.parquet"):
+        item_frame = pl.read_parquet(path / "items.parquet")
+    with _reading(path, "metrics.json"):
+        metrics = json.loads((path / "metrics.json").read_text())
     return Bundle(
         path=path, config=config, model=model, users=users, items=items,
-        popularity=extras["popularity"], histories=extras["histories"], item_table=item_table,
-        item_frame=pl.read_parquet(path / "items.parquet"),
-        metrics=json.loads((path / "metrics.json").read_text()),
-        manifest=json.loads((path / "manifest.json").read_text()),
+        popularity=popularity, histories=histories, item_table=item_table,
+        item_frame=item_frame, metrics=metrics, manifest=manifest,
     )
 
 

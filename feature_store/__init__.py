@@ -14,6 +14,7 @@ from typing import Any
 from recengine.feature_store.errors import (
     IngestError,
     SchemaError,
+    SnapshotError,
     StoreError,
     StoreLockedError,
     UnknownEntitiesError,
@@ -29,7 +30,7 @@ _LAZY = {
     "default_store_path": "recengine.feature_store.store",
 }
 
-__all__ = ["IngestError", "SchemaError", "StoreError", "StoreLockedError", "UnknownEntitiesError", *sorted(_LAZY)]
+__all__ = ["IngestError", "SchemaError", "SnapshotError", "StoreError", "StoreLockedError", "UnknownEntitiesError", *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:

@@ -11,6 +11,8 @@ users like this one interact with" for users with attributes but no history (col
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -19,13 +21,22 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from recengine.feature_store.errors import SnapshotError
 from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM
-from recengine.feature_store.snapshot import current_version_dir, read_manifest
+from recengine.feature_store.snapshot import SnapshotInfo, current_version_dir, read_manifest
 
 # a segment keeps narrowing while at least this many users share its attributes
 MIN_SEGMENT_USERS = 20
 # attributes with more distinct values than this (ids, free text) never define a segment
 MAX_SEGMENT_VALUES = 100
+# the columns the lookups read from each snapshot table
+TABLE_COLUMNS = {
+    "users": (USER_ID, VALID_FROM),
+    "items": (ITEM_ID, VALID_FROM),
+    "histories": (USER_ID, "items", "ts", "event_types"),
+    "item_vectors": (ITEM_ID, "name", "vector"),
+    "seen": (USER_ID, "event_type", "items"),
+}
 
 
 @dataclass(frozen=True)
@@ -92,16 +103,18 @@ class SnapshotData:
 
     @classmethod
     def load(cls, path: str | Path) -> SnapshotData:
+        """Read and index one snapshot version; ``SnapshotError`` names the file when any is
+        missing or damaged, so a half-written snapshot is never served."""
         path = Path(path)
         info = read_manifest(path)
-        users = _latest(pl.read_parquet(path / "users.parquet"), USER_ID)
-        items = _latest(pl.read_parquet(path / "items.parquet"), ITEM_ID)
-        histories = pl.read_parquet(path / "histories.parquet")
-        vectors = _load_vectors(pl.read_parquet(path / "item_vectors.parquet"))
+        _check_tables(path, info)
+        users = _latest(_read_table(path, "users"), USER_ID)
+        items = _latest(_read_table(path, "items"), ITEM_ID)
+        histories = _read_table(path, "histories")
+        vectors = _load_vectors(_read_table(path, "item_vectors"))
         seen: dict[str, dict[str, list[str]]] = {}
-        if (path / "seen.parquet").exists():
-            for user_id, event_type, seen_items in pl.read_parquet(path / "seen.parquet").iter_rows():
-                seen.setdefault(user_id, {})[event_type] = seen_items
+        for user_id, event_type, seen_items in _read_table(path, "seen").iter_rows():
+            seen.setdefault(user_id, {})[event_type] = seen_items
         offsets = np.zeros(histories.height + 1, dtype=np.int64)
         np.cumsum(histories["ts"].list.len().to_numpy(), out=offsets[1:])
         history_ts = histories["ts"].explode(empty_as_null=False).cast(pl.Datetime("us")).to_numpy()
@@ -111,6 +124,46 @@ class SnapshotData:
             history_index=_index(histories[USER_ID]), vectors=vectors,
             history_offsets=offsets, history_ts=history_ts, seen=seen,
         )
+
+
+def _check_tables(path: Path, info: SnapshotInfo) -> None:
+    """Every table the manifest lists is there with a readable footer and the row count it
+    recorded (footers only: cheap), so a truncated, missing or swapped file is refused before
+    anything is loaded, the events no lookup reads included."""
+    for table, expected in info.counts.items():
+        file = path / f"{table}.parquet"
+        if not file.is_file():
+            raise SnapshotError(str(path), file.name, "is missing")
+        with _parquet_errors(path, file):
+            rows = pl.scan_parquet(file).select(pl.len()).collect().item()
+        if rows != expected:
+            raise SnapshotError(str(path), file.name, f"has {rows} rows where manifest.json says {expected}")
+
+
+def _read_table(path: Path, table: str) -> pl.DataFrame:
+    """One table, refused (``SnapshotError``) unless it decodes and has the columns the lookups need."""
+    file = path / f"{table}.parquet"
+    columns = TABLE_COLUMNS[table]
+    if table == "seen" and not file.exists():  # snapshots written before seen.parquet
+        return pl.DataFrame(schema=list(columns))
+    with _parquet_errors(path, file):
+        frame = pl.read_parquet(file)
+    missing = [column for column in columns if column not in frame.columns]
+    if missing:
+        raise SnapshotError(str(path), file.name, f"lacks column(s) {missing}")
+    return frame
+
+
+@contextmanager
+def _parquet_errors(path: Path, file: Path) -> Iterator[None]:
+    """A file that is absent or does not decode as Parquet becomes one ``SnapshotError`` line."""
+    try:
+        yield
+    except FileNotFoundError:
+        raise SnapshotError(str(path), file.name, "is missing") from None
+    except (pl.exceptions.PolarsError, OSError) as exc:
+        reason = next(iter(str(exc).splitlines()), type(exc).__name__)
+        raise SnapshotError(str(path), file.name, f"is not readable Parquet (truncated or corrupt): {reason}") from None
 
 
 def _latest(frame: pl.DataFrame, id_column: str) -> pl.DataFrame:
@@ -149,7 +202,8 @@ class OnlineStore:
         return self._data.version
 
     def refresh(self) -> bool:
-        """Load the published snapshot if it is newer than the one in use; True if swapped."""
+        """Load the published snapshot if it is newer than the one in use; True if swapped.
+        A damaged one raises ``SnapshotError`` and the one in use stays."""
         with self._swap_lock:
             path = current_version_dir(self.root)
             if read_manifest(path).version == self._data.version:

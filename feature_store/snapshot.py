@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from typing import Any
 import duckdb
 
 from recengine.feature_store.db import run, single_row
-from recengine.feature_store.errors import StoreError
+from recengine.feature_store.errors import SnapshotError, StoreError
 from recengine.feature_store.schema import StoreSchema
 
 CURRENT = "CURRENT"
@@ -135,19 +135,44 @@ def set_current(root: str | Path, version: int) -> None:
 
 
 def current_version_dir(root: str | Path) -> Path:
-    """The published snapshot directory, or a clear error if none was published."""
+    """The published snapshot directory, or a clear error if none was published or
+    ``CURRENT`` names a version that is not there."""
     root = Path(root)
     pointer = root / CURRENT
     if not pointer.exists():
         raise StoreError(f"no published snapshot under {root}; run `recengine store publish` first")
-    return root / pointer.read_text().strip()
+    try:
+        name = pointer.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SnapshotError(str(root), CURRENT, f"cannot be read ({exc})") from None
+    if not (name.startswith("v") and name[1:].isdigit()):
+        raise SnapshotError(str(root), CURRENT, f"holds {name[:40]!r}, not a version name like {version_name(1)!r}")
+    if not (root / name).is_dir():
+        raise SnapshotError(str(root), CURRENT, f"names {name}, which does not exist under {root}; "
+                                                f"publish one again (`recengine store publish`)")
+    return root / name
 
 
 def read_manifest(path: str | Path) -> SnapshotInfo:
-    manifest = Path(path) / "manifest.json"
-    if not manifest.exists():
-        raise StoreError(f"{path} is not a snapshot (no manifest.json)")
-    return SnapshotInfo(**json.loads(manifest.read_text()))
+    """A snapshot's manifest, checked for the fields and types :class:`SnapshotInfo` needs
+    (fields it does not know, from a newer writer, are ignored)."""
+    path = Path(path)
+    manifest = path / "manifest.json"
+    if not manifest.is_file():
+        raise SnapshotError(str(path), manifest.name, "is missing (not a snapshot, or a half-written one)")
+    try:
+        raw = json.loads(manifest.read_text())
+    except (OSError, ValueError) as exc:
+        raise SnapshotError(str(path), manifest.name, f"is not readable JSON ({exc})") from None
+    names = [f.name for f in fields(SnapshotInfo)]
+    missing = [name for name in names if name not in raw] if isinstance(raw, dict) else names
+    if missing:
+        raise SnapshotError(str(path), manifest.name, f"lacks field(s) {missing}")
+    counts = raw["counts"]
+    if not (isinstance(raw["version"], int) and isinstance(counts, dict)
+            and all(isinstance(n, int) for n in counts.values())):
+        raise SnapshotError(str(path), manifest.name, "has a non-integer version or table counts")
+    return SnapshotInfo(**{name: raw[name] for name in names})
 
 
 def list_snapshots(root: str | Path) -> list[SnapshotInfo]:
