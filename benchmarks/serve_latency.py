@@ -72,8 +72,11 @@ def noop_deployment(num_cpus: float, max_ongoing_requests: int):  # type: ignore
     """A Serve FastAPI ingress answering ``POST /recommend`` with a constant response."""
     from ray import serve
 
+    # the same logging as the shipped deployment (no access log line per request), so the
+    # floor measures the same Serve path, not a disk write ours does not make
     @serve.deployment(name="noop", ray_actor_options={"num_cpus": num_cpus},
-                      max_ongoing_requests=max_ongoing_requests, health_check_period_s=5)
+                      max_ongoing_requests=max_ongoing_requests, health_check_period_s=5,
+                      logging_config={"enable_access_log": False})
     @serve.ingress()
     class NoopRecommender:
         def __serve_build_asgi_app__(self):  # type: ignore[no-untyped-def]
@@ -209,6 +212,51 @@ def wait_ready(base: str, app: str, timeout: float = 180.0) -> None:
     raise TimeoutError(f"/{app} not healthy after {timeout:.0f} s")
 
 
+def start_apps(bundle: Path, snapshot: Path, users: list[str], num_cpus: float) -> tuple[str, int]:
+    """Ray, Serve on a free 127.0.0.1 port, and ``/ecommerce`` and ``/noop`` deployed side by side.
+
+    Returns once both are healthy and answer k items; gives the base URL and the replicas'
+    ``max_ongoing_requests`` (the no-op gets the ecommerce replica's CPUs and limit).
+    """
+    import httpx
+    from ray import serve
+
+    from recengine.ray_env import init_ray
+    from recengine.serve.deployment import DomainRecommender, domain_application
+
+    # a fresh local instance even when other Ray clusters run on this machine (without
+    # this, ray.init joins the newest one and refuses num_cpus)
+    os.environ.setdefault("RAY_ADDRESS", "local")
+    init_ray(num_cpus=2)
+    port = free_port()
+    serve.start(http_options={"host": "127.0.0.1", "port": port},
+                logging_config={"enable_access_log": False, "log_level": "WARNING"})
+    base = f"http://127.0.0.1:{port}"
+    serve.run(domain_application(DOMAIN, bundle, snapshot, num_cpus=num_cpus), name=DOMAIN,
+              route_prefix=f"/{DOMAIN}")
+    max_ongoing = DomainRecommender.max_ongoing_requests
+    serve.run(noop_deployment(num_cpus, max_ongoing), name="noop", route_prefix="/noop")
+    wait_ready(base, DOMAIN)
+    wait_ready(base, "noop")
+    for app in ("noop", DOMAIN):
+        check = httpx.post(f"{base}/{app}/recommend", json={"user_id": users[0], "k": K}, timeout=60)
+        if check.status_code != 200 or len(check.json()["items"]) != K:
+            raise RuntimeError(f"/{app}/recommend answered {check.status_code}: {check.text[:300]}")
+    return base, max_ongoing
+
+
+def stop_apps() -> None:
+    """Serve and Ray shut down, if Ray was started."""
+    import ray
+    from ray import serve
+
+    if ray.is_initialized():
+        try:
+            serve.shutdown()
+        finally:
+            ray.shutdown()
+
+
 def drive(base: str, app: str, users: list[str], clients: int, requests: int, seconds: float,
           seed: int) -> dict[str, Any]:
     """``clients`` threads, each with its own keep-alive client, share ``requests`` POSTs."""
@@ -321,10 +369,7 @@ def main() -> None:
     load_start = loadavg()
     print(f"load average at start: {load_start} on {os.cpu_count()} cores")
 
-    from ray import serve
-
-    from recengine.ray_env import init_ray
-    from recengine.serve.deployment import BATCH_WAIT_S, DEFAULT_CPUS_PER_REPLICA, MAX_BATCH_SIZE, domain_application
+    from recengine.serve.deployment import BATCH_WAIT_S, DEFAULT_CPUS_PER_REPLICA, MAX_BATCH_SIZE
 
     num_cpus = args.num_cpus if args.num_cpus is not None else DEFAULT_CPUS_PER_REPLICA
     try:
@@ -340,28 +385,7 @@ def main() -> None:
                       f"{run['load_s']} s; {run['retrieval']}")
 
         ray_start = time.perf_counter()
-        # a fresh local instance even when other Ray clusters run on this machine (without
-        # this, ray.init joins the newest one and refuses num_cpus)
-        os.environ.setdefault("RAY_ADDRESS", "local")
-        init_ray(num_cpus=2)
-        port = free_port()
-        serve.start(http_options={"host": "127.0.0.1", "port": port},
-                    logging_config={"enable_access_log": False, "log_level": "WARNING"})
-        base = f"http://127.0.0.1:{port}"
-        serve.run(domain_application(DOMAIN, bundle, snapshot, num_cpus=num_cpus), name=DOMAIN,
-                  route_prefix=f"/{DOMAIN}")
-        from recengine.serve.deployment import DomainRecommender
-
-        max_ongoing = DomainRecommender.max_ongoing_requests
-        serve.run(noop_deployment(num_cpus, max_ongoing), name="noop", route_prefix="/noop")
-        wait_ready(base, DOMAIN)
-        wait_ready(base, "noop")
-        import httpx
-
-        for app in ("noop", DOMAIN):
-            check = httpx.post(f"{base}/{app}/recommend", json={"user_id": users[0], "k": K}, timeout=60)
-            if check.status_code != 200 or len(check.json()["items"]) != K:
-                raise RuntimeError(f"/{app}/recommend answered {check.status_code}: {check.text[:300]}")
+        base, max_ongoing = start_apps(bundle, snapshot, users, num_cpus)
         print(f"Ray + Serve up in {time.perf_counter() - ray_start:.0f} s at {base}; "
               f"replicas num_cpus={num_cpus}, max_ongoing_requests={max_ongoing}, "
               f"batch max {MAX_BATCH_SIZE} wait {BATCH_WAIT_S * 1e3:.0f} ms")
@@ -393,13 +417,7 @@ def main() -> None:
                   f"| ratio p50 {row['p50_ratio']}× p99 {row['p99_ratio']}× | non-2xx ours {ours['non_2xx']} "
                   f"no-op {noop['non_2xx']} | load {before} → {after}")
     finally:
-        import ray
-
-        if ray.is_initialized():
-            try:
-                serve.shutdown()
-            finally:
-                ray.shutdown()
+        stop_apps()
         if temporary:
             shutil.rmtree(project, ignore_errors=True)
 

@@ -30,7 +30,8 @@ _LAZY = {
     "default_store_path": "recengine.feature_store.store",
 }
 
-__all__ = ["IngestError", "SchemaError", "SnapshotError", "StoreError", "StoreLockedError", "UnknownEntitiesError", *sorted(_LAZY)]
+__all__ = ["IngestError", "SchemaError", "SnapshotError", "StoreError", "StoreLockedError", "UnknownEntitiesError",
+           *sorted(_LAZY)]
 
 
 def __getattr__(name: str) -> Any:
