@@ -20,6 +20,11 @@ def _domains(value: str | None) -> list[str] | None:
     return [d.strip() for d in value.split(",") if d.strip()] if value else None
 
 
+replicas_option = click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 64),
+                               help="Replicas per domain: with 2 or more, the survivors keep answering "
+                                    "while a dead replica is replaced.")
+
+
 @click.group(invoke_without_command=True)
 @project_option
 @domains_option
@@ -30,9 +35,10 @@ def _domains(value: str | None) -> list[str] | None:
 @click.option("--cpus-per-replica", default=0.25, show_default=True, type=click.FloatRange(0.01, 64))
 @click.option("--access-log/--no-access-log", default=False, show_default=True,
               help="Log a line per request (replicas and proxy); off by default: it costs CPU and disk under load.")
+@replicas_option
 @click.pass_context
 def serve(ctx: click.Context, project: str, domains: str | None, host: str, port: int, address: str | None,
-          cpus_per_replica: float, access_log: bool) -> None:
+          cpus_per_replica: float, access_log: bool, replicas: int) -> None:
     """Serve every prepared domain over HTTP at /<domain> (Ctrl-C stops everything).
 
     Each domain is a Ray Serve application with POST /<domain>/recommend,
@@ -47,15 +53,15 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
     from ray import serve as ray_serve
 
     from recengine.ray_env import init_ray
-    from recengine.serve.deployment import domain_application
+    from recengine.serve.deployment import domain_application, http_options
 
     with friendly_errors():
         init_ray(address)
     try:
-        ray_serve.start(http_options={"host": host, "port": port}, logging_config={"enable_access_log": access_log})
+        ray_serve.start(http_options=http_options(host, port), logging_config={"enable_access_log": access_log})
         for target in targets:
             ray_serve.run(domain_application(target.domain, target.bundle, target.snapshot, cpus_per_replica,
-                                             access_log=access_log),
+                                             replicas=replicas, access_log=access_log),
                           name=target.domain, route_prefix=f"/{target.domain}")
             console.print(f"[bold]{target.domain}[/] → http://{host}:{port}/{target.domain} "
                           f"({target.bundle.parent.name} v{target.bundle.name})")
@@ -80,8 +86,9 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
 @click.option("--cpus-per-replica", default=0.25, show_default=True, type=click.FloatRange(0.01, 64))
 @click.option("--access-log/--no-access-log", default=False, show_default=True, help="Log a line per request.")
+@replicas_option
 def serve_config(project: str, domains: str | None, out: str, host: str, port: int, cpus_per_replica: float,
-                 access_log: bool) -> None:
+                 access_log: bool, replicas: int) -> None:
     """Write the Serve config YAML equivalent to `recengine serve`, for `serve deploy` on a cluster.
 
     Paths in it are absolute: the bundle and snapshot directories must be visible to every
@@ -90,11 +97,12 @@ def serve_config(project: str, domains: str | None, out: str, host: str, port: i
     import yaml
 
     from recengine.project import resolve_targets
+    from recengine.serve.deployment import MAX_QUEUED_REQUESTS, http_options
 
     with friendly_errors():
         targets = resolve_targets(project, _domains(domains))
     config = {
-        "http_options": {"host": host, "port": port},
+        "http_options": http_options(host, port),
         "logging_config": {"enable_access_log": access_log},
         "applications": [
             {
@@ -104,7 +112,8 @@ def serve_config(project: str, domains: str | None, out: str, host: str, port: i
                 "args": {"domain": t.domain},
                 "deployments": [{
                     "name": "recommender",
-                    "num_replicas": 1,
+                    "num_replicas": replicas,
+                    "max_queued_requests": MAX_QUEUED_REQUESTS,
                     "ray_actor_options": {"num_cpus": cpus_per_replica},
                     "user_config": {"bundle": str(t.bundle), "snapshot": str(t.snapshot)},
                     "logging_config": {"enable_access_log": access_log},
