@@ -123,6 +123,19 @@ def test_valid_requests_still_parse() -> None:
     assert response.json()["notes"] == []
 
 
+@pytest.mark.parametrize("time", ["0001-01-01T00:00:00+00:02", "9999-12-31T23:59:59-01:00"])
+def test_a_time_with_no_utc_equivalent_is_422_not_500(time: str) -> None:
+    # found by Schemathesis (tests/test_schemathesis.py): the freshness ranker converts
+    # context.time to UTC, which overflowed out of years 1-9999 into a 500
+    client, service = _client()
+    response = client.post("/recommend", json={"user_id": "u1", "context": {"time": time}})
+    body = _assert_error_shape(response, 422, "validation_error")
+    assert body["detail"][0]["loc"] == ["body", "context", "time"] and "UTC" in body["detail"][0]["msg"]
+    assert not service.seen
+    edge = client.post("/recommend", json={"user_id": "u1", "context": {"time": "0001-01-01T00:00:00Z"}})
+    assert edge.status_code == 200, edge.text
+
+
 # -- malformed bodies --------------------------------------------------------------------
 @pytest.mark.parametrize("content, code", [
     (b'{"user_id": "u1",', "malformed_json"),

@@ -7,10 +7,11 @@ Every string and list has a bound, so no request can make the server hold or ech
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -41,6 +42,17 @@ def _iso_text(value: Any) -> Any:
     raise ValueError("time must be an ISO 8601 datetime string, e.g. \"2024-05-01T12:00:00Z\"")
 
 
+def _within_utc(value: datetime | None) -> datetime | None:
+    """Refuse a time that has no UTC equivalent (``0001-01-01T00:00:00+01:00`` is in year 0 in
+    UTC): the rankers compare times in UTC, and would fail on it with a 500."""
+    if value is not None and value.tzinfo is not None:
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("time is out of range once converted to UTC (years 1 to 9999)") from None
+    return value
+
+
 class RequestContext(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
@@ -50,7 +62,8 @@ class RequestContext(BaseModel):
                     "The list holds k items whenever k items of the catalogue pass the filters.")
     exclude: list[Identifier] = Field(default_factory=list, max_length=MAX_EXCLUDE,
                                       description="Item ids never to return.")
-    time: Annotated[datetime | None, Field(strict=False), BeforeValidator(_iso_text)] = Field(
+    time: Annotated[datetime | None, Field(strict=False), BeforeValidator(_iso_text),
+                   AfterValidator(_within_utc)] = Field(
         None, description="The request's 'now' as an ISO 8601 string, for time-aware rankers (freshness; default: "
                           "the catalogue's newest item). Where no ranker reads it, the response's notes say so.")
 
