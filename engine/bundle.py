@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from safetensors.torch import load_file, save_file
 
 from recengine.config import PipelineConfig
 from recengine.data import FeatureTable, IdMap, pad_histories
+from recengine.disk_space import disk_full_is_engine_error
 from recengine.errors import DataError, EngineError, NotFoundError
 from recengine.model import RecModel
 
@@ -78,39 +80,54 @@ def _feature_meta(table: FeatureTable) -> dict[str, Any]:
     }
 
 
-def save_bundle(root: str | Path | None, config: PipelineConfig, model: RecModel, *, users: IdMap, items: IdMap,
-                user_features: FeatureTable, item_features: FeatureTable, popularity: np.ndarray,
-                user_sequences: list[np.ndarray], item_frame: pl.DataFrame, metrics: dict[str, Any],
-                extra_manifest: dict[str, Any] | None = None) -> Path:
-    """Write a new version of bundle ``config.name``; returns its directory."""
-    base = models_root(root) / config.name
+@contextmanager
+def _new_version(base: Path) -> Iterator[tuple[Path, int]]:
+    """A hidden staging folder for the next version under ``base`` and that version, renamed
+    into place when the block completes and removed if it fails."""
     base.mkdir(parents=True, exist_ok=True)
     versions = [int(p.name) for p in base.iterdir() if p.is_dir() and p.name.isdigit()]
     version = max(versions, default=0) + 1
     staging = base / f".{version}.tmp-{os.getpid()}"
     staging.mkdir()
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(state, str(staging / "weights.safetensors"))
-    feature_arrays = {f"user.{k}": v for k, v in user_features.to_arrays().items()}
-    feature_arrays.update({f"item.{k}": v for k, v in item_features.to_arrays().items()})
-    histories = pad_histories(user_sequences + [np.zeros(0, dtype=np.int64)] * (len(users) + 1 - len(user_sequences)),
-                              config.model.max_history)
-    save_numpy({"popularity": popularity.astype(np.float32), "histories": histories,
-                **{k: np.ascontiguousarray(v) for k, v in feature_arrays.items()}},
-               str(staging / "extras.safetensors"))
-    (staging / "config.json").write_text(config.model_dump_json(indent=2))
-    (staging / "ids.json").write_text(json.dumps({"users": users.ids, "items": items.ids}))
-    (staging / "features.json").write_text(json.dumps({"user": _feature_meta(user_features),
-                                                       "item": _feature_meta(item_features)}))
-    item_frame.write_parquet(staging / "items.parquet")
-    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
-    manifest = {"name": config.name, "version": version, "created_at": datetime.now(UTC).isoformat(),
-                "domain": config.domain, "num_users": len(users), "num_items": len(items),
-                **(extra_manifest or {})}
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
-    final = base / str(version)
-    os.replace(staging, final)
-    return final
+    try:
+        yield staging, version
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    os.replace(staging, base / str(version))
+
+
+def save_bundle(root: str | Path | None, config: PipelineConfig, model: RecModel, *, users: IdMap, items: IdMap,
+                user_features: FeatureTable, item_features: FeatureTable, popularity: np.ndarray,
+                user_sequences: list[np.ndarray], item_frame: pl.DataFrame, metrics: dict[str, Any],
+                extra_manifest: dict[str, Any] | None = None) -> Path:
+    """Write a new version of bundle ``config.name``; returns its directory.
+
+    The files go into a hidden staging folder beside the versions, renamed into place once
+    complete: a failure (a full disk raises ``DiskFullError`` naming the folder) removes it,
+    so no half-written version is ever left to load."""
+    base = models_root(root) / config.name
+    with disk_full_is_engine_error(base, "no bundle version was written"), _new_version(base) as (staging, version):
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        save_file(state, str(staging / "weights.safetensors"))
+        feature_arrays = {f"user.{k}": v for k, v in user_features.to_arrays().items()}
+        feature_arrays.update({f"item.{k}": v for k, v in item_features.to_arrays().items()})
+        unseen = [np.zeros(0, dtype=np.int64)] * (len(users) + 1 - len(user_sequences))
+        histories = pad_histories(user_sequences + unseen, config.model.max_history)
+        save_numpy({"popularity": popularity.astype(np.float32), "histories": histories,
+                    **{k: np.ascontiguousarray(v) for k, v in feature_arrays.items()}},
+                   str(staging / "extras.safetensors"))
+        (staging / "config.json").write_text(config.model_dump_json(indent=2))
+        (staging / "ids.json").write_text(json.dumps({"users": users.ids, "items": items.ids}))
+        (staging / "features.json").write_text(json.dumps({"user": _feature_meta(user_features),
+                                                           "item": _feature_meta(item_features)}))
+        item_frame.write_parquet(staging / "items.parquet")
+        (staging / "metrics.json").write_text(json.dumps(metrics, indent=2, default=float))
+        manifest = {"name": config.name, "version": version, "created_at": datetime.now(UTC).isoformat(),
+                    "domain": config.domain, "num_users": len(users), "num_items": len(items),
+                    **(extra_manifest or {})}
+        (staging / "manifest.json").write_text(json.dumps(manifest, indent=2, default=str))
+    return base / str(version)
 
 
 def _table(meta: dict[str, Any], arrays: dict[str, np.ndarray], prefix: str) -> FeatureTable:

@@ -52,3 +52,7 @@ class DuplicateComponentError(EngineError, ValueError):
 
 class ClusterError(EngineError, ConnectionError):
     """A Ray cluster that cannot be reached or used (a bad address, no such cluster)."""
+
+
+class DiskFullError(EngineError, OSError):
+    """No space left on the device recengine writes a bundle, checkpoint or snapshot to."""

@@ -16,6 +16,7 @@ from recengine.bundle import Bundle, save_bundle
 from recengine.config import PipelineConfig, validate_components
 from recengine.data import build_interactions
 from recengine.dataset import PreparedData, merged_event_weights, prepare
+from recengine.disk_space import disk_full_is_engine_error
 from recengine.evaluate import evaluate_interactions, run_metrics
 from recengine.feature_store import FeatureStore
 from recengine.plugin_manager import get_plugin_manager
@@ -63,7 +64,8 @@ def export_training_snapshot(store_path: str | Path, config: PipelineConfig, dir
     """Write the prepared training data (Parquet) and the config for ``recengine.train_standalone``."""
     data, _ = prepare_training(store_path, config)
     out = export_training_data(data, directory)
-    (out / "config.json").write_text(config.model_dump_json(indent=1))
+    with disk_full_is_engine_error(out, "the snapshot there has no config.json"):
+        (out / "config.json").write_text(config.model_dump_json(indent=1))
     return out
 
 

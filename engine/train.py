@@ -24,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from recengine.components import seed_everything
 from recengine.config import PipelineConfig
+from recengine.disk_space import disk_full_is_engine_error
 from recengine.errors import ConfigError
 from recengine.evaluate import validation_score
 from recengine.model import RecModel, resolve_device
@@ -230,7 +231,17 @@ def mixed_precision(precision: str, device: torch.device) -> tuple[Callable[[], 
 # ---------------------------------------------------------------------------------------
 
 
+CHECKPOINT_LEFT = "training stopped; the checkpoint there may be incomplete"  # what a full disk leaves
+
+
 def save_checkpoint(directory: Path, model: RecModel, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    """The model and optimiser state after an epoch; a full disk raises ``DiskFullError``."""
+    with disk_full_is_engine_error(directory, CHECKPOINT_LEFT):
+        _write_checkpoint(directory, model, optimizer, state)
+
+
+def _write_checkpoint(directory: Path, model: RecModel, optimizer: torch.optim.Optimizer,
+                      state: dict[str, Any]) -> None:
     directory.mkdir(parents=True, exist_ok=True)
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     opt_state = optimizer.state_dict()
@@ -369,9 +380,10 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
                 state.update(best_score=score, best_epoch=epoch, best_valid=valid, stale=0)
                 best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
                 if checkpoint_path:
-                    checkpoint_path.mkdir(parents=True, exist_ok=True)
-                    save_file({k: v.cpu().contiguous() for k, v in best_state.items()},
-                              str(checkpoint_path / "best.safetensors"))
+                    with disk_full_is_engine_error(checkpoint_path, CHECKPOINT_LEFT):
+                        checkpoint_path.mkdir(parents=True, exist_ok=True)
+                        save_file({k: v.cpu().contiguous() for k, v in best_state.items()},
+                                  str(checkpoint_path / "best.safetensors"))
             else:
                 state["stale"] += 1
             if checkpoint_path:

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from recengine.components import FeatureSpec
+from recengine.disk_space import disk_full_is_engine_error
 from recengine.errors import DataError
 
 if TYPE_CHECKING:
@@ -166,12 +167,22 @@ SNAPSHOT_FORMAT = "recengine-training-snapshot/1"
 
 
 def export_training_data(data: PreparedData, directory: str | Path) -> Path:
-    """Write ``data`` as a training snapshot (Parquet + ``manifest.json``) into ``directory``."""
+    """Write ``data`` as a training snapshot (Parquet + ``manifest.json``) into ``directory``.
+
+    ``manifest.json`` goes last (and an older one first), so an export that fails part-way,
+    on a full disk say (``DiskFullError`` naming the directory), is never read as whole."""
+    out = Path(directory)
+    with disk_full_is_engine_error(out, "the snapshot there is incomplete (no manifest.json)"):
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "manifest.json").unlink(missing_ok=True)
+        _write_snapshot(data, out)
+    return out
+
+
+def _write_snapshot(data: PreparedData, out: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
     inter = data.interactions
     pq.write_table(pa.table({"user": inter.users, "item": inter.items, "weight": inter.weights,
                              "value": inter.values}), out / "interactions.parquet")
@@ -199,7 +210,6 @@ def export_training_data(data: PreparedData, directory: str | Path) -> Path:
                        for name, s in (("valid", inter.valid), ("test", inter.test))},
     }
     (out / "manifest.json").write_text(json.dumps(manifest))
-    return out
 
 
 def load_training_data(directory: str | Path) -> PreparedData:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+
 
 class StoreError(Exception):
     """Base class of every feature-store error."""
@@ -90,3 +92,9 @@ class SnapshotError(StoreError):
 
     def __reduce__(self) -> tuple[type[SnapshotError], tuple[str, str, str]]:
         return type(self), (self.snapshot, self.file, self.problem)  # pickles across processes (Ray)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True for any writer's "no space left on device" error (an ``OSError`` with ENOSPC, or a
+    DuckDB, safetensors or Parquet error whose message says so): the one test for a full disk."""
+    return getattr(exc, "errno", None) == errno.ENOSPC or "no space left" in str(exc).lower()

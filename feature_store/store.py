@@ -6,7 +6,6 @@ snapshots and serving reads published ones (see :mod:`recengine.feature_store.sn
 
 from __future__ import annotations
 
-import errno
 import os
 import re
 import threading
@@ -21,7 +20,14 @@ import polars as pl
 
 from recengine.feature_store import snapshot, training
 from recengine.feature_store.db import one, registered, run, single_row
-from recengine.feature_store.errors import IngestError, SchemaError, StoreError, StoreLockedError, UnknownEntitiesError
+from recengine.feature_store.errors import (
+    IngestError,
+    SchemaError,
+    StoreError,
+    StoreLockedError,
+    UnknownEntitiesError,
+    is_disk_full,
+)
 from recengine.feature_store.readers import RawTable, expand_paths, read_source
 from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM, ColumnType, StoreSchema, table_columns
 from recengine.feature_store.validate import conform, infer_kind, new_columns, normalise_names, refuse_new_columns
@@ -488,7 +494,7 @@ def _disk_full_is_store_error(path: Path, outcome: str) -> Iterator[None]:
     try:
         yield
     except (OSError, duckdb.Error) as exc:
-        if getattr(exc, "errno", None) != errno.ENOSPC and "no space left" not in str(exc).lower():
+        if not is_disk_full(exc):
             raise
         raise StoreError(f"no space left on device writing {path}: {outcome}. "
                          f"Free space there and retry ({str(exc).splitlines()[0]})") from exc

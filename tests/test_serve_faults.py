@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import select
 import signal
+import socket
 import threading
 import time
 from collections import Counter
@@ -228,3 +230,77 @@ def test_serve_config_carries_replicas_and_the_failure_limits(project: Path, tmp
     deployments = [d for app in config["applications"] for d in app["deployments"]]
     assert deployments and all(d["num_replicas"] == 2 for d in deployments)
     assert all(d["max_queued_requests"] == MAX_QUEUED_REQUESTS for d in deployments)
+
+
+STALL_WATCH_S = 15.0  # how long the test watches whether the server drops a stalled client
+
+
+def stall(url: str, request: bytes) -> socket.socket:
+    """A raw connection to the proxy that sends ``request`` (an unfinished one) and stops."""
+    host, port = url.removeprefix("http://").split(":")
+    connection = socket.create_connection((host, int(port)), timeout=5)
+    connection.sendall(request)
+    return connection
+
+
+def watch_closing(connections: dict[str, socket.socket], since: float, found: dict[str, Any]) -> None:
+    """Record in ``found`` when (seconds after ``since``) and how the server ends each
+    connection (an answer's status line, or a plain close); stop after STALL_WATCH_S."""
+    waiting = dict(connections)
+    while waiting and (left := since + STALL_WATCH_S - time.monotonic()) > 0:
+        readable, _, _ = select.select(list(waiting.values()), [], [], left)
+        for name, connection in list(waiting.items()):
+            if connection in readable:
+                try:
+                    data = connection.recv(4096)
+                except OSError as exc:
+                    data = f"reset ({exc.__class__.__name__})".encode()
+                found[name] = {"after_s": round(time.monotonic() - since, 2),
+                               "got": data.split(b"\r\n")[0].decode(errors="replace") or "closed"}
+                del waiting[name]
+
+
+@pytest.mark.ray
+@pytest.mark.slow
+def test_stalled_clients_do_not_hold_the_replica(serve_url: str, project: Path, tmp_path: Path) -> None:
+    """One client sends half its request headers, one its headers and half a 1,000-byte body;
+    while both stall, 50 requests from another client are all answered 200 promptly. Whether
+    (and when) the server drops the stalled connections itself is measured, not asserted."""
+    from ray import serve
+
+    target = resolve_targets(project, [DOMAIN])[0]
+    serve.run(domain_application(DOMAIN, target.bundle, target.snapshot, replicas=1),
+              name=DOMAIN, route_prefix=f"/{DOMAIN}")
+    body = json.dumps({"user_id": "u0000003", "k": 10}).encode().ljust(1000)
+    stalled: dict[str, socket.socket] = {}
+    closing: dict[str, Any] = {}
+    try:
+        wait_for(serve_url, f"/{DOMAIN}/model", time.monotonic() + RECOVERY_LIMIT_S)
+        since = time.monotonic()
+        stalled["half_headers"] = stall(serve_url, f"POST /{DOMAIN}/recommend HTTP/1.1\r\nHost: x\r\nContent-".encode())
+        stalled["half_body"] = stall(serve_url, (
+            f"POST /{DOMAIN}/recommend HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body[:500])
+        watcher = threading.Thread(target=watch_closing, args=(stalled, since, closing))
+        watcher.start()
+        latencies: list[float] = []
+        statuses: Counter[int] = Counter()
+        with httpx.Client(base_url=serve_url, timeout=REQUEST_TIMEOUT_S + SLACK_S) as client:
+            for _ in range(50):
+                start = time.monotonic()
+                reply = client.post(f"/{DOMAIN}/recommend", json={"user_id": "u0000003", "k": 10})
+                latencies.append(time.monotonic() - start)
+                statuses[reply.status_code] += 1
+        watcher.join()
+    finally:
+        for connection in stalled.values():
+            connection.close()
+        serve.delete(DOMAIN)
+    figures = {"statuses": dict(statuses), "slowest_s": round(max(latencies), 3),
+               "median_s": round(sorted(latencies)[len(latencies) // 2], 3),
+               "stalled_closed_by_server": {name: closing.get(name, f"still open after {STALL_WATCH_S:.0f} s")
+                                            for name in stalled}}
+    (tmp_path / "stalled.json").write_text(json.dumps(figures, indent=2))
+    print(f"\nstalled clients: {json.dumps(figures)}")
+    assert statuses == {200: 50}, figures
+    assert max(latencies) < 2.0, figures

@@ -19,8 +19,10 @@ import numpy as np
 import polars as pl
 import pytest
 
+from recengine.bundle import load_bundle
 from recengine.feature_store import FeatureStore, OnlineStore, StoreError
 from recengine.feature_store.snapshot import default_root
+from tests.conftest import generated_shop
 from tests.store_contents import assert_same_contents, contents
 
 USERS, ITEMS, EVENTS = 20_000, 5_000, 1_200_000
@@ -290,3 +292,26 @@ def test_full_disk_fails_cleanly_and_the_published_snapshot_still_serves(small_d
     with FeatureStore(store) as fs:
         assert fs.ingest(more).rows_added == n
         assert fs.publish(root).version == 2
+
+
+@pytest.mark.slow
+def test_training_on_a_full_disk_fails_cleanly_and_writes_no_version(small_disk: Path, tmp_path: Path) -> None:
+    """`recengine train --models` on a full tmpfs: exit 1, one line naming the bundle folder,
+    no version (nor its staging folder) left; with space again the same command trains v1."""
+    store = generated_shop(tmp_path / "shop", 120, 80, 2_000, 4)
+    models = small_disk / "models"
+    train = ("train", "--store", store, "--models", models, "--name", "tiny", "--domain", "ecommerce",
+             "--user-encoder", "dense", "--item-encoder", "dense", "--objective", "bpr", "--protocol", "gen",
+             "--epochs", "1", "--batch-size", "256", "--json")
+    (models / "tiny").mkdir(parents=True)
+    filler = _fill(small_disk)
+    failed = _run(*train)
+    assert failed.returncode == 1 and "Traceback" not in failed.stderr, failed.stderr
+    assert re.search(_no_space(models / "tiny", "no bundle version was written"), " ".join(failed.stderr.split()))
+    assert list((models / "tiny").iterdir()) == []  # no version, no staging folder
+
+    filler.unlink()
+    done = _run(*train)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["bundle"] == str(models / "tiny" / "1")
+    assert load_bundle("tiny", models).version == 1
