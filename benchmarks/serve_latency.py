@@ -335,21 +335,26 @@ def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- main
 
-def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_served_domain_args(parser: argparse.ArgumentParser) -> None:
+    """The options that build (or reuse) the served ecommerce domain; shared with serve_load."""
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--users", type=int, default=20_000)
     parser.add_argument("--events", type=int, default=400_000)
     parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--num-cpus", type=float, default=None,
+                        help="CPUs per ecommerce replica (default: the deployment's default)")
+    parser.add_argument("--project", type=Path, default=None, help="project folder (default: a temporary one)")
+    parser.add_argument("--reuse", action="store_true", help="reuse a domain already prepared in --project")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_served_domain_args(parser)
     parser.add_argument("--requests", type=int, default=500, help="requests per level and side, per round")
     parser.add_argument("--seconds", type=float, default=30.0, help="time bound per level and side, per round")
     parser.add_argument("--levels", default="1,8,32", help="concurrent clients, comma-separated")
     parser.add_argument("--rounds", type=int, default=2, help="ABBA rounds per level (samples pooled)")
     parser.add_argument("--warmup", type=int, default=100, help="warm-up requests per side")
-    parser.add_argument("--num-cpus", type=float, default=None,
-                        help="CPUs per ecommerce replica (default: the deployment's default)")
-    parser.add_argument("--project", type=Path, default=None, help="project folder (default: a temporary one)")
-    parser.add_argument("--reuse", action="store_true", help="reuse a domain already prepared in --project")
     parser.add_argument("--quick", action="store_true", help="10k items, 100 requests per level")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()

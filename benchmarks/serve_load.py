@@ -47,7 +47,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # ``benchmarks`` i
 from rich.console import Console
 from rich.table import Table
 
-from benchmarks.serve_latency import DOMAIN, K, known_users, loadavg, prepare, start_apps, stop_apps
+from benchmarks.serve_latency import (
+    DOMAIN,
+    K,
+    add_served_domain_args,
+    known_users,
+    loadavg,
+    prepare,
+    start_apps,
+    stop_apps,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results" / "serve_load.json"
 SIDES = ("noop", "ours")
@@ -251,17 +260,10 @@ def markdown(result: dict[str, Any]) -> str:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--items", type=int, default=100_000)
-    parser.add_argument("--users", type=int, default=20_000)
-    parser.add_argument("--events", type=int, default=400_000)
-    parser.add_argument("--epochs", type=int, default=1)
+    add_served_domain_args(parser)
     parser.add_argument("--levels", default="1,8,32,128", help="keep-alive connections, comma-separated")
     parser.add_argument("--duration", type=int, default=10, help="seconds per level and side")
     parser.add_argument("--warmup", type=int, default=3, help="seconds of warm-up load per side (0: none)")
-    parser.add_argument("--num-cpus", type=float, default=None,
-                        help="CPUs per ecommerce replica (default: the deployment's default)")
-    parser.add_argument("--project", type=Path, default=None, help="project folder (default: a temporary one)")
-    parser.add_argument("--reuse", action="store_true", help="reuse a domain already prepared in --project")
     parser.add_argument("--quick", action="store_true", help="10k items, levels 1 and 32, 3 s each")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
