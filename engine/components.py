@@ -339,13 +339,19 @@ class Ranker:
     """Takes scored candidates and returns them filtered, reordered and annotated with reasons.
 
     Rankers run in the order a domain's config lists them; each gets the previous one's
-    output. ``rank`` must not mutate its input.
+    output. ``rank`` must not mutate its input (returning it unchanged is fine).
     """
 
     Config: ClassVar[type[ComponentConfig]] = ComponentConfig
 
     def __init__(self, config: ComponentConfig | None = None) -> None:
         self.config = config or self.Config()
+
+    @property
+    def reads_request_time(self) -> bool:
+        """Whether ``rank`` uses ``context.now`` (the request's time) with this config. When no
+        ranker of a chain does, a response says the time it was given had no effect. Default False."""
+        return False
 
     def rank(self, candidates: Candidates, context: RankContext) -> Candidates:  # pragma: no cover
         raise NotImplementedError

@@ -83,22 +83,6 @@ class Recommendations(list):
 TIME_NOT_USED = "context.time was not used: no ranker of this domain reads the request's time"
 
 
-class TimeReadingContext(RankContext):
-    """A :class:`RankContext` that records whether any ranker read ``now`` (the request's
-    time), so that a response can say when the time it was given had no effect."""
-
-    now_read = False
-
-    @property
-    def now(self) -> datetime | None:
-        self.now_read = True
-        return self._now
-
-    @now.setter
-    def now(self, value: datetime | None) -> None:
-        self._now = value
-
-
 @dataclass
 class Scored:
     """One known user's model candidates, best first, and what explains them."""
@@ -196,6 +180,8 @@ class Recommender:
         if threads is not None:
             thread_pools()  # find the pools now, not during the first request
         self.rankers = build_rankers(rankers if rankers is not None else bundle.config.ranking.rankers)
+        # whether the request's time can change an answer (else a response notes it was unused)
+        self.reads_request_time = any(ranker.reads_request_time for ranker in self.rankers)
         self.num_candidates = candidates or bundle.config.ranking.candidates
         self._segments: dict[Segment, SegmentPopularity] = {}
         self.user_vectors: UserVectors | None = None
@@ -476,7 +462,7 @@ class Recommender:
         history = user.items
         known = scored is not None
         candidates = scored.candidates if scored is not None else Candidates.empty()
-        context = TimeReadingContext(
+        context = RankContext(
             user_id=request.user_id, k=request.k, catalog=self.catalog, history=history,
             history_event_types=user.event_types, history_ts=user.times, known_user=known, now=request.now,
             exclude=excluded, filters=request.filters, user_attributes=user.attributes,
@@ -494,7 +480,7 @@ class Recommender:
         else:  # the model's reasons first, then what rankers added ("diversified")
             model = self._model_reasons(candidates.items, scored, history)
             reasons = [m + list(r) for m, r in zip(model, candidates.reasons)]
-        notes = [TIME_NOT_USED] if request.now is not None and not context.now_read else []
+        notes = [TIME_NOT_USED] if request.now is not None and not self.reads_request_time else []
         return Recommendations([
             Recommendation(str(self.catalog.item_ids[i]), float(s), r, self.catalog.title(int(i)))
             for i, s, r in zip(candidates.items.tolist(), candidates.scores.tolist(), reasons)

@@ -50,6 +50,10 @@ class Freshness(Ranker):
         super().__init__(config)
         self._newest: tuple[np.ndarray, np.datetime64] | None = None  # (column, its max) cache
 
+    @property
+    def reads_request_time(self) -> bool:
+        return True  # item age is measured from the request's time
+
     def rank(self, candidates: Candidates, context: RankContext) -> Candidates:
         if len(candidates) == 0:
             return Candidates.empty()

@@ -115,3 +115,9 @@ def test_known_user_context_from_engine_testing_is_left_valid() -> None:
     context = rank_contexts()["known"]
     out = BoostRule(BoostRuleConfig(boost=["a"])).rank(sample_candidates(CATALOG), context)
     assert len(out) == CATALOG.size
+
+
+def test_the_rule_reads_the_request_time_only_with_a_window() -> None:
+    assert not BoostRule(BoostRuleConfig(column="category", boost=["a"])).reads_request_time
+    windowed = BoostRuleConfig(column="category", boost=["a"], active_from="2024-01-01T00:00:00Z")
+    assert BoostRule(windowed).reads_request_time

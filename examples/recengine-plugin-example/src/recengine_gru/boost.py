@@ -65,6 +65,11 @@ class BoostRule(Ranker):
     Config = BoostRuleConfig
     config: BoostRuleConfig
 
+    @property
+    def reads_request_time(self) -> bool:
+        """A rule with an active window is switched by the request's time."""
+        return self.config.active_from is not None or self.config.active_until is not None
+
     def active(self, context: RankContext) -> bool:
         """Whether the request's time lies in the rule's window (always without a time)."""
         if context.now is None:
