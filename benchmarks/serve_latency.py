@@ -222,14 +222,15 @@ def start_apps(bundle: Path, snapshot: Path, users: list[str], num_cpus: float) 
     from ray import serve
 
     from recengine.ray_env import init_ray
-    from recengine.serve.deployment import DomainRecommender, domain_application
+    from recengine.serve.deployment import DomainRecommender, domain_application, http_options
 
     # a fresh local instance even when other Ray clusters run on this machine (without
     # this, ray.init joins the newest one and refuses num_cpus)
     os.environ.setdefault("RAY_ADDRESS", "local")
     init_ray(num_cpus=2)
     port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port},
+    # the proxy exactly as `recengine serve` starts it (its request timeout included)
+    serve.start(http_options=http_options("127.0.0.1", port),
                 logging_config={"enable_access_log": False, "log_level": "WARNING"})
     base = f"http://127.0.0.1:{port}"
     serve.run(domain_application(DOMAIN, bundle, snapshot, num_cpus=num_cpus), name=DOMAIN,

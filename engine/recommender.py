@@ -331,13 +331,23 @@ class Recommender:
         filled = cast(list[np.ndarray], cached)  # every None was replaced above
         return Encoded(vector=torch.from_numpy(np.stack(filled)).to(self.device))
 
-    def _retrieve(self, vectors: np.ndarray, allowed: list[np.ndarray | None], n: int) -> np.ndarray:
-        """[B, n] candidates: the index's top-n for requests that allow every item, the top-n
-        among the allowed items for the others (rows padded with item 0 when fewer are allowed)."""
+    def _retrieve(self, vectors: np.ndarray, allowed: list[np.ndarray | None], excluded: list[np.ndarray],
+                  n: int) -> np.ndarray:
+        """[B, n] candidates: the index's top-n for requests without filters (over-fetched by
+        their ``exclude`` count, so excluding items keeps the fast index and still leaves n),
+        the top-n among the allowed items for filtered ones (rows padded with item 0 when fewer
+        are allowed)."""
         top = np.zeros((vectors.shape[0], n), dtype=np.int64)
         free = [row for row, items in enumerate(allowed) if items is None]
         if free:
-            top[free] = self.index.search(vectors[free], n)
+            items = self.item_matrix.shape[0] - 1
+            wanted = min(n + max(excluded[row].size for row in free), items)
+            found = self.index.search(vectors[free], wanted)
+            for row, candidates in zip(free, found):
+                kept = candidates[~np.isin(candidates, excluded[row])] if excluded[row].size else candidates
+                if kept.size > n:  # the n best of what is left (the index returns no order)
+                    kept = kept[np.argpartition(self.item_matrix[kept] @ vectors[row], -n)[-n:]]
+                top[row, :kept.size] = kept
         for row, items in enumerate(allowed):
             if items is not None:
                 found = search_within(self.item_matrix, vectors[row], items, n)
@@ -345,14 +355,14 @@ class Recommender:
         return top
 
     def _score_batch(self, user_ids: list[str], users: list[int], histories: list[np.ndarray],
-                     allowed: list[np.ndarray | None]) -> list[Scored]:
+                     allowed: list[np.ndarray | None], excluded: list[np.ndarray]) -> list[Scored]:
         """Encode users together, retrieve each one's top-N (among its allowed items), score
         them with the interactor."""
         padded = self._pad(histories)
         n = min(self.num_candidates, self.item_matrix.shape[0] - 1)
         with self._lock, torch.no_grad():
             encoded = self._encode_batch(user_ids, users, padded)
-            top = self._retrieve(encoded.vector.float().cpu().numpy(), allowed, n)
+            top = self._retrieve(encoded.vector.float().cpu().numpy(), allowed, excluded, n)
             items_t = torch.from_numpy(self.item_matrix[top]).to(self.device)  # numpy's gather is ~5x cheaper
             scores = self.model.interactor.score(encoded, items_t).float().cpu().numpy()
             weights = self.model.interactor.explain(encoded, items_t)
@@ -444,7 +454,9 @@ class Recommender:
         scored = dict(zip(known, self._score_batch(
             [requests[i].user_id for i in known], [looked_up[i].index for i in known],
             [looked_up[i].items for i in known],
-            [self.allowed_items.of(requests[i].filters, excluded[i]) for i in known]))) if known else {}
+            [self.allowed_items.of(requests[i].filters, excluded[i]) if requests[i].filters else None
+             for i in known],
+            [excluded[i] for i in known]))) if known else {}
         for i in valid:
             try:
                 answers[i] = self._rank(requests[i], looked_up[i], scored.get(i), excluded[i])

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
@@ -78,6 +79,34 @@ def test_filters_and_exclude(shop) -> None:  # type: ignore[no-untyped-def]
     assert first[0]["item_id"] not in ids
     categories = service.recommender.catalog.columns["category"]
     assert all(categories[service.recommender.item_index[i]] == category for i in ids)
+
+
+def test_excluding_many_items_still_fills_the_list(shop) -> None:  # type: ignore[no-untyped-def]
+    """An unfiltered request is retrieved over-fetched by its exclude count: excluding the user's
+    whole top 100 still leaves a full list of other items."""
+    client, service = shop
+    user = service.recommender.bundle.users.ids[2]
+    top = [i["item_id"] for i in client.post("/recommend", json={"user_id": user, "k": 100}).json()["items"]]
+    body = client.post("/recommend", json={"user_id": user, "k": 10, "context": {"exclude": top}}).json()
+    ids = [item["item_id"] for item in body["items"]]
+    assert len(top) == 100 and len(ids) == 10 and not set(ids) & set(top)
+    assert body["fallback"] is False
+
+
+def test_retrieval_with_exclusions_is_the_exact_top_n_of_what_is_left(shop) -> None:  # type: ignore[no-untyped-def]
+    recommender = shop[1].recommender
+    n = recommender.num_candidates
+    rng = np.random.default_rng(3)
+    queries = rng.standard_normal((2, recommender.item_matrix.shape[1])).astype(np.float32)
+    scores = queries @ recommender.item_matrix.T
+    scores[:, 0] = -np.inf
+    assert recommender.catalog.size >= n + 50  # enough items for n to remain after the exclusions
+    excluded = [np.argsort(-scores[0])[:50].astype(np.int64), np.zeros(0, dtype=np.int64)]
+    top = recommender._retrieve(queries, [None, None], excluded, n)
+    for row in range(2):
+        left = scores[row].copy()
+        left[excluded[row]] = -np.inf
+        assert 0 not in top[row] and set(top[row].tolist()) == set(np.argsort(-left, kind="stable")[:n].tolist())
 
 
 def test_similar_health_model_and_docs(shop) -> None:  # type: ignore[no-untyped-def]
