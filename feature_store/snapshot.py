@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-from dataclasses import asdict, dataclass, fields
+from dataclasses import MISSING, asdict, dataclass, fields
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class SnapshotInfo:
     counts: dict[str, int]
     history: int
     schema: dict[str, Any]
+    live_seq: int = 0  # the live log's last sequence number the snapshot holds
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -104,9 +105,10 @@ def export_snapshot(con: duckdb.DuckDBPyConnection, root: str | Path, schema: St
             target = staging / f"{table}.parquet"
             run(con, f"COPY ({query}) TO '{target}' (FORMAT parquet, COMPRESSION zstd)")
             counts[table] = int(single_row(con, f"SELECT count(*) FROM '{target}'")[0])
+        live = single_row(con, "SELECT coalesce(max(value::BIGINT), 0) FROM store_meta WHERE key = 'live_seq'")[0]
         info = SnapshotInfo(
             version=version, path=str(final), created_at=datetime.now(UTC).isoformat(),
-            counts=counts, history=history, schema=schema.model_dump(mode="json"),
+            counts=counts, history=history, schema=schema.model_dump(mode="json"), live_seq=int(live),
         )
         (staging / "manifest.json").write_text(json.dumps(info.to_dict(), indent=2))
         run(con, "UPDATE store_meta SET value = ? WHERE key = 'snapshot_version'", [str(version)])
@@ -165,14 +167,17 @@ def read_manifest(path: str | Path) -> SnapshotInfo:
     except (OSError, ValueError) as exc:
         raise SnapshotError(str(path), manifest.name, f"is not readable JSON ({exc})") from None
     names = [f.name for f in fields(SnapshotInfo)]
-    missing = [name for name in names if name not in raw] if isinstance(raw, dict) else names
+    required = [f.name for f in fields(SnapshotInfo) if f.default is MISSING]
+    missing = [name for name in required if name not in raw] if isinstance(raw, dict) else required
     if missing:
         raise SnapshotError(str(path), manifest.name, f"lacks field(s) {missing}")
     counts = raw["counts"]
     if not (isinstance(raw["version"], int) and isinstance(counts, dict)
             and all(isinstance(n, int) for n in counts.values())):
         raise SnapshotError(str(path), manifest.name, "has a non-integer version or table counts")
-    return SnapshotInfo(**{name: raw[name] for name in names})
+    if not isinstance(raw.get("live_seq", 0), int):
+        raise SnapshotError(str(path), manifest.name, "has a non-integer live_seq")
+    return SnapshotInfo(**{name: raw[name] for name in names if name in raw})
 
 
 def list_snapshots(root: str | Path) -> list[SnapshotInfo]:

@@ -9,16 +9,17 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import duckdb
 import polars as pl
 
-from recengine.feature_store import snapshot, training
+from recengine.feature_store import live_log, snapshot, training
 from recengine.feature_store.db import one, registered, run, single_row
 from recengine.feature_store.errors import (
     IngestError,
@@ -28,6 +29,7 @@ from recengine.feature_store.errors import (
     UnknownEntitiesError,
     is_disk_full,
 )
+from recengine.feature_store.live_log import LiveAck, LiveBatch, LiveChange, LiveState
 from recengine.feature_store.readers import RawTable, expand_paths, read_source
 from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM, ColumnType, StoreSchema, table_columns
 from recengine.feature_store.validate import conform, infer_kind, new_columns, normalise_names, refuse_new_columns
@@ -79,6 +81,7 @@ class FeatureStore:
         self._lock = threading.RLock()
         if not read_only:
             self._create_tables(schema)
+            live_log.create_tables(self.con)  # also in stores created before the live log
         self._schema = self._load_schema()
         if schema is not None and schema != self._schema:
             raise SchemaError(
@@ -202,7 +205,8 @@ class FeatureStore:
                 with _disk_full_is_store_error(self.path, "the store is unchanged"), self.transaction():
                     if not allow_new_columns:
                         self._refuse_widening_filled_tables(staged)
-                    return [self._write(item, create_missing, replace=replace) for item in staged]
+                    creatable = ("users", "items") if create_missing else ()
+                    return [self._write(item, creatable, replace=replace)[0] for item in staged]
             except BaseException:
                 self._schema = self._load_schema()  # undo columns the failed ingest declared
                 raise
@@ -226,7 +230,12 @@ class FeatureStore:
         widened = schema.with_columns(table_kind, declared) if declared else schema
         return _Staged(raw, table_kind, conform(raw, table_kind, widened), declared)
 
-    def _write(self, item: _Staged, create_missing: bool, *, replace: bool) -> IngestResult:
+    def _write(self, item: _Staged, create: Collection[str], *, replace: bool,
+               live: bool = False) -> tuple[IngestResult, pl.DataFrame]:
+        """Write one staged source; returns what it added and the rows as written (user/item
+        rows after the partial-update merge). ``create``: the kinds (users, items) events may
+        create. ``live``: events of an HTTP batch, inserted without the file re-ingest
+        check (client event ids make their retries idempotent)."""
         con, kind, frame = self.con, item.kind, item.frame
         if item.declared:
             for column, ctype in item.declared.items():
@@ -239,14 +248,15 @@ class FeatureStore:
             frame = self._keep_stored_values(kind, frame)
         with registered(con, "staged", frame):
             if kind == "events":
-                created = self._add_missing_entities(item.raw, create_missing)
-                added = self._insert_events(frame)
+                created = self._add_missing_entities(item.raw, create)
+                added = self._insert_live_events() if live else self._insert_events(frame)
             else:
                 created = 0
                 added = self._upsert_entities(kind, frame.columns)
         run(con, "INSERT INTO ingests VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
             [item.raw.source, kind, frame.height, added])
-        return IngestResult(item.raw.source, kind, frame.height, added, created)
+        written = frame.drop("_row") if kind == "events" else frame
+        return IngestResult(item.raw.source, kind, frame.height, added, created), written
 
     def _keep_stored_values(self, kind: str, frame: pl.DataFrame) -> pl.DataFrame:
         """A partial update: each null attribute takes the value of the version the row updates.
@@ -279,7 +289,7 @@ class FeatureStore:
         run(self.con, f"INSERT INTO {kind} ({quoted}) SELECT {quoted} FROM staged")
         return int(changed)
 
-    def _add_missing_entities(self, raw: RawTable, create_missing: bool) -> int:
+    def _add_missing_entities(self, raw: RawTable, create: Collection[str]) -> int:
         created = 0
         for kind, column in (("users", USER_ID), ("items", ITEM_ID)):
             missing = f"SELECT DISTINCT s.{column} AS id FROM staged s ANTI JOIN {kind} t ON s.{column} = t.{column}"
@@ -287,7 +297,7 @@ class FeatureStore:
                 f"SELECT count(*), list(id ORDER BY id)[1:5] FROM ({missing})")
             if not count:
                 continue
-            if not create_missing:
+            if kind not in create:
                 raise UnknownEntitiesError(raw.source, kind, int(count), list(examples))
             run(self.con,
                 f"INSERT INTO {kind} ({column}, {VALID_FROM}) SELECT id, TIMESTAMP '1970-01-01' FROM ({missing})"
@@ -333,6 +343,99 @@ class FeatureStore:
                 {order}
             """)
         return int(single_row(self.con, "SELECT count(*) FROM events")[0] - before)
+
+    def _insert_live_events(self) -> int:
+        """Append the staged events of an HTTP batch (sequence numbers after the stored ones)."""
+        start = single_row(self.con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0]
+        run(self.con, f"""
+            INSERT INTO events (user_id, item_id, event_type, value, ts, seq, occurrence)
+            SELECT user_id, item_id, event_type, value, ts, {start} + _row, 0 FROM staged ORDER BY _row""")
+        return int(single_row(self.con, "SELECT count(*) FROM staged")[0])
+
+    # -- the live log (HTTP writes) ----------------------------------------------------
+    def append_live(self, batches: list[LiveBatch], now: datetime | None = None) -> list[LiveAck | Exception]:
+        """Write HTTP batches durably, each all or nothing, in one commit when they all pass
+        (group commit: one fsync for many batches); each gets its own sequence number.
+
+        Every batch is validated by the file-ingest rules (``conform``), plus: no new
+        columns, client event ids once per batch. A batch the store refuses (an unknown
+        item, say) is answered with its own error and the others are committed without it.
+        Returns each batch's :class:`LiveAck` or error, in order.
+        """
+        if self.read_only:
+            raise StoreError(f"store {self.path} is open read-only")
+        now = now or datetime.now(UTC)
+        answers: list[LiveAck | Exception | None] = [None] * len(batches)
+        staged: dict[int, tuple[_Staged, list[str | None]]] = {}
+        for i, batch in enumerate(batches):
+            try:
+                raw, event_ids = live_log.records_table(batch, now)
+                item = self._prepare(raw, batch.kind, self._schema)
+                if item.declared:
+                    raise refuse_new_columns(item.raw, item.kind, item.declared, self._schema)
+                staged[i] = item, event_ids
+            except StoreError as exc:
+                answers[i] = exc
+        with self._lock:
+            try:
+                with _disk_full_is_store_error(self.path, "nothing of these batches was stored"), self.transaction():
+                    for i, (item, event_ids) in staged.items():
+                        answers[i] = self._append_one(batches[i], item, event_ids, now)
+            except StoreError:  # some batch was refused by the store: commit the others one by one
+                for i, (item, event_ids) in staged.items():
+                    try:
+                        with _disk_full_is_store_error(self.path, "the batch was not stored"), self.transaction():
+                            answers[i] = self._append_one(batches[i], item, event_ids, now)
+                    except StoreError as exc:
+                        answers[i] = exc
+        return [answer if answer is not None else StoreError("batch not processed") for answer in answers]
+
+    def _append_one(self, batch: LiveBatch, item: _Staged, event_ids: list[str | None], now: datetime) -> LiveAck:
+        """One batch inside the caller's transaction: skip events stored before under their
+        ids, write the rest, log them under a new sequence number."""
+        duplicates = 0
+        if item.kind == "events":
+            known = live_log.known_event_ids(self.con, event_ids)
+            if known:
+                keep = pl.Series([e is None or e not in known for e in event_ids])
+                duplicates = len(event_ids) - int(keep.sum())
+                if not keep.any():  # a retry of a stored batch: answer with its sequence number
+                    return LiveAck(max(known.values()), item.kind, 0, duplicates)
+                item = _Staged(item.raw, item.kind, item.frame.filter(keep), {})
+                event_ids = [e for e, k in zip(event_ids, keep.to_list()) if k]
+        elif item.kind == "items":
+            item = _Staged(item.raw, item.kind, self._date_new_items(item.frame, now), {})
+        creatable = [kind for kind, allowed in (("users", batch.create_users), ("items", batch.create_items))
+                     if allowed]
+        _, written = self._write(item, creatable, replace=batch.replace, live=True)
+        seq = live_log.next_seq(self.con)
+        live_log.record_event_ids(self.con, [e for e in event_ids if e is not None], seq)
+        live_log.log_batch(self.con, seq, item.kind, written, now)
+        return LiveAck(seq, item.kind, written.height, duplicates)
+
+    def _date_new_items(self, frame: pl.DataFrame, now: datetime) -> pl.DataFrame:
+        """A new item posted without ``created_at`` was created now (what freshness rankers
+        read); an update without it keeps the stored value (the partial-update merge)."""
+        if "created_at" not in frame.columns or not frame["created_at"].null_count():
+            return frame
+        with registered(self.con, "posted", frame.select(ITEM_ID)):
+            stored = self.con.sql(f"SELECT p.{ITEM_ID} FROM posted p SEMI JOIN items i USING ({ITEM_ID})").pl()
+        is_new = ~frame[ITEM_ID].is_in(stored[ITEM_ID].implode())
+        stamp = pl.lit(now.astimezone(UTC).replace(tzinfo=None), dtype=pl.Datetime("us"))
+        return frame.with_columns(pl.when(is_new & pl.col("created_at").is_null()).then(stamp)
+                                  .otherwise(pl.col("created_at")).alias("created_at"))
+
+    def changes_since(self, seq: int, limit: int = 256) -> list[LiveChange]:
+        """Live batches committed after ``seq`` (what replicas merge with their snapshot)."""
+        with self._lock:
+            return live_log.changes_since(self.con, seq, limit)
+
+    def live_state(self) -> LiveState:
+        """The live log's last sequence number and what came since the last publish."""
+        with self._lock:
+            if one(self.con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'live_log'") is None:
+                return LiveState(0, 0, live_log.meta_int(self.con, "snapshot_version"), 0, 0)
+            return live_log.state(self.con)
 
     # -- item vectors ------------------------------------------------------------------
     def write_vectors(self, name: str, item_ids: list[str], matrix: Any, *, source: str = "<vectors>") -> int:
@@ -402,12 +505,30 @@ class FeatureStore:
         """Export a new snapshot (or pick an existing ``version``) and make it the one serving reads."""
         root = Path(root) if root else snapshot.default_root(self.path)
         if version is None:
-            info = self.export_snapshot(root, history)
+            with _disk_full_is_store_error(root, "no snapshot was written"), self.transaction() as con:
+                info = snapshot.export_snapshot(con, root, self._schema, history)
+                live_log.mark_published(con)
         else:
             info = snapshot.read_manifest(root / snapshot.version_name(version))
         with _disk_full_is_store_error(root, "the published snapshot is unchanged"):
             snapshot.set_current(root, info.version)
         return info
+
+    def copy_to(self, target: str | Path) -> Path:
+        """A consistent copy of the whole store as a new DuckDB file at ``target`` (what a
+        reader gets while another process holds this one read-write)."""
+        target = Path(target)
+        if target.exists():
+            raise StoreError(f"cannot copy the store to {target}: the file exists")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with self._lock, _disk_full_is_store_error(target, "no copy was made"):
+            source = single_row(self.con, "SELECT current_database()")[0]
+            run(self.con, f"ATTACH '{target}' AS store_copy")
+            try:
+                run(self.con, f'COPY FROM DATABASE "{source}" TO store_copy')
+            finally:
+                run(self.con, "DETACH store_copy")
+        return target
 
     # -- reads -------------------------------------------------------------------------
     def stats(self) -> dict[str, Any]:

@@ -1,0 +1,223 @@
+"""The one writer of a domain's store while it is served: group commit, sequence numbers, follow.
+
+DuckDB lets one process hold a store file read-write, so a served domain has exactly one
+:class:`StoreWriter`, inside a Ray actor (:class:`WriterActor`) that ``recengine serve``
+starts and Ray restarts if it dies. HTTP write batches reach it from any replica; it
+commits whatever batches are waiting in one transaction (group commit: one fsync for many
+batches, so throughput does not hang on one fsync per event) and answers each only once
+that commit is durable. Replicas follow the log with :meth:`StoreWriter.changes_since`
+(a long poll: it returns as soon as something newer commits).
+
+The CLI reaches a served store through the same actor (:mod:`recengine.store_access`).
+Where users outgrow one machine, this interface (``append`` / ``changes_since``) is what a
+log such as Kafka would implement; nothing else knows the writer is a DuckDB file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from recengine.feature_store import FeatureStore
+from recengine.feature_store.live_log import LiveAck, LiveBatch, LiveChange, LiveState
+
+WRITER_NAMESPACE = "recengine"
+MAX_GROUP_RECORDS = 50_000  # records committed together at most (bounds one commit's time)
+MAX_WAIT_S = 5.0  # the longest a follower's poll is held
+
+
+def writer_name(store_path: str | Path) -> str:
+    """The Ray actor name of the writer of the store at ``store_path`` (one per file)."""
+    digest = hashlib.sha1(str(Path(store_path).resolve()).encode()).hexdigest()[:16]
+    return f"recengine-writer-{digest}"
+
+
+@dataclass
+class Changes:
+    """What a follower gets: committed batches after its sequence number, and where the log
+    and the published snapshot stand (a newer ``state.published_version`` means reload)."""
+
+    changes: list[LiveChange]
+    state: LiveState
+
+
+class StoreWriter:
+    """Holds one store read-write; :meth:`append` queues a batch for the next group commit."""
+
+    def __init__(self, store_path: str | Path, max_group_records: int = MAX_GROUP_RECORDS) -> None:
+        self.store = FeatureStore(store_path)
+        self.path = self.store.path
+        self.max_group_records = max_group_records
+        self._pending: list[tuple[LiveBatch, Future[LiveAck | Exception]]] = []
+        self._wake = threading.Condition()  # a batch queued (the committer waits on it)
+        self._committed = threading.Condition()  # a group committed (followers wait on it)
+        self._state = self.store.live_state()
+        self.groups = 0
+        self.last_commit_s = 0.0
+        self._closed = False
+        self._thread = threading.Thread(target=self._commit_loop, name="group-commit", daemon=True)
+        self._thread.start()
+
+    # -- writes ------------------------------------------------------------------------
+    def submit(self, batch: LiveBatch) -> Future[LiveAck | Exception]:
+        """Queue ``batch``; the future resolves (to its ack, or the error that refused it)
+        once the group holding it is durable."""
+        future: Future[LiveAck | Exception] = Future()
+        with self._wake:
+            if self._closed:
+                raise RuntimeError(f"the writer of {self.path} is closed")
+            self._pending.append((batch, future))
+            self._wake.notify()
+        return future
+
+    def append(self, batch: LiveBatch, timeout: float | None = None) -> LiveAck | Exception:
+        """Write ``batch`` and wait until it is durable."""
+        return self.submit(batch).result(timeout)
+
+    def _take_group(self) -> list[tuple[LiveBatch, Future[LiveAck | Exception]]]:
+        with self._wake:
+            while not self._pending and not self._closed:
+                self._wake.wait()
+            group, records = [], 0
+            while self._pending and (not group or records + len(self._pending[0][0].records)
+                                     <= self.max_group_records):
+                item = self._pending.pop(0)
+                group.append(item)
+                records += len(item[0].records)
+            return group
+
+    def _commit_loop(self) -> None:
+        while True:
+            group = self._take_group()
+            if not group:
+                return  # closed and drained
+            started = time.perf_counter()
+            try:
+                answers: list[LiveAck | Exception] = self.store.append_live([batch for batch, _ in group])
+            except Exception as exc:  # the store failed as a whole (disk full): every batch is told
+                answers = [exc] * len(group)
+            self.last_commit_s = time.perf_counter() - started
+            self.groups += 1
+            state = self.store.live_state()
+            with self._committed:
+                self._state = state
+                self._committed.notify_all()
+            for (_, future), answer in zip(group, answers):
+                future.set_result(answer)
+
+    # -- following ---------------------------------------------------------------------
+    def changes_since(self, seq: int, limit: int = 256, wait_s: float = 0.0) -> Changes:
+        """Batches committed after ``seq`` (at most ``limit``); with ``wait_s``, wait that
+        long for one when there is none yet (a long poll)."""
+        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        with self._committed:
+            while self._state.seq <= seq and time.monotonic() < deadline:
+                self._committed.wait(deadline - time.monotonic())
+            state = self._state
+        if state.seq <= seq:
+            return Changes([], state)
+        return Changes(self.store.changes_since(seq, limit), state)
+
+    def live_state(self) -> LiveState:
+        return self._state
+
+    def pending(self) -> int:
+        """Batches queued and not yet committed (the writer's lag)."""
+        with self._wake:
+            return len(self._pending)
+
+    # -- what the CLI does through the writer ----------------------------------------
+    def ingest_paths(self, paths: list[str], kind: str | None = None, **options: Any) -> list[dict[str, Any]]:
+        return [r.to_dict() for r in self.store.ingest_paths(paths, kind, **options)]
+
+    def publish(self, root: str | None = None, version: int | None = None) -> dict[str, Any]:
+        info = self.store.publish(root, version)
+        self._refresh_state()
+        return info.to_dict()
+
+    def export_snapshot(self, root: str | None = None) -> dict[str, Any]:
+        return self.store.export_snapshot(root).to_dict()
+
+    def copy_to(self, target: str) -> str:
+        """A consistent copy of the whole store at ``target`` (for readers while serving)."""
+        return str(self.store.copy_to(target))
+
+    def stats(self) -> dict[str, Any]:
+        return {**self.store.stats(), "live": self.live_stats()}
+
+    def live_stats(self) -> dict[str, Any]:
+        state = self._state
+        return {"seq": state.seq, "published_seq": state.published_seq,
+                "batches_since_publish": state.batches_since_publish,
+                "records_since_publish": state.records_since_publish,
+                "pending_batches": self.pending(), "last_commit_ms": round(self.last_commit_s * 1000, 2),
+                "writer": "running"}
+
+    def _refresh_state(self) -> None:
+        state = self.store.live_state()
+        with self._committed:
+            self._state = state
+            self._committed.notify_all()
+
+    def close(self) -> None:
+        """Commit what is queued, then release the store."""
+        with self._wake:
+            self._closed = True
+            self._wake.notify_all()
+        self._thread.join()
+        self.store.close()
+
+
+class WriterActor:
+    """:class:`StoreWriter` as a Ray actor (threaded: calls wait on futures and conditions,
+    never on each other). Built with :func:`start_writer`."""
+
+    def __init__(self, store_path: str) -> None:
+        self.writer = StoreWriter(store_path)
+
+    def append(self, batch: LiveBatch) -> LiveAck | Exception:
+        return self.writer.append(batch)
+
+    def changes_since(self, seq: int, limit: int = 256, wait_s: float = 0.0) -> Changes:
+        return self.writer.changes_since(seq, limit, wait_s)
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One of the CLI's operations (``ingest_paths``, ``publish``, ``stats``, ...)."""
+        if method not in CLI_METHODS:
+            raise ValueError(f"the writer has no operation {method!r}; it has {sorted(CLI_METHODS)}")
+        return getattr(self.writer, method)(*args, **kwargs)
+
+    def ping(self) -> int:
+        return self.writer.live_state().seq
+
+
+CLI_METHODS = frozenset({"ingest_paths", "publish", "export_snapshot", "copy_to", "stats", "live_stats"})
+
+
+def start_writer(store_path: str | Path) -> Any:
+    """Start (or find) the named writer actor of a store; Ray restarts it if it dies, and
+    it then reopens the store, whose committed batches DuckDB's WAL kept."""
+    import ray
+
+    actor = ray.remote(WriterActor).options(
+        name=writer_name(store_path), namespace=WRITER_NAMESPACE, get_if_exists=True,
+        num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=256,
+    )
+    handle = actor.remote(str(Path(store_path).resolve()))
+    ray.get(handle.ping.remote())  # opened the store (or raised why not)
+    return handle
+
+
+def find_writer(store_path: str | Path) -> Any | None:
+    """The running writer actor of a store, or None (Ray must be initialised)."""
+    import ray
+
+    try:
+        return ray.get_actor(writer_name(store_path), namespace=WRITER_NAMESPACE)
+    except ValueError:
+        return None
