@@ -31,10 +31,10 @@ from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 from safetensors.torch import load_file, save_file
 
-from recengine.config import PipelineConfig
+from recengine.config import PipelineConfig, RankingConfig, validate_components
 from recengine.data import FeatureTable, IdMap, pad_histories
 from recengine.disk_space import disk_full_is_engine_error
-from recengine.errors import DataError, EngineError, NotFoundError
+from recengine.errors import DataError, EngineError, NotFoundError, UnknownComponentError
 from recengine.model import RecModel
 
 DEFAULT_MODELS_DIR = "models"
@@ -156,13 +156,49 @@ def _reading(path: Path, file: str) -> Iterator[None]:
     except FileNotFoundError:
         raise _damaged(path, file, "is missing") from None
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:3])
-        raise _damaged(path, file, f"is not a valid pipeline config ({problems})") from None
+        raise _damaged(path, file, f"is not a valid pipeline config ({_problems(exc)})") from None
     except KeyError as exc:
         raise _damaged(path, file, f"lacks {exc}") from None
     except (OSError, ValueError, TypeError, SafetensorError, pl.exceptions.PolarsError) as exc:
         reason = next(iter(str(exc).splitlines()), type(exc).__name__)
         raise _damaged(path, file, f"is unreadable (truncated or corrupt?): {reason}") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    """A validation error's first problems, on one line."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or 'file'}: {e['msg']}" for e in exc.errors()[:3])
+
+
+@contextmanager
+def _building(path: Path) -> Iterator[None]:
+    """Turn a config.json that validates but cannot build its model (an unknown component,
+    parameters the component refuses, sizes a torch layer cannot take) into one ``DataError``
+    line naming the bundle, config.json and the fault."""
+    try:
+        yield
+    except Exception as exc:
+        if isinstance(exc.__context__, ValidationError):  # a ConfigError over a component's parameters
+            reason = f"{str(exc).splitlines()[0]} {_problems(exc.__context__)}"
+        elif isinstance(exc, EngineError):
+            reason = " ".join(str(exc).split())
+        else:  # torch's own refusal (a negative layer size...), or a component's bug
+            reason = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        message = str(_damaged(path, "config.json", f"describes a model that cannot be built: {reason}"))
+        if isinstance(exc, UnknownComponentError):
+            raise UnknownBundleComponent(message, exc.family, exc.name, exc.known) from exc
+        raise DataError(message) from exc
+
+
+class UnknownBundleComponent(DataError, UnknownComponentError):
+    """config.json names a component no loaded plugin registers (its plugin is not installed
+    here, say): a bundle that cannot load, and still the ``UnknownComponentError`` it is."""
+
+    def __init__(self, message: str, family: str, name: str, known: list[str]) -> None:
+        Exception.__init__(self, message)
+        self.family, self.name, self.known = family, name, known
+
+    def __reduce__(self) -> tuple[type[UnknownBundleComponent], tuple[str, str, str, list[str]]]:
+        return type(self), (str(self), self.family, self.name, self.known)  # pickles across processes (Ray)
 
 
 def _check_weights(path: Path, found: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> None:
@@ -200,8 +236,9 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
                 device: str = "cpu") -> Bundle:
     """Rebuild the model from its config, feature buffers and weights (safetensors only).
 
-    A missing, truncated or inconsistent file (weights that do not fit the config's model
-    included) raises ``DataError`` naming the bundle, the file and the fault."""
+    A missing, truncated or inconsistent file (weights that do not fit the config's model, or
+    a config.json whose model cannot be built, included) raises ``DataError`` naming the
+    bundle, the file and the fault."""
     path = resolve_bundle(name_or_path, root, version)
     with _reading(path, "manifest.json"):  # written last: without it the bundle is half-written
         manifest = json.loads((path / "manifest.json").read_text())
@@ -218,8 +255,12 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
         extras = load_numpy(str(path / "extras.safetensors"))
         user_table, item_table = _table(meta["user"], extras, "user"), _table(meta["item"], extras, "item")
         popularity, histories = extras["popularity"], extras["histories"]
-    model = RecModel(config.model, user_table.spec(len(users)), item_table.spec(len(items)),
-                     user_table.to_arrays(), item_table.to_arrays())
+    with _building(path):
+        # the model's components as training checks them (names, parameters, roles, the sequence an
+        # interactor needs); not the rankers: the recommender builds those, and evaluation needs none
+        validate_components(config.model_copy(update={"ranking": RankingConfig(rankers=[])}))
+        model = RecModel(config.model, user_table.spec(len(users)), item_table.spec(len(items)),
+                         user_table.to_arrays(), item_table.to_arrays())
     with _reading(path, "weights.safetensors"):
         state = load_file(str(path / "weights.safetensors"), device=device)
     state.setdefault("known_items", model.known_items)  # bundles from before cold-item masking

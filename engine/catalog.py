@@ -56,9 +56,10 @@ def assemble_catalog(bundle: Bundle, online: Any | None = None) -> AssembledCata
     return AssembledCatalog(item_ids, matrix, item_index, catalog, cold_items=len(item_ids) - trained)
 
 
-def encode_cold_items(bundle: Bundle, online: Any, cold: pl.DataFrame) -> np.ndarray:
+def encode_cold_items(bundle: Bundle, online: Any, cold: pl.DataFrame, ids: np.ndarray | None = None) -> np.ndarray:
     """[len(cold), d] vectors from the item tower for items the model never saw (id 0), from
-    their attributes and the snapshot's vectors (zeros for a vector set it lacks)."""
+    their attributes and the snapshot's vectors (zeros for a vector set it lacks); ``ids``:
+    the items' trained indices instead (an item the model saw, with new attributes)."""
     table = bundle.item_table
     vectors = {}
     for name in table.vectors:
@@ -72,9 +73,53 @@ def encode_cold_items(bundle: Bundle, online: Any, cold: pl.DataFrame) -> np.nda
         arrays.setdefault(f"vec:{name}", np.zeros((cold.height, width), dtype=np.float32))
     device = bundle.model.device
     with torch.no_grad():
-        batch = {"ids": torch.zeros(cold.height, dtype=torch.long, device=device),
+        trained = torch.zeros(cold.height, dtype=torch.long) if ids is None else torch.as_tensor(ids)
+        batch = {"ids": trained.to(device),
                  **{k: torch.as_tensor(v, device=device) for k, v in arrays.items()}}
         return bundle.model.item_encoder(batch).vector.float().cpu().numpy()
+
+
+def extend_catalog(current: AssembledCatalog, bundle: Bundle, online: Any | None,
+                   rows: pl.DataFrame) -> AssembledCatalog:
+    """``current`` with posted item rows merged in: new items appended (the item tower encodes
+    them from their attributes, as cold items), known ones given their new attributes and
+    re-encoded. Dense indices never change meaning, so a request that read the old catalogue
+    can rank with the new one."""
+    rows = rows.unique("item_id", keep="last", maintain_order=True)
+    known = np.array([current.item_index.get(i, 0) for i in rows["item_id"].to_list()], dtype=np.int64)
+    new = rows.filter(pl.Series(known == 0))
+    trained = len(bundle.items)
+    ids = np.where(known <= trained, known, 0)  # learned id embeddings only for trained items
+    vectors = encode_cold_items(bundle, online, rows, ids)
+    item_ids = current.item_ids + new["item_id"].to_list()
+    item_index = dict(current.item_index)
+    item_index.update((item, i) for i, item in enumerate(new["item_id"].to_list(), start=len(current.item_ids) + 1))
+    positions = np.array([item_index[i] for i in rows["item_id"].to_list()], dtype=np.int64)
+    matrix = np.zeros((len(item_ids) + 1, current.item_matrix.shape[1]), dtype=np.float32)
+    matrix[: current.item_matrix.shape[0]] = current.item_matrix
+    matrix[positions] = vectors
+    old = current.catalog
+    popularity = np.concatenate([old.popularity, np.zeros(new.height)])
+    catalog = build_catalog(item_ids, rows, matrix, popularity, item_index)
+    for name, column in catalog.columns.items():  # the rows posted now, over the stored columns
+        merged = _grown(old.columns[name], len(item_ids) + 1) if name in old.columns else column
+        merged[positions] = column[positions]
+        catalog.columns[name] = merged
+    for name, column in old.columns.items():  # columns the posted rows did not name
+        if name not in catalog.columns:
+            grown = _grown(column, len(item_ids) + 1)
+            grown[positions[known == 0]] = np.datetime64("NaT") if grown.dtype.kind == "M" else None
+            catalog.columns[name] = grown
+    catalog.titles = catalog.columns.get("title")
+    return AssembledCatalog(item_ids, matrix, item_index, catalog, current.cold_items + new.height)
+
+
+def _grown(column: np.ndarray, size: int) -> np.ndarray:
+    """A copy of ``column`` with room for ``size`` cells (the new ones empty)."""
+    grown = np.full(size, np.datetime64("NaT"), dtype=column.dtype) if column.dtype.kind == "M" \
+        else np.empty(size, dtype=column.dtype)
+    grown[: column.shape[0]] = column
+    return grown
 
 
 def build_catalog(item_ids: list[str], frame: pl.DataFrame, item_matrix: np.ndarray, popularity: np.ndarray,

@@ -56,3 +56,11 @@ class ClusterError(EngineError, ConnectionError):
 
 class DiskFullError(EngineError, OSError):
     """No space left on the device recengine writes a bundle, checkpoint or snapshot to."""
+
+
+class AuthenticationError(EngineError):
+    """A request that needs an API key and sent none (HTTP 401, ``WWW-Authenticate: Bearer``)."""
+
+
+class PermissionDeniedError(EngineError):
+    """A request whose API key is wrong, revoked or for another domain (HTTP 403)."""

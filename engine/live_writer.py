@@ -25,6 +25,7 @@ from typing import Any
 
 from recengine.feature_store import FeatureStore
 from recengine.feature_store.live_log import LiveAck, LiveBatch, LiveChange, LiveState
+from recengine.feature_store.snapshot import DEFAULT_HISTORY
 
 WRITER_NAMESPACE = "recengine"
 MAX_GROUP_RECORDS = 50_000  # records committed together at most (bounds one commit's time)
@@ -83,7 +84,8 @@ class StoreWriter:
         with self._wake:
             while not self._pending and not self._closed:
                 self._wake.wait()
-            group, records = [], 0
+            group: list[tuple[LiveBatch, Future[LiveAck | Exception]]] = []
+            records = 0
             while self._pending and (not group or records + len(self._pending[0][0].records)
                                      <= self.max_group_records):
                 item = self._pending.pop(0)
@@ -135,13 +137,14 @@ class StoreWriter:
     def ingest_paths(self, paths: list[str], kind: str | None = None, **options: Any) -> list[dict[str, Any]]:
         return [r.to_dict() for r in self.store.ingest_paths(paths, kind, **options)]
 
-    def publish(self, root: str | None = None, version: int | None = None) -> dict[str, Any]:
-        info = self.store.publish(root, version)
+    def publish(self, root: str | None = None, version: int | None = None,
+                history: int | None = None) -> dict[str, Any]:
+        info = self.store.publish(root, version, history or DEFAULT_HISTORY)
         self._refresh_state()
         return info.to_dict()
 
-    def export_snapshot(self, root: str | None = None) -> dict[str, Any]:
-        return self.store.export_snapshot(root).to_dict()
+    def export_snapshot(self, root: str | None = None, history: int | None = None) -> dict[str, Any]:
+        return self.store.export_snapshot(root, history or DEFAULT_HISTORY).to_dict()
 
     def copy_to(self, target: str) -> str:
         """A consistent copy of the whole store at ``target`` (for readers while serving)."""

@@ -18,8 +18,8 @@ from recengine.data import build_interactions
 from recengine.dataset import PreparedData, merged_event_weights, prepare
 from recengine.disk_space import disk_full_is_engine_error
 from recengine.evaluate import evaluate_interactions, run_metrics
-from recengine.feature_store import FeatureStore
 from recengine.plugin_manager import get_plugin_manager
+from recengine.store_access import readable_store
 from recengine.train import TrainResult, train
 from recengine.training_data import export_training_data
 
@@ -44,7 +44,7 @@ def prepare_training(store_path: str | Path, config: PipelineConfig) -> tuple[Pr
     components, then prepare the store's data read-only with the domain's event weights.
     Returns the data and the store snapshot version it was read at."""
     validate_components(config)
-    with FeatureStore(store_path, read_only=True) as store:
+    with readable_store(store_path) as store:
         data = prepare(store, config, domain_event_weights(config))
         return data, store.stats()["snapshot_version"]
 
@@ -90,7 +90,7 @@ def evaluate_bundle(bundle: Bundle, store_path: str | Path, protocol: str | None
     """Re-evaluate a bundle on the store's current data with its own id maps and split seed."""
     config = bundle.config
     protocol = protocol or config.train.protocol
-    with FeatureStore(store_path, read_only=True) as store:
+    with readable_store(store_path) as store:
         split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
     interactions = build_interactions(split, bundle.users, bundle.items, protocol,
                                       merged_event_weights(config, domain_event_weights(config)),

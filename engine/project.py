@@ -86,6 +86,7 @@ class DomainTarget:
     domain: str
     bundle: Path
     snapshot: Path
+    store: Path
 
 
 def find_domains(project: str | Path) -> list[str]:
@@ -115,5 +116,5 @@ def resolve_targets(project: str | Path, domains: list[str] | None) -> list[Doma
         if not (paths["snapshots"] / "CURRENT").exists():
             raise NotFoundError(f"domain {domain!r} has no published snapshot under {paths['snapshots']}; run "
                               f"`recengine store publish --store {paths['store']}`")
-        targets.append(DomainTarget(domain, bundle.resolve(), paths["snapshots"].resolve()))
+        targets.append(DomainTarget(domain, bundle.resolve(), paths["snapshots"].resolve(), paths["store"].resolve()))
     return targets

@@ -30,6 +30,7 @@ popularity, ``OnlineStore.segment_popularity``).
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -37,20 +38,22 @@ from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
+import polars as pl
 import torch
 from threadpoolctl import ThreadpoolController
 
 from recengine.allowed_items import AllowedItems, search_within
 from recengine.bundle import Bundle, load_bundle
-from recengine.catalog import assemble_catalog
+from recengine.catalog import AssembledCatalog, assemble_catalog, extend_catalog
 from recengine.components import Candidates, Encoded, RankContext, Ranker, SegmentPopularity
 from recengine.config import ComponentRef
 from recengine.errors import NotFoundError, RequestError
 from recengine.feature_store.online import Segment, SegmentItems
 from recengine.feature_store.snapshot import default_root
+from recengine.live_overlay import LiveOverlay
 from recengine.plugin_manager import get_plugin_manager
 from recengine.ranking import check_filter
-from recengine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index
+from recengine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index, grow_index
 from recengine.user_vectors import UserVectors
 
 # users encoded at load with precompute_users (a bound on load time and memory: 500k users
@@ -123,6 +126,10 @@ class Request:
     filters: dict[str, list[Any]] = field(default_factory=dict)
     now: datetime | None = None
     explain: bool = True
+    # the visitor's history (item ids, oldest first) instead of the stored one: anonymous and
+    # session visitors, or an override; ``history_event_types`` aligned with it when given
+    history: list[str] | None = None
+    history_event_types: list[str] | None = None
 
 
 def build_rankers(refs: list[ComponentRef]) -> list[Ranker]:
@@ -185,6 +192,7 @@ class Recommender:
         self.num_candidates = candidates or bundle.config.ranking.candidates
         self._segments: dict[Segment, SegmentPopularity] = {}
         self.user_vectors: UserVectors | None = None
+        self.live: LiveOverlay | None = None  # live events and users after the snapshot (serving)
         with self._thread_limit():
             if precompute_users and not self.model.interactor.uses_sequence:
                 self.user_vectors = self._encode_all_users()
@@ -255,30 +263,57 @@ class Recommender:
         """The user's dense index and history: live from the snapshot when there is one,
         else what the bundle trained on."""
         user_index = self.bundle.users.index.get(user_id, 0)
-        if self.online is not None:
-            features = self.online.user(user_id)
-            if features is None:
-                return UserHistory(user_index, np.zeros(0, dtype=np.int64))
-            encoded = np.array([self.item_index.get(i, 0) for i in features.history], dtype=np.int64)
-            keep = encoded > 0
-            types = [t for t, k in zip(features.history_event_types, keep) if k]
-            times = [t for t, k in zip(features.history_ts, keep) if k]
-            return UserHistory(user_index, encoded[keep], types, times, features.attributes)
-        row = self.bundle.histories[user_index] if user_index else np.zeros(0, dtype=np.int64)
-        return UserHistory(user_index, row[row > 0])
+        live = self.live.events(user_id) if self.live is not None else None
+        attributes = self.live.attributes(user_id) if self.live is not None else None
+        if self.online is None and live is None and attributes is None:
+            row = self.bundle.histories[user_index] if user_index else np.zeros(0, dtype=np.int64)
+            return UserHistory(user_index, row[row > 0])
+        features = self.online.user(user_id) if self.online is not None else None
+        items = features.history if features is not None else []
+        types = features.history_event_types if features is not None else []
+        times = features.history_ts if features is not None else []
+        if live is not None:  # the live events follow the snapshot's (they are newer)
+            items, types, times = items + live.items, types + live.event_types, times + live.times
+        merged = {**(features.attributes if features is not None else {}), **(attributes or {})}
+        return self._history(user_index, items, types, times, merged)
+
+    def _history(self, user_index: int, items: list[str], types: list[str], times: list[datetime],
+                 attributes: dict[str, Any]) -> UserHistory:
+        """A history of item ids as dense indices; items the catalogue lacks are dropped."""
+        encoded = np.array([self.item_index.get(i, 0) for i in items], dtype=np.int64)
+        keep = encoded > 0
+        kept_types = [t for t, k in zip(types, keep) if k] if types else []
+        kept_times = [t for t, k in zip(times, keep) if k] if times else []
+        return UserHistory(user_index, encoded[keep], kept_types, kept_times, attributes)
+
+    def given_history(self, request: Request) -> tuple[UserHistory, list[str]]:
+        """The history a request carries (``Request.history``) and the ids the catalogue
+        does not know (ignored; the response says so). The stored attributes still apply."""
+        assert request.history is not None
+        stored = self.user_history(request.user_id)
+        types = request.history_event_types or []
+        unknown = [item for item in request.history if item not in self.item_index]
+        history = self._history(self.bundle.users.index.get(request.user_id, 0), request.history, types, [],
+                                stored.attributes)
+        return history, unknown
 
     def _seen(self, user_id: str, event_types: list[str] | None) -> np.ndarray:
         assert self.online is not None  # RankContext.seen is set only with a snapshot
-        indices = np.array([self.item_index.get(i, 0) for i in self.online.seen(user_id, event_types)], dtype=np.int64)
+        seen = self.online.seen(user_id, event_types)
+        if self.live is not None:
+            seen = seen + self.live.seen(user_id, event_types)
+        indices = np.array([self.item_index.get(i, 0) for i in seen], dtype=np.int64)
         return indices[indices > 0]
 
     def history_of(self, user_id: str) -> tuple[list[str], list[str]]:
         """Another user's recent item ids and event types (for graph rankers such as
         friends-of-friends); empty without a snapshot."""
-        if self.online is None:
-            return [], []
-        features = self.online.user(user_id)
-        return ([], []) if features is None else (features.history, features.history_event_types)
+        features = self.online.user(user_id) if self.online is not None else None
+        items, types = (features.history, features.history_event_types) if features is not None else ([], [])
+        live = self.live.events(user_id) if self.live is not None else None
+        if live is not None:
+            items, types = items + live.items, types + live.event_types
+        return items, types
 
     def segment_popularity(self, attributes: dict[str, Any]) -> SegmentPopularity | None:
         """Popularity among users sharing a new user's attributes, in dense indices (cached
@@ -318,11 +353,14 @@ class Recommender:
         return self.model.encode_users(torch.as_tensor(users, device=self.device),
                                        torch.as_tensor(padded, device=self.device))
 
-    def _encode_batch(self, user_ids: list[str], users: list[int], padded: np.ndarray) -> Encoded:
-        """The users' encodings: cached vectors where there are, the user encoder otherwise."""
+    def _encode_batch(self, user_ids: list[str | None], users: list[int], padded: np.ndarray) -> Encoded:
+        """The users' encodings: cached vectors where there are, the user encoder otherwise
+        (``None`` ids, and users with live events since the snapshot, are always encoded)."""
         if self.user_vectors is None:
             return self._encode(users, padded)
-        cached = [self.user_vectors.get(u) for u in user_ids]
+        live = self.live
+        cached = [None if u is None or (live is not None and live.version(u)) else self.user_vectors.get(u)
+                  for u in user_ids]
         missing = [row for row, vector in enumerate(cached) if vector is None]
         if missing:
             fresh = self._encode([users[r] for r in missing], padded[missing]).vector.float().cpu().numpy()
@@ -354,7 +392,7 @@ class Recommender:
                 top[row, :found.size] = found
         return top
 
-    def _score_batch(self, user_ids: list[str], users: list[int], histories: list[np.ndarray],
+    def _score_batch(self, user_ids: list[str | None], users: list[int], histories: list[np.ndarray],
                      allowed: list[np.ndarray | None], excluded: list[np.ndarray]) -> list[Scored]:
         """Encode users together, retrieve each one's top-N (among its allowed items), score
         them with the interactor."""
@@ -404,6 +442,23 @@ class Recommender:
                 (["in your history"] if s else []) + ([f"similar to {self.catalog.title(int(recent[b]))}"] if f else [])
                 for row, s, f, b in zip(rows, seen, similar, best.tolist())]
 
+    def add_items(self, rows: pl.DataFrame) -> int:
+        """Merge posted item rows into the catalogue (new items appended, encoded by the item
+        tower from their attributes; known ones updated); returns how many are new. Each
+        structure is swapped as one reference, in an order that keeps every mix a request in
+        flight can see consistent (indices only grow; see below). One caller at a time (the
+        replica's follower thread)."""
+        current = AssembledCatalog(self.item_ids, self.item_matrix, self.item_index, self.catalog, self.cold_items)
+        with self._thread_limit():
+            grown = extend_catalog(current, self.bundle, self.online, rows)
+        added = len(grown.item_ids) - len(self.item_ids)
+        # readers combine: matrix ⊇ catalogue (allowed items, reasons) ⊇ item_index, index
+        self.item_matrix = grown.item_matrix
+        self.catalog, self.allowed_items, self._segments = grown.catalog, AllowedItems(grown.catalog), {}
+        self.item_ids, self.item_index, self.cold_items = grown.item_ids, grown.item_index, grown.cold_items
+        self.index = grow_index(self.index, grown.item_matrix)
+        return added
+
     # -- public API --------------------------------------------------------------------
     def recommend(self, user_id: str, k: int = 10, *, exclude: list[str] | None = None,
                   filters: dict[str, list[Any]] | None = None, now: datetime | None = None,
@@ -448,21 +503,46 @@ class Recommender:
             except RequestError as exc:
                 answers[i] = exc
         valid = [i for i, answer in enumerate(answers) if answer is None]
-        looked_up = {i: self.user_history(requests[i].user_id) for i in valid}
+        looked_up: dict[int, UserHistory] = {}
+        unknown_history: dict[int, list[str]] = {}
+        for i in valid:
+            if requests[i].history is None:
+                looked_up[i] = self.user_history(requests[i].user_id)
+            else:
+                looked_up[i], unknown_history[i] = self.given_history(requests[i])
         excluded = {i: self._excluded(requests[i]) for i in valid}
         known = [i for i in valid if looked_up[i].known]
         scored = dict(zip(known, self._score_batch(
-            [requests[i].user_id for i in known], [looked_up[i].index for i in known],
+            [None if requests[i].history is not None else requests[i].user_id for i in known],
+            [looked_up[i].index for i in known],
             [looked_up[i].items for i in known],
             [self.allowed_items.of(requests[i].filters, excluded[i]) if requests[i].filters else None
              for i in known],
             [excluded[i] for i in known]))) if known else {}
         for i in valid:
             try:
-                answers[i] = self._rank(requests[i], looked_up[i], scored.get(i), excluded[i])
+                answers[i] = self._rank(requests[i], looked_up[i], scored.get(i), excluded[i],
+                                        unknown_history.get(i, []))
             except Exception as exc:  # this request's failure (a bug too), reported to it alone
                 answers[i] = exc
         return cast(list[Recommendations | Exception], answers)
+
+    def _seen_of(self, request: Request) -> Callable[[list[str] | None], np.ndarray] | None:
+        """What exclude-seen rankers hide: the stored and live items of the user, or the
+        items of the history the request carries."""
+        if request.history is not None:
+            given = request.history
+            types = request.history_event_types
+
+            def seen_in_request(event_types: list[str] | None) -> np.ndarray:
+                kept = given if event_types is None or types is None else \
+                    [item for item, kind in zip(given, types) if kind in event_types]
+                indices = np.array([self.item_index.get(i, 0) for i in kept], dtype=np.int64)
+                return indices[indices > 0]
+            return seen_in_request
+        if self.online is None:
+            return None
+        return lambda event_types: self._seen(request.user_id, event_types)
 
     def _excluded(self, request: Request) -> np.ndarray:
         """The request's ``exclude`` ids the catalogue knows, as dense indices."""
@@ -470,7 +550,7 @@ class Recommender:
         return excluded[excluded > 0]
 
     def _rank(self, request: Request, user: UserHistory, scored: Scored | None,
-              excluded: np.ndarray) -> Recommendations:
+              excluded: np.ndarray, unknown_history: list[str]) -> Recommendations:
         history = user.items
         known = scored is not None
         candidates = scored.candidates if scored is not None else Candidates.empty()
@@ -480,7 +560,7 @@ class Recommender:
             exclude=excluded, filters=request.filters, user_attributes=user.attributes,
             item_index=self.item_index, history_of=self.history_of,
             segment_popularity=lambda: self.segment_popularity(user.attributes),
-            seen=None if self.online is None else lambda types: self._seen(request.user_id, types),
+            seen=self._seen_of(request),
         )
         for ranker in self.rankers:
             candidates = ranker.rank(candidates, context)
@@ -493,6 +573,9 @@ class Recommender:
             model = self._model_reasons(candidates.items, scored, history)
             reasons = [m + list(r) for m, r in zip(model, candidates.reasons)]
         notes = [TIME_NOT_USED] if request.now is not None and not self.reads_request_time else []
+        if unknown_history:
+            shown = ", ".join(repr(i) for i in unknown_history[:5]) + (" ..." if len(unknown_history) > 5 else "")
+            notes.append(f"{len(unknown_history)} history item(s) not in the catalogue were ignored: {shown}")
         return Recommendations([
             Recommendation(str(self.catalog.item_ids[i]), float(s), r, self.catalog.title(int(i)))
             for i, s, r in zip(candidates.items.tolist(), candidates.scores.tolist(), reasons)

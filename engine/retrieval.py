@@ -136,6 +136,46 @@ class IVFIndex:
                 "nprobe": self.nprobe, "calibrated_recall": round(self.recall, 4), "candidates": self.n}
 
 
+@dataclass
+class GrownIndex:
+    """An index built at load, plus the items appended after it (posted while serving),
+    scanned exactly and merged: they are found from their first request, and the built
+    index is not rebuilt (IVF clustering takes seconds at 100k items)."""
+
+    base: RetrievalIndex
+    matrix: np.ndarray  # [N+1, d] every item, the appended ones included
+    first_new: int  # dense index of the first appended item
+
+    @property
+    def kind(self) -> str:
+        return self.base.kind
+
+    def search(self, queries: np.ndarray, n: int) -> np.ndarray:
+        found = self.base.search(queries, n)
+        new = np.arange(self.first_new, self.matrix.shape[0], dtype=np.int64)
+        union = np.concatenate([found, np.broadcast_to(new, (queries.shape[0], new.size))], axis=1)
+        scores = np.einsum("bd,bnd->bn", queries, self.matrix[union])
+        best = np.argpartition(-scores, n - 1, axis=1)[:, :n]
+        return np.take_along_axis(union, best, axis=1)
+
+    def describe(self) -> dict[str, float | int | str]:
+        return {**self.base.describe(), "items": self.matrix.shape[0] - 1,
+                "appended_items": self.matrix.shape[0] - self.first_new}
+
+
+def grow_index(index: RetrievalIndex, matrix: np.ndarray) -> RetrievalIndex:
+    """``index`` over ``matrix``, which extends the one it was built on by appended items."""
+    if isinstance(index, ExactIndex):
+        return ExactIndex(matrix)
+    base, first_new = (index.base, index.first_new) if isinstance(index, GrownIndex) \
+        else (index, _indexed_items(index) + 1)
+    return GrownIndex(base, matrix, first_new)
+
+
+def _indexed_items(index: RetrievalIndex) -> int:
+    return index.exact.matrix.shape[0] - 1 if isinstance(index, IVFIndex) else 0
+
+
 def build_index(kind: str, matrix: np.ndarray, queries: np.ndarray | None, n: int,
                 target_recall: float) -> RetrievalIndex:
     """The index ``kind`` (a :data:`RetrievalKind`, checked) names; ``auto`` is IVF from

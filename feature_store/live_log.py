@@ -80,7 +80,7 @@ class LiveChange:
 @dataclass
 class LiveState:
     """Where the log stands: the last sequence number, the last one a published snapshot
-    holds, and how many batches and records came since that publish."""
+    holds (and that snapshot's version), and how many batches and records came since."""
 
     seq: int
     published_seq: int
@@ -233,15 +233,16 @@ def state(con: duckdb.DuckDBPyConnection) -> LiveState:
     batches, records, oldest = single_row(
         con, "SELECT count(*), coalesce(sum(records), 0), coalesce(min(seq), 0) FROM live_log WHERE seq > ?",
         [published])
-    version = meta_int(con, "snapshot_version")
+    version = meta_int(con, "published_version")
     return LiveState(meta_int(con, "live_seq"), published, version, int(batches), int(records), int(oldest))
 
 
-def mark_published(con: duckdb.DuckDBPyConnection) -> int:
+def mark_published(con: duckdb.DuckDBPyConnection, version: int) -> int:
     """Record that a snapshot now holds the log up to its last sequence number, and forget
     the batches an earlier publish already folded (replicas reload past them)."""
     previous = meta_int(con, "published_live_seq")
     seq = meta_int(con, "live_seq")
     run(con, "UPDATE store_meta SET value = ? WHERE key = 'published_live_seq'", [str(seq)])
+    run(con, "INSERT OR REPLACE INTO store_meta VALUES ('published_version', ?)", [str(version)])
     run(con, "DELETE FROM live_log WHERE seq <= ?", [previous])
     return seq

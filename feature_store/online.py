@@ -100,6 +100,7 @@ class SnapshotData:
     # numpy turns a slice into datetimes ~10x faster than polars' list-to-Python conversion
     history_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     history_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
+    live_seq: int = 0  # the store's live log is folded in up to this sequence number
 
     @classmethod
     def load(cls, path: str | Path) -> SnapshotData:
@@ -122,7 +123,7 @@ class SnapshotData:
             version=info.version, path=path, users=users, items=items, histories=histories,
             user_index=_index(users[USER_ID]), item_index=_index(items[ITEM_ID]),
             history_index=_index(histories[USER_ID]), vectors=vectors,
-            history_offsets=offsets, history_ts=history_ts, seen=seen,
+            history_offsets=offsets, history_ts=history_ts, seen=seen, live_seq=info.live_seq,
         )
 
 

@@ -434,7 +434,7 @@ class FeatureStore:
         """The live log's last sequence number and what came since the last publish."""
         with self._lock:
             if one(self.con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'live_log'") is None:
-                return LiveState(0, 0, live_log.meta_int(self.con, "snapshot_version"), 0, 0)
+                return LiveState(0, 0, live_log.meta_int(self.con, "published_version"), 0, 0)
             return live_log.state(self.con)
 
     # -- item vectors ------------------------------------------------------------------
@@ -507,7 +507,7 @@ class FeatureStore:
         if version is None:
             with _disk_full_is_store_error(root, "no snapshot was written"), self.transaction() as con:
                 info = snapshot.export_snapshot(con, root, self._schema, history)
-                live_log.mark_published(con)
+                live_log.mark_published(con, info.version)
         else:
             info = snapshot.read_manifest(root / snapshot.version_name(version))
         with _disk_full_is_store_error(root, "the published snapshot is unchanged"):
@@ -553,9 +553,16 @@ class FeatureStore:
             "last_event": last.isoformat() if last else None,
             "vector_sets": vectors,
             "snapshot_version": int(version),
+            "live": self._live_summary(),
             "user_columns": {k: v.value for k, v in self._schema.user_columns.items()},
             "item_columns": {k: v.value for k, v in self._schema.item_columns.items()},
         }
+
+    def _live_summary(self) -> dict[str, Any]:
+        state = self.live_state()
+        return {"seq": state.seq, "published_seq": state.published_seq,
+                "batches_since_publish": state.batches_since_publish,
+                "records_since_publish": state.records_since_publish}
 
     def latest(self, kind: str) -> pl.DataFrame:
         """Current attributes of every user or item (its newest ``valid_from`` version)."""

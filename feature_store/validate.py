@@ -19,6 +19,7 @@ from recengine.feature_store.schema import (
     StoreSchema,
     table_columns,
 )
+from recengine.feature_store.source_types import check_source_type, is_text
 
 REQUIRED = {"users": (USER_ID,), "items": (ITEM_ID,), "events": (USER_ID, ITEM_ID, "ts")}
 ALIASES = {
@@ -163,7 +164,12 @@ def conform(raw: RawTable, kind: str, schema: StoreSchema) -> pl.DataFrame:
 
 
 def _cast(raw: RawTable, name: str, column_type: ColumnType) -> pl.Series:
+    """The column as ``column_type``; a column of a type that cannot hold it, or a value that
+    does not convert, is an :class:`IngestError` (the first such value's row)."""
     series = raw.frame[name]
+    check_source_type(raw.source, name, series.dtype, column_type, raw.list_separator)
+    if is_text(series.dtype):
+        series = series.cast(pl.String)  # a categorical's values, not its codes
     if column_type == ColumnType.timestamp:
         result = parse_timestamps(series)
     elif column_type in (ColumnType.string_list, ColumnType.float_list):
@@ -171,6 +177,11 @@ def _cast(raw: RawTable, name: str, column_type: ColumnType) -> pl.Series:
     elif column_type == ColumnType.bool and series.dtype == pl.String:
         lowered = series.str.strip_chars().str.to_lowercase()
         result = lowered.replace_strict(_BOOLS, default=None, return_dtype=pl.Boolean)
+    elif column_type == ColumnType.bool and series.dtype.is_integer():
+        result = pl.select(pl.when(series.is_in([0, 1])).then(series.cast(pl.Boolean))).to_series()
+    elif column_type == ColumnType.int and (series.dtype.is_float() or series.dtype.is_decimal()):
+        numbers = series.cast(pl.Float64)  # 2.0 is the integer 2; 2.5 is no integer (a cast would cut it to 2)
+        result = pl.select(pl.when(numbers.round() == numbers).then(numbers.cast(pl.Int64, strict=False))).to_series()
     elif series.dtype == pl.String and column_type != ColumnType.string:
         result = series.str.strip_chars().cast(column_type.polars, strict=False)
     else:
@@ -200,7 +211,9 @@ def _reject_failed_casts(raw: RawTable, name: str, before: pl.Series, after: pl.
         failed = failed & (before.str.strip_chars() != "")
     if failed.any():
         index = int(failed.arg_max())  # type: ignore[arg-type]  # None only for an empty series; it has a True
-        raise IngestError(raw.source, f"cannot read {before[index]!r} as {column_type.value}",
+        value = before[index]
+        shown = value.to_list() if isinstance(value, pl.Series) else value  # a list cell comes as a Series
+        raise IngestError(raw.source, f"cannot read {shown!r} as {column_type.value}",
                           row=raw.row_number(index), row_label=raw.row_label, column=name,
                           expected=_EXPECTED[column_type])
 
@@ -250,9 +263,19 @@ def _cast_list(series: pl.Series, column_type: ColumnType, separator: str) -> pl
         # a list with an unreadable number becomes null, so it is reported with its row
         broken = cast.list.eval(pl.element().is_null().any()).list.first().fill_null(False)
         return pl.select(pl.when(broken).then(None).otherwise(cast)).to_series()
-    if isinstance(series.dtype, (pl.List, pl.Array)):
-        return series.cast(pl.List(inner), strict=False)
-    return series.cast(pl.List(inner), strict=False)
+    if isinstance(series.dtype, pl.Array):
+        series = series.cast(pl.List(series.dtype.inner))
+    cast = series.cast(pl.List(inner), strict=False)
+    if series.dtype == pl.Null:
+        return cast
+    # an element that does not convert becomes null: null its list, so it is reported with its row
+    broken = _null_elements(cast) > _null_elements(series)
+    return pl.select(pl.when(broken).then(None).otherwise(cast)).to_series()
+
+
+def _null_elements(lists: pl.Series) -> pl.Series:
+    """How many null elements each list holds."""
+    return lists.list.eval(pl.element().is_null().sum()).list.first()
 
 
 def parse_timestamps(series: pl.Series) -> pl.Series:
@@ -295,4 +318,5 @@ def _from_unix(numbers: pl.Series) -> pl.Series:
         pl.when(magnitude >= 1e14).then(1.0).when(magnitude >= 1e11).then(1e3).otherwise(1e6)
     )
     scaled = pl.select((numbers * scale).round()).to_series()
-    return scaled.cast(pl.Int64).cast(pl.Datetime("us"))
+    # NaN, infinity or a time past the year 294247 becomes null, reported with its row
+    return scaled.cast(pl.Int64, strict=False).cast(pl.Datetime("us"))

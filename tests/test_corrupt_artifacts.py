@@ -198,3 +198,58 @@ def test_cli_prints_one_line_for_a_damaged_snapshot_or_bundle(built: tuple[Path,
     assert result.exit_code == 1 and "Traceback" not in result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"Error: bundle {bundle}: weights.safetensors does not match")
+
+
+# -- a config.json that validates but cannot build its model ------------------------------
+
+@pytest.mark.parametrize("change, fragment", [
+    ({"item_encoder": {"name": "no-such-encoder", "params": {}}},
+     "unknown encoder 'no-such-encoder'; known encoders: "),
+    ({"interactor": {"name": "no-such-interactor", "params": {}}}, "unknown interactor 'no-such-interactor'"),
+    ({"interactor": {"name": "dot", "params": {"temperature": 2}}},
+     "model.interactor ('dot'): invalid parameters: temperature: Extra inputs are not permitted"),
+    ({"interactor": {"name": "attention", "params": {"chunk": "many"}}},
+     "model.interactor ('attention'): invalid parameters: chunk: Input should be a valid integer"),
+    # no weights of its own, so they would match: it would fail on the first request instead
+    ({"interactor": {"name": "attention", "params": {"project": False}}},
+     "interactor 'attention' needs a history sequence"),
+    ({"user_encoder": {"name": "transformer", "params": {"heads": 3}}}, "dim 64 is not divisible by heads 3"),
+    ({"item_encoder": {"name": "transformer", "params": {}}}, "encoder 'transformer' cannot be the item encoder"),
+    ({"user_encoder": {"name": "dense", "params": {"field_dim": -1}}},
+     "RuntimeError: Trying to create tensor with negative dimension -1"),
+])
+def test_config_that_cannot_build_its_model_is_refused(bundle: Path, change: dict, fragment: str) -> None:
+    _edit_json(bundle / "config.json", lambda config: config["model"].update(change))
+    PipelineConfig.model_validate_json((bundle / "config.json").read_text())  # the file itself still validates
+    with pytest.raises(DataError) as caught:
+        load_bundle(bundle)
+    message = str(caught.value)
+    assert message.startswith(f"bundle {bundle}: config.json describes a model that cannot be built: ")
+    assert fragment in message and "\n" not in message
+
+
+def test_cli_prints_one_line_for_a_config_that_cannot_build_its_model(built: tuple[Path, Path],
+                                                                      bundle: Path) -> None:
+    from recengine.plugin_manager import get_plugin_manager  # (imported here: this section was appended)
+
+    _edit_json(bundle / "config.json", lambda config: config["model"].update(
+        {"user_encoder": {"name": "no-such-encoder", "params": {}}}))
+    store = built[0].parents[2] / "store.duckdb"
+    result = CliRunner().invoke(cli, ["evaluate", str(bundle), "--store", str(store)])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output.strip().splitlines() == [
+        f"Error: bundle {bundle}: config.json describes a model that cannot be built: "
+        f"unknown encoder 'no-such-encoder'; known encoders: {', '.join(get_plugin_manager().names('encoders'))}"]
+
+
+def test_an_unknown_component_is_also_the_unknown_component_error(bundle: Path) -> None:
+    """Its plugin may simply not be installed here: code catching UnknownComponentError still does."""
+    from recengine.errors import UnknownComponentError  # (imported here: this section was appended)
+
+    _edit_json(bundle / "config.json", lambda config: config["model"].update(
+        {"interactor": {"name": "no-such-interactor", "params": {}}}))
+    with pytest.raises(UnknownComponentError) as caught:
+        load_bundle(bundle)
+    assert isinstance(caught.value, DataError) and str(caught.value).startswith(f"bundle {bundle}: config.json ")
+    assert (caught.value.family, caught.value.name) == ("interactors", "no-such-interactor")
+    assert str(pickle.loads(pickle.dumps(caught.value))) == str(caught.value)  # crosses Ray's process boundary

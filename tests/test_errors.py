@@ -65,6 +65,8 @@ def test_bad_overrides_are_a_config_error_naming_the_setting() -> None:
 class _Service:
     """Answers like a RecommendService whose recommender raises ``error``."""
 
+    config = None  # served without key checks on reads
+
     def __init__(self, error: BaseException) -> None:
         self.error = error
 

@@ -28,6 +28,8 @@ SERVER_PATH = "/srv/models/shop/3"
 class _Service:
     """Answers every request with an empty list, or raises ``error``."""
 
+    config = None  # served without key checks on reads
+
     def __init__(self, error: BaseException | None = None) -> None:
         self.error = error
         self.seen: list[RecommendRequest] = []
@@ -193,8 +195,11 @@ def test_behind_ray_serves_proxy_the_app_reads_the_request_id_and_leaves_the_hea
 
 def test_openapi_documents_the_error_model() -> None:
     schema = _client()[0].get("/openapi.json").json()
-    assert set(schema["components"]["schemas"]["ErrorBody"]["properties"]) == {"detail", "code", "request_id"}
-    for path, method in (("/recommend", "post"), ("/similar/{item_id}", "get"), ("/model", "get")):
+    properties = schema["components"]["schemas"]["ErrorBody"]["properties"]
+    assert set(properties) == {"detail", "code", "request_id", "record", "field"}  # the last two: refused writes
+    assert set(schema["components"]["schemas"]["ErrorBody"]["required"]) == {"detail", "code", "request_id"}
+    for path, method in (("/recommend", "post"), ("/similar/{item_id}", "get"), ("/model", "get"),
+                         ("/events", "post"), ("/items", "post"), ("/users", "post")):
         responses = schema["paths"][path][method]["responses"]
         assert {"400", "404", "413", "422", "500", "503"} <= set(responses), path
         assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from recengine.cli import data, model_cmds, plugins_cmd, quickstart, serve_cmd, store, vectors_cmd
+from recengine.cli import data, deploy_cmd, keys_cmd, model_cmds, plugins_cmd, quickstart, serve_cmd, store, vectors_cmd
 from recengine.cli.common import friendly_errors
 
 
@@ -27,7 +27,9 @@ cli.add_command(model_cmds.recommend)
 cli.add_command(model_cmds.models)
 cli.add_command(quickstart.quickstart)
 cli.add_command(serve_cmd.serve)
+cli.add_command(deploy_cmd.deploy)
 cli.add_command(vectors_cmd.vectors)
+cli.add_command(keys_cmd.keys)
 
 
 def _add_plugin_commands() -> None:

@@ -61,10 +61,10 @@ def ingest(store_path: str, paths: tuple[str, ...], kind: str | None, create_mis
     error names the file, line and column. Re-ingesting the same data adds nothing, and a
     user/item row updates only the attributes it gives, unless --replace.
     """
-    from recengine.feature_store import FeatureStore
+    from recengine.store_access import writable_store
 
     with friendly_errors():
-        with console.status(f"Ingesting {len(paths)} path(s)..."), FeatureStore(store_path) as fs:
+        with console.status(f"Ingesting {len(paths)} path(s)..."), writable_store(store_path) as fs:
             results = fs.ingest_paths(list(paths), kind, create_missing=create_missing,
                                       allow_new_columns=allow_new_columns, replace=replace)
     if as_json:
@@ -83,10 +83,10 @@ def ingest(store_path: str, paths: tuple[str, ...], kind: str | None, create_mis
 @json_option
 def stats(store_path: str, as_json: bool) -> None:
     """Counts of users, items and events, event types, time span and vector sets."""
-    from recengine.feature_store import FeatureStore
+    from recengine.store_access import writable_store
 
     with friendly_errors():
-        with FeatureStore(store_path, read_only=True) as fs:
+        with writable_store(store_path, read_only=True) as fs:
             summary = fs.stats()
     if as_json:
         print_json(summary)
@@ -104,6 +104,11 @@ def stats(store_path: str, as_json: bool) -> None:
     table.add_row("item columns", ", ".join(f"{k}:{v}" for k, v in summary["item_columns"].items()) or "-")
     table.add_row("vector sets", ", ".join(f"{k} ({v}d)" for k, v in summary["vector_sets"].items()) or "-")
     table.add_row("snapshot version", str(summary["snapshot_version"]))
+    live = summary.get("live", {})
+    table.add_row("live batches since publish", f"{live.get('batches_since_publish', 0):,}")
+    table.add_row("live records since publish", f"{live.get('records_since_publish', 0):,}")
+    table.add_row("writer", f"{live.get('writer', 'not running')}, {live.get('pending_batches', 0)} batch(es) "
+                            f"waiting" if live.get("writer") else "not running (nothing is served from this store)")
     console.print(table)
 
 
@@ -115,10 +120,10 @@ def stats(store_path: str, as_json: bool) -> None:
 @json_option
 def export(store_path: str, root: str | None, history: int, as_json: bool) -> None:
     """Write a consistent, numbered Parquet snapshot (what training reads)."""
-    from recengine.feature_store import FeatureStore
+    from recengine.store_access import writable_store
 
     with friendly_errors():
-        with console.status("Exporting snapshot..."), FeatureStore(store_path) as fs:
+        with console.status("Exporting snapshot..."), writable_store(store_path) as fs:
             info = fs.export_snapshot(root, history)
     _show_snapshot(info, "Exported", as_json)
 
@@ -133,10 +138,10 @@ def export(store_path: str, root: str | None, history: int, as_json: bool) -> No
 @json_option
 def publish(store_path: str, root: str | None, version: int | None, history: int, as_json: bool) -> None:
     """Export a snapshot and make it the one serving replicas load (atomically)."""
-    from recengine.feature_store import FeatureStore
+    from recengine.store_access import writable_store
 
     with friendly_errors():
-        with console.status("Publishing snapshot..."), FeatureStore(store_path) as fs:
+        with console.status("Publishing snapshot..."), writable_store(store_path) as fs:
             info = fs.publish(root, version, history)
     _show_snapshot(info, "Published", as_json)
 

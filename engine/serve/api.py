@@ -14,19 +14,26 @@ import hmac
 import os
 from collections.abc import Awaitable, Callable
 
-from fastapi import FastAPI, Header, Path, Query
+from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
-from recengine.serve.guard import RequestGuard
+from recengine.api_keys import _BEARER, AUTH_RESPONSES, require_key
+from recengine.feature_store.live_log import LiveAck
+from recengine.serve.docs import install_docs
+from recengine.serve.guard import MAX_WRITE_BODY_BYTES, RequestGuard
 from recengine.serve.http_errors import ERROR_RESPONSES, install_error_handlers
 from recengine.serve.schemas import (
     MAX_ID_CHARS,
     MAX_K,
+    EventsBatch,
     Health,
+    ItemsBatch,
     ModelInfo,
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
+    UsersBatch,
+    WriteAck,
 )
 from recengine.serve.service import RecommendService
 
@@ -41,16 +48,46 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
     returns a request's response or the exception it raised. ``proxied``: behind Ray Serve's
     proxy, which sets and echoes ``X-Request-ID`` itself."""
     app = FastAPI(title=f"recengine · {domain}", description=f"Recommendations for the {domain} domain.",
-                  responses=ERROR_RESPONSES)
-    app.add_middleware(RequestGuard, echo_request_id=not proxied)
+                  responses=ERROR_RESPONSES, docs_url=None, redoc_url=None)
+    install_docs(app)  # /docs and /redoc with self-hosted assets: they work offline and under a route prefix
+    app.add_middleware(RequestGuard, echo_request_id=not proxied,
+                       larger_bodies=dict.fromkeys(("/events", "/items", "/users"), MAX_WRITE_BODY_BYTES))
     install_error_handlers(app)
 
     async def direct(request: RecommendRequest) -> RecommendResponse | Exception:
         return get_service().recommend_many([request])[0]
 
     answer = recommend or direct
+    writer_key = require_key(lambda: get_service().api_keys, domain)
 
-    @app.post("/recommend", response_model=RecommendResponse)
+    async def reader_key(request: Request) -> None:
+        """Reads need a key only when the domain is served with ``--require-key-for-reads``."""
+        config = get_service().config
+        if config is not None and config.require_key_for_reads:
+            credentials = await _BEARER(request)
+            await writer_key(credentials)
+
+    reads = [Depends(reader_key)]
+    write = {"responses": AUTH_RESPONSES, "response_model": WriteAck}
+
+    @app.post("/events", **write)
+    async def post_events(batch: EventsBatch, key: str = Depends(writer_key)) -> WriteAck:  # noqa: B008
+        """Record a batch of events (all or none), durable when answered; the next
+        recommendation for these users reflects them, on every replica."""
+        records = [event.model_dump(exclude_none=True) for event in batch.events]
+        return _ack(await get_service().write("events", records), get_service())
+
+    @app.post("/items", **write)
+    async def post_items(batch: ItemsBatch, key: str = Depends(writer_key)) -> WriteAck:  # noqa: B008
+        """Insert or update items (all or none): recommendable and found by /similar once answered."""
+        return _ack(await get_service().write("items", batch.items, batch.replace), get_service())
+
+    @app.post("/users", **write)
+    async def post_users(batch: UsersBatch, key: str = Depends(writer_key)) -> WriteAck:  # noqa: B008
+        """Insert or update users (all or none); an update changes only the fields it names."""
+        return _ack(await get_service().write("users", batch.users, batch.replace), get_service())
+
+    @app.post("/recommend", response_model=RecommendResponse, dependencies=reads)
     async def recommend_items(request: RecommendRequest) -> RecommendResponse:
         """Top-k items for a user, with scores and reasons; unknown users get popular items."""
         outcome = await answer(request)
@@ -58,7 +95,7 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
             raise outcome  # this request's own error: the handlers answer 422/404/503, or 500
         return outcome
 
-    @app.get("/similar/{item_id}", response_model=list[RecommendedItem])
+    @app.get("/similar/{item_id}", response_model=list[RecommendedItem], dependencies=reads)
     async def similar(item_id: str = Path(..., min_length=1, max_length=MAX_ID_CHARS),
                       k: int = Query(10, ge=1, le=MAX_K)) -> list[RecommendedItem]:
         """Items closest to ``item_id`` in the model's item space."""
@@ -77,6 +114,11 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         return get_service().model_info(show_path=is_operator(x_admin_key))
 
     return app
+
+
+def _ack(ack: LiveAck, service: RecommendService) -> WriteAck:
+    return WriteAck(seq=ack.seq, accepted=ack.accepted, duplicates=ack.duplicates,
+                    visible=(service.live_seq() or 0) >= ack.seq)
 
 
 def is_operator(given: str | None) -> bool:

@@ -26,6 +26,7 @@ from fastapi import FastAPI
 from ray import serve
 
 from recengine.serve.api import build_api
+from recengine.serve.live import RayLog
 from recengine.serve.schemas import RecommendRequest, RecommendResponse
 from recengine.serve.service import RecommendService
 
@@ -72,8 +73,13 @@ class DomainRecommender:
         return build_api(self.service.domain, lambda: self.service, recommend=self.recommend, proxied=True)
 
     def reconfigure(self, user_config: dict[str, Any]) -> None:
-        """Load the bundle/snapshot the config names, then swap (no request is dropped)."""
+        """Load the bundle/snapshot the config names, then swap (no request is dropped); with
+        a store, write through its writer and follow its log."""
+        store = user_config.get("store")
+        if store and self.service.log is None:
+            self.service.log = RayLog(store)
         self.service.configure(user_config)
+        self.service.start_following()
         # The catalogue, id maps and snapshot are hundreds of thousands of long-lived Python
         # objects; left in the collector's generations, every full collection walks them all
         # in the middle of some request (~0.9 ms a request on average at 100k items). Freeze
@@ -102,11 +108,16 @@ _DEPLOYMENT = cast(serve.Deployment, DomainRecommender)
 
 def domain_application(domain: str, bundle: str | Path, snapshot: str | Path | None = None,
                        num_cpus: float = DEFAULT_CPUS_PER_REPLICA, replicas: int = 1,
-                       access_log: bool = False) -> serve.Application:
+                       access_log: bool = False, store: str | Path | None = None, keys: str | Path | None = None,
+                       require_key_for_reads: bool = False, create_items: bool = False) -> serve.Application:
     """The Serve application of one domain, bound to its bundle and published snapshot;
-    ``access_log`` turns on the replicas' line-per-request access log."""
+    ``access_log`` turns on the replicas' line-per-request access log. With ``store`` (whose
+    writer must be running: ``recengine.live_writer.start_writer``) the domain takes writes,
+    checked against the ``keys`` file."""
     user_config = {"bundle": str(bundle), "snapshot": str(snapshot) if snapshot else None,
-                   "snapshot_version": published_version(snapshot) if snapshot else None}
+                   "snapshot_version": published_version(snapshot) if snapshot else None,
+                   "store": str(store) if store else None, "keys": str(keys) if keys else None,
+                   "require_key_for_reads": require_key_for_reads, "create_items": create_items}
     return _DEPLOYMENT.options(
         user_config=user_config, num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus},
         logging_config={"enable_access_log": access_log},

@@ -20,9 +20,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from recengine.errors import NotFoundError, RequestError
+from recengine.errors import AuthenticationError, NotFoundError, PermissionDeniedError, RequestError
+from recengine.feature_store.errors import IngestError, StoreError
+from recengine.serve.live import WriterUnavailable
 from recengine.serve.schemas import ErrorBody
-from recengine.serve.service import NotReady
+from recengine.serve.service import NotReady, ReadOnlyService
 
 logger = logging.getLogger("recengine.serve")
 
@@ -31,8 +33,9 @@ MAX_DETAIL_CHARS = 1_000  # longest error sentence
 MAX_REPORTED_ERRORS = 20  # validation problems listed per response
 
 # the status codes' default machine-readable codes
-STATUS_CODES = {400: "bad_request", 404: "not_found", 405: "method_not_allowed", 413: "body_too_large",
-                422: "validation_error", 500: "internal_error", 503: "not_ready"}
+STATUS_CODES = {400: "bad_request", 401: "unauthorized", 403: "forbidden", 404: "not_found",
+                405: "method_not_allowed", 413: "body_too_large", 422: "validation_error", 500: "internal_error",
+                503: "not_ready"}
 
 ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description} for status, description in {
@@ -48,7 +51,8 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 
 def error_response(status: int, detail: str | list[dict[str, Any]], request_id: str, code: str | None = None,
-                   headers: Mapping[str, str] | None = None, exc_info: BaseException | None = None) -> JSONResponse:
+                   headers: Mapping[str, str] | None = None, exc_info: BaseException | None = None,
+                   extra: Mapping[str, Any] | None = None) -> JSONResponse:
     """The one error shape, logged with the request id: 500 at ERROR (with ``exc_info``'s
     traceback), 503 at WARNING, client errors at INFO."""
     if isinstance(detail, str):
@@ -57,8 +61,8 @@ def error_response(status: int, detail: str | list[dict[str, Any]], request_id: 
     level = logging.ERROR if status == 500 else logging.WARNING if status >= 500 else logging.INFO
     logged = detail if isinstance(detail, str) else clip(json.dumps(detail, default=str), MAX_DETAIL_CHARS)
     logger.log(level, "request %s: %d %s: %s", request_id, status, code, logged, exc_info=exc_info)
-    return JSONResponse(status_code=status, content={"detail": detail, "code": code, "request_id": request_id},
-                        headers=headers)
+    content = {"detail": detail, "code": code, "request_id": request_id, **(extra or {})}
+    return JSONResponse(status_code=status, content=content, headers=headers)
 
 
 def request_id_of(request: Request) -> str:
@@ -113,6 +117,15 @@ def install_error_handlers(app: FastAPI) -> None:
     async def cannot_answer(request: Request, exc: RequestError) -> JSONResponse:
         return error_response(422, str(exc), request_id_of(request), "invalid_request")
 
+    @app.exception_handler(AuthenticationError)
+    async def unauthenticated(request: Request, exc: AuthenticationError) -> JSONResponse:
+        return error_response(401, str(exc), request_id_of(request), "unauthorized",
+                              headers={"WWW-Authenticate": "Bearer"})
+
+    @app.exception_handler(PermissionDeniedError)
+    async def forbidden(request: Request, exc: PermissionDeniedError) -> JSONResponse:
+        return error_response(403, str(exc), request_id_of(request), "forbidden")
+
     @app.exception_handler(NotFoundError)
     async def not_found(request: Request, exc: NotFoundError) -> JSONResponse:
         return error_response(404, str(exc), request_id_of(request))
@@ -120,6 +133,27 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(NotReady)
     async def not_ready(request: Request, exc: NotReady) -> JSONResponse:
         return error_response(503, str(exc), request_id_of(request))
+
+    @app.exception_handler(IngestError)
+    async def refused_batch(request: Request, exc: IngestError) -> JSONResponse:
+        """A write batch the store's rules refuse: nothing of it was stored."""
+        where = {"record": exc.row, "field": exc.column} if exc.row is not None or exc.column else {}
+        return error_response(422, str(exc), request_id_of(request), "invalid_records", extra=where)
+
+    @app.exception_handler(StoreError)
+    async def store_failed(request: Request, exc: StoreError) -> JSONResponse:
+        """The store could not take a batch (a full disk): nothing was stored; retry later."""
+        return error_response(503, str(exc), request_id_of(request), "store_unavailable",
+                              headers={"Retry-After": "5"})
+
+    @app.exception_handler(WriterUnavailable)
+    async def writer_down(request: Request, exc: WriterUnavailable) -> JSONResponse:
+        return error_response(503, str(exc), request_id_of(request), "writer_unavailable",
+                              headers={"Retry-After": "1"})
+
+    @app.exception_handler(ReadOnlyService)
+    async def read_only(request: Request, exc: ReadOnlyService) -> JSONResponse:
+        return error_response(405, str(exc), request_id_of(request), "read_only")
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:

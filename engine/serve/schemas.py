@@ -20,6 +20,7 @@ from pydantic import (
     StrictFloat,
     StrictInt,
     StringConstraints,
+    model_validator,
 )
 
 MAX_K = 100
@@ -28,6 +29,7 @@ MAX_COLUMN_CHARS = 64  # filter column names
 MAX_EXCLUDE = 1_000  # item ids in context.exclude
 MAX_FILTERS = 16  # filtered columns per request
 MAX_FILTER_VALUES = 100  # allowed values per filtered column
+MAX_HISTORY = 200  # items in a request's own history
 
 Identifier = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ID_CHARS)]
 ColumnName = Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_COLUMN_CHARS)]
@@ -68,13 +70,35 @@ class RequestContext(BaseModel):
                           "the catalogue's newest item). Where no ranker reads it, the response's notes say so.")
 
 
+class HistoryEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    item_id: Identifier
+    event_type: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_COLUMN_CHARS)] | None = None
+
+
 class RecommendRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    user_id: Identifier
+    user_id: Identifier | None = Field(None, description="The user; may be left out when ``history`` is given "
+                                                        "(an anonymous or session visitor).")
     k: int = Field(10, ge=1, le=MAX_K)
     context: RequestContext = Field(default_factory=RequestContext)
     explain: bool = True
+    history: Annotated[list[Identifier | HistoryEntry], Field(max_length=MAX_HISTORY)] | None = Field(
+        None, description="The visitor's recent items, oldest first (ids, or {item_id, event_type}), used instead "
+                          "of the stored history; ids the catalogue lacks are ignored and the notes say so.")
+
+    @model_validator(mode="after")
+    def _someone(self) -> RecommendRequest:
+        if self.user_id is None and self.history is None:
+            raise ValueError("give user_id, history, or both")
+        return self
+
+    def history_entries(self) -> list[HistoryEntry] | None:
+        if self.history is None:
+            return None
+        return [HistoryEntry(item_id=e) if isinstance(e, str) else e for e in self.history]
 
 
 class RecommendedItem(BaseModel):
@@ -85,7 +109,7 @@ class RecommendedItem(BaseModel):
 
 
 class RecommendResponse(BaseModel):
-    user_id: str
+    user_id: str | None
     items: list[RecommendedItem]
     fallback: bool = Field(description="True when the user was unknown and popular items answered.")
     model: str
@@ -116,6 +140,65 @@ class Health(BaseModel):
     domain: str
     model: str | None = None
     snapshot_version: int | None = None
+    live_seq: int | None = Field(None, description="The last live batch this replica has merged.")
+    live_batches: int | None = Field(None, description="Live batches merged since the snapshot (not yet published).")
+    writer_seq: int | None = Field(None, description="The writer's last committed batch, as last seen.")
+    lag_batches: int | None = Field(None, description="Committed batches this replica has not merged yet.")
+
+
+MAX_BATCH_RECORDS = 1_000  # records per write request
+MAX_FIELDS = 64  # fields per record
+JsonScalar = Annotated[str, StringConstraints(strict=True, max_length=4_096)] | StrictBool | StrictInt | StrictFloat
+FieldValue = JsonScalar | Annotated[list[JsonScalar | None], Field(max_length=256)] | None
+
+
+class EventRecord(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user_id: Identifier
+    item_id: Identifier
+    event_type: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_COLUMN_CHARS)] | None = (
+        Field(None, description="One of the domain's event types (default: its default type)."))
+    value: StrictFloat | StrictInt | None = Field(None, description="A rating, watch fraction... (default 1).")
+    ts: Annotated[str, StringConstraints(strict=True, max_length=64)] | StrictInt | StrictFloat | None = Field(
+        None, description="When it happened: ISO 8601 or Unix seconds/milliseconds (default: server time).")
+    event_id: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)] | None = Field(
+        None, description="The client's id for the event: a retried batch skips events stored before under it.")
+
+
+class EventsBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    events: list[EventRecord] = Field(min_length=1, max_length=MAX_BATCH_RECORDS)
+
+
+class EntityBatch(BaseModel):
+    """Items or users: each record an id and the fields to set; an update changes only the
+    fields it names (``replace``: the record is the whole row)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    replace: bool = Field(False, description="Write each record as the whole row: fields it does not name "
+                                             "become empty.")
+
+
+class ItemsBatch(EntityBatch):
+    items: list[Annotated[dict[ColumnName, FieldValue], Field(min_length=1, max_length=MAX_FIELDS)]] = Field(
+        min_length=1, max_length=MAX_BATCH_RECORDS,
+        description="Item records: item_id and the domain's item columns, e.g. {\"item_id\": \"a1\", \"title\": ...}.")
+
+
+class UsersBatch(EntityBatch):
+    users: list[Annotated[dict[ColumnName, FieldValue], Field(min_length=1, max_length=MAX_FIELDS)]] = Field(
+        min_length=1, max_length=MAX_BATCH_RECORDS,
+        description="User records: user_id and the domain's user columns.")
+
+
+class WriteAck(BaseModel):
+    seq: int = Field(description="The batch's sequence number in the domain's live log (durable when answered).")
+    accepted: int = Field(description="Records written.")
+    duplicates: int = Field(0, description="Events skipped: stored before under the same event_id.")
+    visible: bool = Field(description="Whether this replica already answers with the batch merged.")
 
 
 class ErrorBody(BaseModel):
@@ -125,5 +208,8 @@ class ErrorBody(BaseModel):
         description="What went wrong: a sentence, or for 422 validation errors one entry per problem "
                     "(type, loc, msg, and the offending input, truncated).")
     code: str = Field(description="Machine-readable kind, e.g. validation_error, invalid_request, not_found, "
-                                  "body_too_large, malformed_json, not_ready, internal_error.")
+                                  "body_too_large, malformed_json, not_ready, internal_error, invalid_records, "
+                                  "unauthorized, forbidden, writer_unavailable.")
+    record: int | None = Field(None, description="For a refused write batch: the index of the first bad record.")
+    field: str | None = Field(None, description="For a refused write batch: the field of that record.")
     request_id: str = Field(description="The request's id, also in the X-Request-ID header and the server log.")

@@ -1,0 +1,57 @@
+"""``recengine deploy``: make the live replicas of a served domain swap bundle (or snapshot)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from recengine.cli.common import console, friendly_errors
+from recengine.cli.serve_cmd import project_option
+
+
+@click.command()
+@project_option
+@click.option("--domain", required=True, help="The served domain to update.")
+@click.option("--bundle", default=None,
+              help="Bundle to serve: <name>/<version> (e.g. news/4), a name (its newest version) or a bundle "
+                   "directory. Default: the domain's newest bundle.")
+def deploy(project: str, domain: str, bundle: str | None) -> None:
+    """Swap the model (and reload the published snapshot) of a running `recengine serve`.
+
+    The replicas load the new bundle beside the old one and swap when it is ready: requests
+    keep being answered throughout. Run it after `recengine train` on the served store.
+    """
+    with friendly_errors():
+        from ray import serve as ray_serve
+
+        from recengine.api_keys import keys_path
+        from recengine.project import resolve_targets
+        from recengine.ray_env import init_ray
+        from recengine.serve.deployment import domain_application
+        from recengine.serve_state import read_state
+
+        state = read_state(project)
+        target = resolve_targets(project, [domain])[0]
+        chosen = _bundle(target.bundle.parent.parent, bundle) if bundle else target.bundle
+        init_ray("auto", logging_level="ERROR", log_to_driver=False)
+        ray_serve.run(domain_application(domain, chosen, target.snapshot, state.cpus_per_replica,
+                                         **state.app_options(target.store, keys_path(project))),
+                      name=domain, route_prefix=f"/{domain}")
+    console.print(f"[bold]{domain}[/] now serves {chosen.parent.name} v{chosen.name} "
+                  f"(http://{state.host}:{state.port}/{domain}/model)")
+
+
+def _bundle(models: Path, given: str) -> Path:
+    """``name/version``, ``name`` or a directory, resolved to a bundle directory."""
+    from recengine.bundle import resolve_bundle
+
+    path = Path(given)
+    if path.is_dir():
+        return path.resolve()
+    name, _, version = given.partition("/")
+    if version and not version.isdigit():
+        from recengine.errors import ConfigError
+
+        raise ConfigError(f"--bundle {given!r}: expected <name>/<version> with a whole-number version, e.g. news/4")
+    return resolve_bundle(name, models, int(version) if version else None).resolve()
