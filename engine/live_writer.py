@@ -16,6 +16,8 @@ log such as Kafka would implement; nothing else knows the writer is a DuckDB fil
 from __future__ import annotations
 
 import hashlib
+import json
+import os
 import threading
 import time
 from concurrent.futures import Future
@@ -213,7 +215,27 @@ def start_writer(store_path: str | Path) -> Any:
     )
     handle = actor.remote(str(Path(store_path).resolve()))
     ray.get(handle.ping.remote())  # opened the store (or raised why not)
+    locator = writer_locator(store_path)
+    temp = locator.with_name(locator.name + ".tmp")
+    temp.write_text(json.dumps({"address": ray.get_runtime_context().gcs_address, "name": writer_name(store_path),
+                                "namespace": WRITER_NAMESPACE}))
+    os.replace(temp, locator)
     return handle
+
+
+def writer_locator(store_path: str | Path) -> Path:
+    """``<store>.writer.json``: the Ray cluster whose actor writes the store (for the CLI;
+    stale once serving stops, which the CLI notices: the store is then not locked)."""
+    path = Path(store_path)
+    return path.with_name(path.name + ".writer.json")
+
+
+def writer_address(store_path: str | Path) -> str | None:
+    """The Ray address :func:`start_writer` recorded for the store, if any."""
+    try:
+        return str(json.loads(writer_locator(store_path).read_text())["address"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def find_writer(store_path: str | Path) -> Any | None:

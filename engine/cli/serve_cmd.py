@@ -66,6 +66,7 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
         targets = resolve_targets(project, _domains(domains))
         keys = ApiKeys(keys_path(project))
         _refuse_open_writes(host, [t.domain for t in targets], keys)
+    import ray
     from ray import serve as ray_serve
 
     from recengine.live_writer import start_writer
@@ -89,6 +90,7 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
                           name=target.domain, route_prefix=f"/{target.domain}")
             console.print(f"[bold]{target.domain}[/] → http://{host}:{port}/{target.domain} "
                           f"({target.bundle.parent.name} v{target.bundle.name})")
+        state.address = ray.get_runtime_context().gcs_address
         write_state(project, state)
         console.print("Serving. Press Ctrl-C to stop.")
         while True:
@@ -96,8 +98,6 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
     except KeyboardInterrupt:
         console.print("Stopping...")
     finally:
-        import ray
-
         from recengine.serve_state import clear_state
 
         clear_state(project)
