@@ -82,7 +82,7 @@ end
 function init(args)
   statuses = {}
   prepared = {}
-  local headers = { ["Content-Type"] = "application/json" }
+  local headers = { %(headers)s }
   for i, body in ipairs(bodies) do
     prepared[i] = wrk.format("POST", nil, headers, body)
   end
@@ -133,11 +133,19 @@ def require_wrk() -> str:
 
 
 def lua_script(users: list[str]) -> str:
-    """The wrk script: one request body per user (Lua long strings hold the JSON verbatim)."""
-    bodies = [json.dumps({"user_id": user, "k": K}) for user in users]
-    if any("]==]" in body for body in bodies):
-        raise ValueError("a user id contains ']==]', which would end a Lua long string")
-    return LUA_TEMPLATE % {"bodies": ",\n".join(f"  [==[{body}]==]" for body in bodies), "marker": JSON_MARKER}
+    """The wrk script: one ``/recommend`` body per user."""
+    return wrk_script([json.dumps({"user_id": user, "k": K}) for user in users])
+
+
+def wrk_script(bodies: list[str], headers: dict[str, str] | None = None) -> str:
+    """A wrk script POSTing ``bodies`` in rotation with ``headers`` besides the JSON content
+    type (Lua long strings hold them verbatim); shared with ``benchmarks/live_events.py``."""
+    sent = {"Content-Type": "application/json", **(headers or {})}
+    if any("]==]" in text for text in [*bodies, *sent, *sent.values()]):
+        raise ValueError("a body or header contains ']==]', which would end a Lua long string")
+    fields = ", ".join(f"[ [==[{name}]==] ] = [==[{value}]==]" for name, value in sent.items())
+    return LUA_TEMPLATE % {"bodies": ",\n".join(f"  [==[{body}]==]" for body in bodies), "marker": JSON_MARKER,
+                           "headers": fields}
 
 
 def run_wrk(wrk: str, url: str, script: Path, connections: int, seconds: int) -> dict[str, Any]:

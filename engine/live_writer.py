@@ -200,6 +200,10 @@ class WriterActor:
     def ping(self) -> int:
         return self.writer.live_state().seq
 
+    def pid(self) -> int:
+        """The actor's process id (operators and fault tests kill it to see Ray restart it)."""
+        return os.getpid()
+
 
 CLI_METHODS = frozenset({"ingest_paths", "publish", "export_snapshot", "copy_to", "stats", "live_stats"})
 
@@ -214,7 +218,7 @@ def start_writer(store_path: str | Path) -> Any:
         num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=256,
     )
     handle = actor.remote(str(Path(store_path).resolve()))
-    ray.get(handle.ping.remote())  # opened the store (or raised why not)
+    ray.get(handle.ping.remote())  # type: ignore[attr-defined]  # an actor handle; opened the store, or raised
     locator = writer_locator(store_path)
     temp = locator.with_name(locator.name + ".tmp")
     temp.write_text(json.dumps({"address": ray.get_runtime_context().gcs_address, "name": writer_name(store_path),

@@ -145,10 +145,10 @@ class GrownIndex:
     base: RetrievalIndex
     matrix: np.ndarray  # [N+1, d] every item, the appended ones included
     first_new: int  # dense index of the first appended item
+    kind: str = ""
 
-    @property
-    def kind(self) -> str:
-        return self.base.kind
+    def __post_init__(self) -> None:
+        self.kind = self.base.kind
 
     def search(self, queries: np.ndarray, n: int) -> np.ndarray:
         found = self.base.search(queries, n)

@@ -30,6 +30,7 @@ class ServeState:
     require_key_for_reads: bool = False
     create_items: bool = False
     pid: int = 0
+    address: str = ""  # the Ray cluster serving (what `recengine deploy` joins)
 
     def app_options(self, store: str | Path, keys: str | Path) -> dict[str, Any]:
         """``domain_application`` keyword options besides the domain, bundle, snapshot and CPUs."""

@@ -13,6 +13,7 @@ Without a running writer the original "locked" error stands (another process hol
 
 from __future__ import annotations
 
+import logging
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -77,7 +78,7 @@ def running_writer(path: str | Path, locked: StoreLockedError) -> Any:
     if not ray.is_initialized():
         try:
             ray.init(address="auto", namespace=WRITER_NAMESPACE, include_dashboard=False,
-                     logging_level="ERROR", log_to_driver=False)
+                     logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError):
             raise locked from None
     handle = find_writer(path)

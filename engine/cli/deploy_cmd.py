@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import click
@@ -34,7 +35,7 @@ def deploy(project: str, domain: str, bundle: str | None) -> None:
         state = read_state(project)
         target = resolve_targets(project, [domain])[0]
         chosen = _bundle(target.bundle.parent.parent, bundle) if bundle else target.bundle
-        init_ray(state.address or "auto", logging_level="ERROR", log_to_driver=False)
+        init_ray(state.address or "auto", logging_level=logging.ERROR, log_to_driver=False)
         ray_serve.run(domain_application(domain, chosen, target.snapshot, state.cpus_per_replica,
                                          **state.app_options(target.store, keys_path(project))),
                       name=domain, route_prefix=f"/{domain}")

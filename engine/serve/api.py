@@ -68,21 +68,20 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
             await writer_key(credentials)
 
     reads = [Depends(reader_key)]
-    write = {"responses": AUTH_RESPONSES, "response_model": WriteAck}
 
-    @app.post("/events", **write)
+    @app.post("/events", responses=AUTH_RESPONSES, response_model=WriteAck)
     async def post_events(batch: EventsBatch, key: str = Depends(writer_key)) -> WriteAck:  # noqa: B008
         """Record a batch of events (all or none), durable when answered; the next
         recommendation for these users reflects them, on every replica."""
         records = [event.model_dump(exclude_none=True) for event in batch.events]
         return _ack(await get_service().write("events", records), get_service())
 
-    @app.post("/items", **write)
+    @app.post("/items", responses=AUTH_RESPONSES, response_model=WriteAck)
     async def post_items(batch: ItemsBatch, key: str = Depends(writer_key)) -> WriteAck:  # noqa: B008
         """Insert or update items (all or none): recommendable and found by /similar once answered."""
         return _ack(await get_service().write("items", batch.items, batch.replace), get_service())
 
-    @app.post("/users", **write)
+    @app.post("/users", responses=AUTH_RESPONSES, response_model=WriteAck)
     async def post_users(batch: UsersBatch, key: str = Depends(writer_key)) -> WriteAck:  # noqa: B008
         """Insert or update users (all or none); an update changes only the fields it names."""
         return _ack(await get_service().write("users", batch.users, batch.replace), get_service())
