@@ -392,6 +392,8 @@ class FeatureStore:
                     try:
                         with _disk_full_is_store_error(self.path, "the batch was not stored"), self.transaction():
                             answers[i] = self._append_one(batches[i], item, event_ids, now)
+                    except UnknownEntitiesError as exc:
+                        answers[i] = _unknown_in_batch(batches[i], exc)
                     except StoreError as exc:
                         answers[i] = exc
         return [answer if answer is not None else StoreError("batch not processed") for answer in answers]
@@ -640,6 +642,16 @@ class FeatureStore:
         query = training.split_sql(protocol, seed=seed, cold_fraction=cold_fraction, fold=fold, folds=folds)
         with self._lock:
             return self.con.sql(query).pl()
+
+
+def _unknown_in_batch(batch: LiveBatch, exc: UnknownEntitiesError) -> IngestError:
+    """An HTTP batch naming items the store lacks: which record, and what to do instead."""
+    column = USER_ID if exc.kind == "users" else ITEM_ID
+    first = next((i for i, r in enumerate(batch.records) if r.get(column) == exc.examples[0]), None)
+    return IngestError(batch.source, f"{exc.count} event(s) name {exc.kind} not in the store, e.g. {exc.examples}",
+                       row=first, row_label="record", column=column,
+                       expected=f"{exc.kind} the store has: post them first (POST /<domain>/{exc.kind}), "
+                                "or serve with --create-items")
 
 
 def _connect(path: Path, read_only: bool) -> duckdb.DuckDBPyConnection:
