@@ -101,6 +101,7 @@ class Follower:
         self.wait_s = wait_s
         self.writer_seq = 0
         self.errors = 0
+        self._unloadable = 0  # a published version that failed to load: not retried until a newer one
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="live-follower", daemon=True)
 
@@ -133,8 +134,13 @@ class Follower:
             return 0
         found = self.log.changes_since(seq, wait_s=wait_s)
         self.writer_seq = found.state.seq
-        if self.service.snapshot_is_older_than(found.state.published_version):
-            self.service.reload_snapshot(self.log)
+        published = found.state.published_version
+        if published != self._unloadable and self.service.snapshot_is_older_than(published):
+            try:
+                self.service.reload_snapshot()
+            except Exception:  # a damaged snapshot: keep serving the one loaded, and say so once
+                self._unloadable = published
+                logger.exception("published snapshot v%d cannot be loaded; serving the previous one", published)
             return 0
         if found.changes:
             self.service.apply_changes(found.changes)

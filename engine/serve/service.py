@@ -138,7 +138,7 @@ class RecommendService:
         return (recommender is not None and recommender.online is not None
                 and 0 < recommender.online.version < published_version)
 
-    def reload_snapshot(self, log: LiveLog) -> None:
+    def reload_snapshot(self) -> None:
         """Load the newly published snapshot (same bundle) and swap, the overlay rebased on it."""
         if self._config is not None:
             self.configure(self._config, force=True)
