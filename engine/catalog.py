@@ -56,13 +56,18 @@ def assemble_catalog(bundle: Bundle, online: Any | None = None) -> AssembledCata
     return AssembledCatalog(item_ids, matrix, item_index, catalog, cold_items=len(item_ids) - trained)
 
 
-def encode_cold_items(bundle: Bundle, online: Any, cold: pl.DataFrame, ids: np.ndarray | None = None) -> np.ndarray:
+def encode_cold_items(bundle: Bundle, online: Any, cold: pl.DataFrame, ids: np.ndarray | None = None,
+                      given: dict[str, np.ndarray] | None = None) -> np.ndarray:
     """[len(cold), d] vectors from the item tower for items the model never saw (id 0), from
     their attributes and the snapshot's vectors (zeros for a vector set it lacks); ``ids``:
-    the items' trained indices instead (an item the model saw, with new attributes)."""
+    the items' trained indices instead (an item the model saw, with new attributes);
+    ``given``: vectors of these rows by set name (posted items, embedded by the writer)."""
     table = bundle.item_table
-    vectors = {}
+    vectors: dict[str, tuple[list[str], np.ndarray]] = {}
     for name in table.vectors:
+        if given is not None and name in given:
+            vectors[name] = (cold["item_id"].to_list(), given[name])
+            continue
         try:
             found = online.item_vectors(name)
         except KeyError:
@@ -86,11 +91,15 @@ def extend_catalog(current: AssembledCatalog, bundle: Bundle, online: Any | None
     re-encoded. Dense indices never change meaning, so a request that read the old catalogue
     can rank with the new one."""
     rows = rows.unique("item_id", keep="last", maintain_order=True)
+    vector_columns = [c for c in rows.columns if c.startswith("vector:")]
+    given = {c.split(":", 1)[1]: np.asarray(rows[c].to_list(), dtype=np.float32) for c in vector_columns
+             if rows[c].null_count() == 0}
+    rows = rows.drop(vector_columns)
     known = np.array([current.item_index.get(i, 0) for i in rows["item_id"].to_list()], dtype=np.int64)
     new = rows.filter(pl.Series(known == 0))
     trained = len(bundle.items)
     ids = np.where(known <= trained, known, 0)  # learned id embeddings only for trained items
-    vectors = encode_cold_items(bundle, online, rows, ids)
+    vectors = encode_cold_items(bundle, online, rows, ids, given)
     item_ids = current.item_ids + new["item_id"].to_list()
     item_index = dict(current.item_index)
     item_index.update((item, i) for i, item in enumerate(new["item_id"].to_list(), start=len(current.item_ids) + 1))

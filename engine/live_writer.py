@@ -28,6 +28,7 @@ from typing import Any
 from recengine.feature_store import FeatureStore
 from recengine.feature_store.live_log import LiveAck, LiveBatch, LiveChange, LiveState
 from recengine.feature_store.snapshot import DEFAULT_HISTORY
+from recengine.vectors import posted_item_vectors
 
 WRITER_NAMESPACE = "recengine"
 MAX_GROUP_RECORDS = 50_000  # records committed together at most (bounds one commit's time)
@@ -102,7 +103,9 @@ class StoreWriter:
                 return  # closed and drained
             started = time.perf_counter()
             try:
-                answers: list[LiveAck | Exception] = self.store.append_live([batch for batch, _ in group])
+                batches = [batch for batch, _ in group]
+                vectorize = posted_item_vectors(self.store) if any(b.kind == "items" for b in batches) else None
+                answers: list[LiveAck | Exception] = self.store.append_live(batches, vectorize=vectorize)
             except Exception as exc:  # the store failed as a whole (disk full): every batch is told
                 answers = [exc] * len(group)
             self.last_commit_s = time.perf_counter() - started

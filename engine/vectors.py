@@ -32,9 +32,13 @@ def item_texts(frame: pl.DataFrame, fields: list[str]) -> list[str]:
 
 def build_text_vectors(store: FeatureStore, embed: Callable[[list[str]], np.ndarray], fields: list[str],
                        name: str = "text", chunk: int = 512, rebuild: bool = False,
-                       progress: Progress | None = None) -> tuple[int, int]:
+                       progress: Progress | None = None, encoder: str | None = None) -> tuple[int, int]:
     """Embed the items that have no vector in set ``name`` yet, committing chunk by chunk
-    (an interrupted build resumes where it stopped). Returns (embedded, already present)."""
+    (an interrupted build resumes where it stopped). Returns (embedded, already present).
+    With ``encoder`` (its registered name), the set remembers how it was made, and items
+    posted while serving are embedded the same way (:func:`posted_item_vectors`)."""
+    if encoder is not None:
+        store.set_vector_source(name, {"encoder": encoder, "fields": fields})
     items = store.latest("items")
     if not rebuild:
         have = store.sql("SELECT item_id FROM item_vectors WHERE name = ?", [name])["item_id"]
@@ -85,3 +89,22 @@ def read_vector_file(path: str | Path, id_column: str = "item_id",
     if len(set(ids)) != len(ids):
         raise IngestError(str(path), "an item id appears more than once", column=id_column, expected="unique ids")
     return ids, vectors
+
+
+def posted_item_vectors(store: FeatureStore) -> Callable[[pl.DataFrame], dict[str, np.ndarray]] | None:
+    """What gives posted items their vectors: each text vector set of the store embedded with
+    the encoder and fields that made it (None when the store has none)."""
+    from recengine.plugin_manager import get_plugin_manager
+
+    sources = {name: source for name, source in store.vector_sources().items() if source.get("encoder")}
+    if not sources:
+        return None
+    manager = get_plugin_manager()
+    encoders = {name: manager.get("encoders", source["encoder"]) for name, source in sources.items()}
+
+    def vectorize(items: pl.DataFrame) -> dict[str, np.ndarray]:
+        present = {name: [f for f in sources[name]["fields"] if f in items.columns] for name in sources}
+        return {name: np.asarray(encoders[name].embed_texts(item_texts(items, fields)), dtype=np.float32)
+                for name, fields in present.items() if fields}
+
+    return vectorize

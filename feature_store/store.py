@@ -6,10 +6,11 @@ snapshots and serving reads published ones (see :mod:`recengine.feature_store.sn
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import threading
-from collections.abc import Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -36,6 +37,7 @@ from recengine.feature_store.validate import conform, infer_kind, new_columns, n
 
 DEFAULT_PATH = "recengine.duckdb"
 KIND_ORDER = {"users": 0, "items": 1, "events": 2}
+Vectorize = Callable[[pl.DataFrame], dict[str, Any]]  # item rows → {vector set: [rows, d] array}
 _LOCK_PID = re.compile(r"PID (\d+)")
 
 
@@ -353,7 +355,8 @@ class FeatureStore:
         return int(single_row(self.con, "SELECT count(*) FROM staged")[0])
 
     # -- the live log (HTTP writes) ----------------------------------------------------
-    def append_live(self, batches: list[LiveBatch], now: datetime | None = None) -> list[LiveAck | Exception]:
+    def append_live(self, batches: list[LiveBatch], now: datetime | None = None,
+                    vectorize: Vectorize | None = None) -> list[LiveAck | Exception]:
         """Write HTTP batches durably, each all or nothing, in one commit when they all pass
         (group commit: one fsync for many batches); each gets its own sequence number.
 
@@ -361,6 +364,10 @@ class FeatureStore:
         columns, client event ids once per batch. A batch the store refuses (an unknown
         item, say) is answered with its own error and the others are committed without it.
         Returns each batch's :class:`LiveAck` or error, in order.
+
+        ``vectorize`` (from the engine, which knows the encoders) gives posted items their
+        vectors (``{set name: [rows, d]}``, e.g. a text embedding), stored with them in the
+        same transaction and logged beside them as ``vector:<name>`` columns.
         """
         if self.read_only:
             raise StoreError(f"store {self.path} is open read-only")
@@ -386,12 +393,12 @@ class FeatureStore:
                             answers[i] = ack
                     for i, (item, event_ids) in staged.items():
                         if i not in events or len(events) == 1:
-                            answers[i] = self._append_one(batches[i], item, event_ids, now)
+                            answers[i] = self._append_one(batches[i], item, event_ids, now, vectorize)
             except StoreError:  # some batch was refused by the store: commit the others one by one
                 for i, (item, event_ids) in staged.items():
                     try:
                         with _disk_full_is_store_error(self.path, "the batch was not stored"), self.transaction():
-                            answers[i] = self._append_one(batches[i], item, event_ids, now)
+                            answers[i] = self._append_one(batches[i], item, event_ids, now, vectorize)
                     except UnknownEntitiesError as exc:
                         answers[i] = _unknown_in_batch(batches[i], exc)
                     except StoreError as exc:
@@ -438,7 +445,8 @@ class FeatureStore:
             acks[i] = LiveAck(seqs[i], "events", written.height, kept_ids[i][1])
         return acks
 
-    def _append_one(self, batch: LiveBatch, item: _Staged, event_ids: list[str | None], now: datetime) -> LiveAck:
+    def _append_one(self, batch: LiveBatch, item: _Staged, event_ids: list[str | None], now: datetime,
+                    vectorize: Vectorize | None = None) -> LiveAck:
         """One batch inside the caller's transaction: skip events stored before under their
         ids, write the rest, log them under a new sequence number."""
         duplicates = 0
@@ -456,6 +464,8 @@ class FeatureStore:
         creatable = [kind for kind, allowed in (("users", batch.create_users), ("items", batch.create_items))
                      if allowed]
         _, written = self._write(item, creatable, replace=batch.replace, live=True)
+        if item.kind == "items" and vectorize is not None:
+            written = self._store_vectors(written, vectorize(written))
         seq = live_log.next_seq(self.con)
         live_log.record_event_ids(self.con, [e for e in event_ids if e is not None], seq)
         live_log.log_batch(self.con, seq, item.kind, written, now)
@@ -472,6 +482,31 @@ class FeatureStore:
         stamp = pl.lit(now.astimezone(UTC).replace(tzinfo=None), dtype=pl.Datetime("us"))
         return frame.with_columns(pl.when(is_new & pl.col("created_at").is_null()).then(stamp)
                                   .otherwise(pl.col("created_at")).alias("created_at"))
+
+    def _store_vectors(self, items: pl.DataFrame, vectors: dict[str, Any]) -> pl.DataFrame:
+        """Replace the posted items' vectors of each set (inside the caller's transaction);
+        ``items`` with one ``vector:<name>`` column per set, for the log."""
+        for name, matrix in vectors.items():
+            column = pl.Series(f"vector:{name}", [list(map(float, row)) for row in matrix], dtype=pl.List(pl.Float32))
+            frame = pl.DataFrame({"item_id": items[ITEM_ID], "vector": column})
+            with registered(self.con, "posted_vectors", frame):
+                run(self.con, "DELETE FROM item_vectors v USING posted_vectors s WHERE v.item_id = s.item_id "
+                              "AND v.name = ?", [name])
+                run(self.con, "INSERT INTO item_vectors SELECT item_id, ?, vector FROM posted_vectors", [name])
+            items = items.with_columns(column)
+        return items
+
+    def set_vector_source(self, name: str, source: dict[str, Any]) -> None:
+        """Record how vector set ``name`` was made (encoder, text fields), so that items
+        posted later get theirs the same way."""
+        with self.transaction() as con:
+            run(con, "INSERT OR REPLACE INTO store_meta VALUES (?, ?)", [f"vector_source:{name}", json.dumps(source)])
+
+    def vector_sources(self) -> dict[str, dict[str, Any]]:
+        """Vector set name → how it was made (:meth:`set_vector_source`)."""
+        with self._lock:
+            rows = self.con.execute("SELECT key, value FROM store_meta WHERE key LIKE 'vector_source:%'").fetchall()
+        return {key.split(":", 1)[1]: json.loads(value) for key, value in rows}
 
     def changes_since(self, seq: int, limit: int = 256) -> list[LiveChange]:
         """Live batches committed after ``seq`` (what replicas merge with their snapshot)."""

@@ -12,8 +12,8 @@ import json
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -186,7 +186,8 @@ def _http_cases(live: Live) -> dict[str, tuple[str, Any, int, str, int | None, s
                               422, "validation_error", None, None),
         "price not a number": ("/items", {"items": [{"item_id": item, "price": "cheap"}]},
                                422, "invalid_records", 0, "price"),
-        "age not an integer": ("/users", {"users": [{"user_id": user, "age": "old"}]}, 422, "invalid_records", 0, "age"),
+        "age not an integer": ("/users", {"users": [{"user_id": user, "age": "old"}]},
+                               422, "invalid_records", 0, "age"),
         "column the schema lacks": ("/items", {"items": [{"item_id": item, "colour": "red"}]},
                                     422, "invalid_records", None, "colour"),
         "event field the API lacks": ("/events", {"events": [event(user, item, colour="red")]},
@@ -342,7 +343,8 @@ def test_one_bad_batch_in_a_group_commit_fails_alone(live: Live) -> None:
     answers = {n: future.result(timeout=60) for n, future in futures.items()}
 
     assert writer.groups == groups + 1  # one group commit took them all
-    assert isinstance(answers[bad], IngestError) and (answers[bad].row, answers[bad].column) == (1, "item_id")
+    refused = answers[bad]
+    assert isinstance(refused, IngestError) and (refused.row, refused.column) == (1, "item_id")
     acks = [answers[n] for n in order if n != bad]
     assert all(isinstance(ack, LiveAck) and ack.accepted == 3 for ack in acks)
     seqs = [ack.seq for ack in acks if isinstance(ack, LiveAck)]
@@ -409,7 +411,7 @@ def test_history_in_the_request_answers_an_anonymous_visitor(live: Live) -> None
     assert any("'no-such-item'" in note for note in body["notes"])
     popular = live.client.post("/recommend", json={"user_id": "nobody-at-all", "k": 5}).json()
     assert popular["fallback"] and [i["item_id"] for i in popular["items"]] != [i["item_id"] for i in body["items"]]
-    user = live.users[8]  # a known user's request history replaces the stored one
+    user = live.users[8]  # a known user's request history replaces the stored one (users are encoded from it)
     assert live.recommend(user_id=user, history=[live.item(10), live.item(11)], k=5) == \
         live.recommend(history=[live.item(10), live.item(11)], k=5)
 

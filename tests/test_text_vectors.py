@@ -129,3 +129,44 @@ def test_cold_item_and_new_user_end_to_end(shop: Path) -> None:
     assert any(r.item_id == "brand-new" for r in recommender.similar(template["item_id"], 5))
     newbie = recommender.recommend("newbie", 5)
     assert newbie and all(r.reasons[0].startswith("popular with users like you (") for r in newbie)
+
+
+def test_a_posted_item_gets_its_text_vector_and_is_found_by_it(shop: Path, tmp_path: Path) -> None:
+    """Issue 15: an item posted over HTTP is embedded like the set was built (same encoder and
+    fields), stored with its vector, and the item tower reads it: /similar finds its twin."""
+    from fastapi.testclient import TestClient
+
+    from recengine.api_keys import ApiKeys
+    from recengine.live_writer import StoreWriter
+    from recengine.serve.api import build_api
+    from recengine.serve.live import LocalLog
+    from recengine.serve.service import RecommendService
+
+    config = PipelineConfig(name="text-live", domain="ecommerce").with_overrides({
+        "model.item_encoder": {"name": "text", "params": {}}, "model.item_vectors": ["text"],
+        "train.epochs": 1, "train.protocol": "seq"})
+    trained = train_pipeline(shop / "store.duckdb", config, tmp_path / "models", progress=False)
+    with FeatureStore(shop / "store.duckdb") as store:
+        store.publish(tmp_path / "snapshots")
+        template = store.latest("items").row(5, named=True)
+    keys = ApiKeys(tmp_path / "api-keys.json")
+    _, secret = keys.create("ecommerce")
+    writer = StoreWriter(shop / "store.duckdb")
+    service = RecommendService("ecommerce", log=LocalLog(writer))
+    try:
+        service.configure({"bundle": str(trained.bundle_path), "snapshot": str(tmp_path / "snapshots"),
+                           "store": str(shop / "store.duckdb"), "keys": str(keys.path)})
+        service.start_following()
+        client = TestClient(build_api("ecommerce", lambda: service))
+        twin = {"item_id": "posted-twin", "title": template["title"], "category": template["category"]}
+        answer = client.post("/items", json={"items": [twin]}, headers={"Authorization": f"Bearer {secret}"})
+        assert answer.status_code == 200 and answer.json()["visible"], answer.text
+        similar = [r["item_id"] for r in client.get("/similar/posted-twin", params={"k": 5}).json()]
+        assert template["item_id"] in similar  # same text: nearly the same vector
+    finally:
+        if service.follower is not None:
+            service.follower.stop()
+        writer.close()
+    with FeatureStore(shop / "store.duckdb", read_only=True) as store:
+        stored = store.sql("SELECT vector FROM item_vectors WHERE item_id = 'posted-twin' AND name = 'text'")
+        assert stored.height == 1 and len(stored["vector"][0]) == 384

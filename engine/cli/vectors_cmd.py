@@ -40,7 +40,8 @@ def build(store_path: str, name: str, fields: str | None, encoder: str, batch_si
                 task = bar.add_task("embed", total=None)
                 done, before = build_text_vectors(
                     store, embed, chosen, name, rebuild=rebuild,
-                    progress=lambda current, total: bar.update(task, completed=current, total=total))
+                    progress=lambda current, total: bar.update(task, completed=current, total=total),
+                    encoder=encoder)
     console.print(f"Embedded {done:,} item(s) into vector set [bold]{name}[/] "
                   f"({before:,} already had one).")
 
