@@ -422,8 +422,7 @@ def throughput_table(result: dict[str, Any]) -> Table:
 
 def visibility_table(result: dict[str, Any]) -> Table:
     v = result["visibility"]
-    table = Table(title=f"2. Ack → visible in /{DOMAIN}/recommend, {v['samples']} purchases (target p99 ≤ "
-                        f"{TARGET_VISIBLE_P99_S:g} s), {result['config']['replicas']} replicas")
+    table = Table(title=f"2. Ack → visible in /{DOMAIN}/recommend (target p99 ≤ {TARGET_VISIBLE_P99_S:g} s)")
     for column in ("measure", "p50 ms", "p99 ms", "max ms"):
         table.add_column(column, justify="left" if column == "measure" else "right")
     table.add_row("POST /events → 200 (durable)", f"{v['write_p50_ms']:.1f}", f"{v['write_p99_ms']:.1f}", "")
@@ -431,24 +430,24 @@ def visibility_table(result: dict[str, Any]) -> Table:
                   f"{v['first_max_ms']:.1f}")
     table.add_row(f"ack → first of {v['streak']} answers in a row without it", f"{v['everywhere_p50_ms']:.1f}",
                   f"{v['everywhere_p99_ms']:.1f}", f"{v['everywhere_max_ms']:.1f}")
-    table.caption = (f"acks saying visible {v['visible_on_ack']}/{v['samples']}, timeouts (> {VISIBLE_TIMEOUT_S:g} s) "
-                     f"{v['timeouts']}, item shown again after hidden {v['reappeared']}, polls per sample "
-                     f"{v['polls_mean']}")
+    table.caption = (f"{v['samples']} purchases, {result['config']['replicas']} replicas; acks saying visible "
+                     f"{v['visible_on_ack']}/{v['samples']}, timeouts (> {VISIBLE_TIMEOUT_S:g} s) {v['timeouts']}, "
+                     f"item shown again after hidden {v['reappeared']}, polls per sample {v['polls_mean']}")
     return table
 
 
 def recommend_table(result: dict[str, Any]) -> Table:
     r = result["recommend"]
     w = r["writes"]
-    table = Table(title=f"3. POST /{DOMAIN}/recommend via wrk, {r['connections']} connections, "
-                        f"{result['config']['duration_s']} s per row; writes: {r['write_rate']:g} batches/s of "
-                        f"{r['write_batch']} events from another process (target ≤ {TARGET_RECOMMEND_RATIO:g}×)")
+    table = Table(title=f"3. /{DOMAIN}/recommend while writes stream (target ≤ {TARGET_RECOMMEND_RATIO:g}×)")
     for column in ("phase", "req/s", "p50 ms", "p99 ms", "non-2xx"):
         table.add_column(column, justify="left" if column == "phase" else "right")
     for phase, f in r["phases"].items():
         table.add_row(phase, f"{f['rps']:.0f}", f"{f['p50_ms']:.1f}", f"{f['p99_ms']:.1f}", str(f["non_2xx"]))
     table.add_row("while ÷ without", "", f"{r['p50_ratio']}×", f"{r['p99_ratio']}×", "", end_section=True)
-    table.caption = (f"write stream: {w.get('batches_per_s')} batches/s = {w.get('events_per_s')} events/s acked, "
+    table.caption = (f"wrk, {r['connections']} connections, {result['config']['duration_s']} s a row; writes from "
+                     f"another process at {r['write_rate']:g} batches/s of {r['write_batch']} events: "
+                     f"{w.get('batches_per_s')} batches/s = {w.get('events_per_s')} events/s acked, "
                      f"write p50 {w.get('p50_ms')} p99 {w.get('p99_ms')} ms, statuses {w.get('statuses')}; "
                      f"after ÷ without p99 {r['after_p99_ratio']}× (users with live events are re-encoded)")
     return table

@@ -511,7 +511,7 @@ class Recommender:
             else:
                 looked_up[i], unknown_history[i] = self.given_history(requests[i])
         excluded = {i: self._excluded(requests[i]) for i in valid}
-        known = [i for i in valid if looked_up[i].known]
+        known = [i for i in valid if self._scorable(looked_up[i])]
         scored = dict(zip(known, self._score_batch(
             [None if requests[i].history is not None else requests[i].user_id for i in known],
             [looked_up[i].index for i in known],
@@ -526,6 +526,13 @@ class Recommender:
             except Exception as exc:  # this request's failure (a bug too), reported to it alone
                 answers[i] = exc
         return cast(list[Recommendations | Exception], answers)
+
+    def _scorable(self, user: UserHistory) -> bool:
+        """Whether the model has something to go on: an id it trained, or a history item with a
+        learned embedding (items posted after training have none; such a visitor gets the
+        fallback rankers, not scores of 0 in arbitrary order)."""
+        trained = len(self.bundle.items)
+        return user.index > 0 or bool((user.items <= trained).any())
 
     def _seen_of(self, request: Request) -> Callable[[list[str] | None], np.ndarray] | None:
         """What exclude-seen rankers hide: the stored and live items of the user, or the

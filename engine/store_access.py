@@ -71,13 +71,16 @@ def running_writer(path: str | Path, locked: StoreLockedError) -> Any:
     """The writer actor holding ``path``, or re-raise ``locked`` (another process holds it)."""
     import ray
 
-    from recengine.live_writer import WRITER_NAMESPACE, find_writer
+    from recengine.live_writer import WRITER_NAMESPACE, find_writer, writer_address
     from recengine.ray_env import ray_environment
 
     ray_environment()
     if not ray.is_initialized():
+        address = writer_address(path)  # recorded by the writer: never "auto", which fails where several run
+        if address is None:
+            raise locked
         try:
-            ray.init(address="auto", namespace=WRITER_NAMESPACE, include_dashboard=False,
+            ray.init(address=address, namespace=WRITER_NAMESPACE, include_dashboard=False,
                      logging_level=logging.ERROR, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError):
             raise locked from None

@@ -236,8 +236,8 @@ class FeatureStore:
                live: bool = False) -> tuple[IngestResult, pl.DataFrame]:
         """Write one staged source; returns what it added and the rows as written (user/item
         rows after the partial-update merge). ``create``: the kinds (users, items) events may
-        create. ``live``: events of an HTTP batch, inserted without the file re-ingest
-        check (client event ids make their retries idempotent)."""
+        create. ``live``: an HTTP batch (recorded in the live log, not ``ingests``), whose
+        events skip the file re-ingest check (client event ids make retries idempotent)."""
         con, kind, frame = self.con, item.kind, item.frame
         if item.declared:
             for column, ctype in item.declared.items():
@@ -255,8 +255,9 @@ class FeatureStore:
             else:
                 created = 0
                 added = self._upsert_entities(kind, frame.columns)
-        run(con, "INSERT INTO ingests VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-            [item.raw.source, kind, frame.height, added])
+        if not live:  # files are recorded here; HTTP batches in the live log
+            run(con, "INSERT INTO ingests VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
+                [item.raw.source, kind, frame.height, added])
         written = frame.drop("_row") if kind == "events" else frame
         return IngestResult(item.raw.source, kind, frame.height, added, created), written
 
@@ -388,20 +389,23 @@ class FeatureStore:
                 with _disk_full_is_store_error(self.path, "nothing of these batches was stored"), self.transaction():
                     events = {i: s for i, s in staged.items() if s[0].kind == "events"
                               and (batches[i].create_users, batches[i].create_items) == (True, False)}
+                    ids = [e for _, event_ids in events.values() for e in event_ids if e is not None]
+                    if len(set(ids)) < len(ids):  # a batch retried within its group: one by one, each sees the last
+                        events = {}
                     if len(events) > 1:  # the common case under load: one insert for them all
                         for i, ack in self._append_events_together(events, now).items():
                             answers[i] = ack
                     for i, (item, event_ids) in staged.items():
                         if i not in events or len(events) == 1:
                             answers[i] = self._append_one(batches[i], item, event_ids, now, vectorize)
-            except StoreError:  # some batch was refused by the store: commit the others one by one
+            except (StoreError, duckdb.Error):  # some batch was refused by the store: the others one by one
                 for i, (item, event_ids) in staged.items():
                     try:
                         with _disk_full_is_store_error(self.path, "the batch was not stored"), self.transaction():
                             answers[i] = self._append_one(batches[i], item, event_ids, now, vectorize)
                     except UnknownEntitiesError as exc:
                         answers[i] = _unknown_in_batch(batches[i], exc)
-                    except StoreError as exc:
+                    except (StoreError, duckdb.Error) as exc:  # this batch alone (a duckdb.Error: a bug, a 500)
                         answers[i] = exc
         return [answer if answer is not None else StoreError("batch not processed") for answer in answers]
 

@@ -355,9 +355,6 @@ def test_one_bad_batch_in_a_group_commit_fails_alone(live: Live) -> None:
     assert logged["seq"].to_list() == seqs and set(logged["records"]) == {3}
 
 
-@pytest.mark.xfail(strict=True, reason="bug: batches of one group sharing event ids (a client's retry queued "
-                                        "beside its original) make append_live raise a ConstraintException, so "
-                                        "the writer fails the whole group")
 def test_a_retry_queued_in_the_same_group_is_a_duplicate(live: Live) -> None:
     writer = live.writer
     original, retry, other = _group(live, "twin"), _group(live, "twin"), _group(live, "twin-neighbour")
