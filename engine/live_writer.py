@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,9 +32,12 @@ from recengine.feature_store.live_log import LiveAck, LiveBatch, LiveChange, Liv
 from recengine.feature_store.snapshot import DEFAULT_HISTORY
 from recengine.vectors import posted_item_vectors
 
+logger = logging.getLogger("recengine.writer")
+
 WRITER_NAMESPACE = "recengine"
 MAX_GROUP_RECORDS = 50_000  # records committed together at most (bounds one commit's time)
 MAX_WAIT_S = 5.0  # the longest a follower's poll is held
+RECENT_BATCHES = 4_096  # committed batches kept in memory for followers
 
 
 def writer_name(store_path: str | Path) -> str:
@@ -61,6 +66,7 @@ class StoreWriter:
         self._wake = threading.Condition()  # a batch queued (the committer waits on it)
         self._committed = threading.Condition()  # a group committed (followers wait on it)
         self._state = self.store.live_state()
+        self._recent: deque[LiveChange] = deque(maxlen=RECENT_BATCHES)  # what followers usually ask for
         self.groups = 0
         self.last_commit_s = 0.0
         self._closed = False
@@ -110,12 +116,28 @@ class StoreWriter:
                 answers = [exc] * len(group)
             self.last_commit_s = time.perf_counter() - started
             self.groups += 1
-            state = self.store.live_state()
-            with self._committed:
-                self._state = state
-                self._committed.notify_all()
+            try:
+                self._publish_group(answers)
+            except Exception:  # never stop committing: followers then read the store itself
+                logger.exception("could not cache the committed group for followers")
+                self._refresh_state()
             for (_, future), answer in zip(group, answers):
                 future.set_result(answer)
+
+    def _publish_group(self, answers: list[LiveAck | Exception]) -> None:
+        """Tell followers what the group committed: its log entries, read once for all of them."""
+        if not any(isinstance(a, LiveAck) and a.seq > self._state.seq for a in answers):
+            return
+        # everything after the last batch followers know of (the group's, and any the store
+        # took from elsewhere), so that the state never lags the log
+        fresh = self.store.changes_since(self._state.seq, limit=RECENT_BATCHES)
+        state = replace(self._state, seq=max([self._state.seq, *(c.seq for c in fresh)]),
+                        batches_since_publish=self._state.batches_since_publish + len(fresh),
+                        records_since_publish=self._state.records_since_publish + sum(c.frame.height for c in fresh))
+        with self._committed:
+            self._recent.extend(fresh)
+            self._state = state
+            self._committed.notify_all()
 
     # -- following ---------------------------------------------------------------------
     def changes_since(self, seq: int, limit: int = 256, wait_s: float = 0.0) -> Changes:
@@ -126,8 +148,11 @@ class StoreWriter:
             while self._state.seq <= seq and time.monotonic() < deadline:
                 self._committed.wait(deadline - time.monotonic())
             state = self._state
+            recent = list(self._recent) if self._recent and self._recent[0].seq <= seq + 1 else None
         if state.seq <= seq:
             return Changes([], state)
+        if recent is not None:  # from memory: no read of the store per follower and poll
+            return Changes([c for c in recent if c.seq > seq][:limit], state)
         return Changes(self.store.changes_since(seq, limit), state)
 
     def live_state(self) -> LiveState:
@@ -169,6 +194,7 @@ class StoreWriter:
     def _refresh_state(self) -> None:
         state = self.store.live_state()
         with self._committed:
+            self._recent.clear()  # a publish may forget old entries: followers read the store past it
             self._state = state
             self._committed.notify_all()
 

@@ -30,6 +30,7 @@ popularity, ``OnlineStore.segment_popularity``).
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
@@ -59,6 +60,7 @@ from recengine.user_vectors import UserVectors
 # users encoded at load with precompute_users (a bound on load time and memory: 500k users
 # × 64 floats is 128 MB and ~2 min on one core); users beyond it are encoded per request
 MAX_PRECOMPUTED_USERS = 500_000
+MAX_LIVE_VECTORS = 100_000  # users with live events whose re-encoded vector is kept
 
 
 @dataclass
@@ -193,6 +195,8 @@ class Recommender:
         self._segments: dict[Segment, SegmentPopularity] = {}
         self.user_vectors: UserVectors | None = None
         self.live: LiveOverlay | None = None  # live events and users after the snapshot (serving)
+        # users re-encoded for their live events: (overlay version, vector), newest last
+        self._live_vectors: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         with self._thread_limit():
             if precompute_users and not self.model.interactor.uses_sequence:
                 self.user_vectors = self._encode_all_users()
@@ -359,15 +363,27 @@ class Recommender:
         if self.user_vectors is None:
             return self._encode(users, padded)
         live = self.live
-        cached = [None if u is None or (live is not None and live.version(u)) else self.user_vectors.get(u)
-                  for u in user_ids]
+        versions = [0 if u is None or live is None else live.version(u) for u in user_ids]
+        cached = [None if u is None else self._fresh_vector(u, v) if v else self.user_vectors.get(u)
+                  for u, v in zip(user_ids, versions)]
         missing = [row for row, vector in enumerate(cached) if vector is None]
         if missing:
             fresh = self._encode([users[r] for r in missing], padded[missing]).vector.float().cpu().numpy()
             for row, vector in zip(missing, fresh):
                 cached[row] = vector
+                user_id = user_ids[row]
+                if user_id is not None and versions[row]:  # encoded for its live history: kept until the next event
+                    self._live_vectors[user_id] = (versions[row], vector)
+                    self._live_vectors.move_to_end(user_id)
+            while len(self._live_vectors) > MAX_LIVE_VECTORS:
+                self._live_vectors.popitem(last=False)
         filled = cast(list[np.ndarray], cached)  # every None was replaced above
         return Encoded(vector=torch.from_numpy(np.stack(filled)).to(self.device))
+
+    def _fresh_vector(self, user_id: str, version: int) -> np.ndarray | None:
+        """The user's vector encoded with its live events up to ``version``, if still current."""
+        found = self._live_vectors.get(user_id)
+        return found[1] if found is not None and found[0] == version else None
 
     def _retrieve(self, vectors: np.ndarray, allowed: list[np.ndarray | None], excluded: list[np.ndarray],
                   n: int) -> np.ndarray:

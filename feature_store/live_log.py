@@ -15,7 +15,7 @@ batches alike and reports ``record <i>, column '<field>'`` for the first problem
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -87,7 +87,6 @@ class LiveState:
     published_version: int
     batches_since_publish: int
     records_since_publish: int
-    oldest_kept: int = field(default=0)
 
 
 def create_tables(con: duckdb.DuckDBPyConnection) -> None:
@@ -230,11 +229,10 @@ def changes_since(con: duckdb.DuckDBPyConnection, seq: int, limit: int = 256) ->
 
 def state(con: duckdb.DuckDBPyConnection) -> LiveState:
     published = meta_int(con, "published_live_seq")
-    batches, records, oldest = single_row(
-        con, "SELECT count(*), coalesce(sum(records), 0), coalesce(min(seq), 0) FROM live_log WHERE seq > ?",
-        [published])
+    batches, records = single_row(
+        con, "SELECT count(*), coalesce(sum(records), 0) FROM live_log WHERE seq > ?", [published])
     version = meta_int(con, "published_version")
-    return LiveState(meta_int(con, "live_seq"), published, version, int(batches), int(records), int(oldest))
+    return LiveState(meta_int(con, "live_seq"), published, version, int(batches), int(records))
 
 
 def mark_published(con: duckdb.DuckDBPyConnection, version: int) -> int:

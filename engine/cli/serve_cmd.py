@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -72,6 +73,7 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
     from recengine.live_writer import start_writer
     from recengine.ray_env import init_ray
     from recengine.serve.deployment import domain_application, http_options
+    from recengine.serve.root import root_application
     from recengine.serve_state import ServeState, write_state
 
     with friendly_errors():
@@ -80,6 +82,7 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
                        cpus_per_replica=cpus_per_replica, replicas=replicas, access_log=access_log,
                        require_key_for_reads=require_key_for_reads, create_items=create_items)
     writers = []  # the writer actors live as long as this process holds their handles
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill`, docker stop, systemd: the same clean stop as Ctrl-C
     try:
         ray_serve.start(http_options=http_options(host, port), logging_config={"enable_access_log": access_log})
         for target in targets:
@@ -90,6 +93,8 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
                           name=target.domain, route_prefix=f"/{target.domain}")
             console.print(f"[bold]{target.domain}[/] → http://{host}:{port}/{target.domain} "
                           f"({target.bundle.parent.name} v{target.bundle.name})")
+        # last: the longest prefix wins, so "/" only gets what no domain serves (a JSON 404)
+        ray_serve.run(root_application([t.domain for t in targets]), name="root", route_prefix="/")
         state.address = ray.get_runtime_context().gcs_address
         write_state(project, state)
         console.print("Serving. Press Ctrl-C to stop.")
@@ -104,6 +109,10 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
         if ray.is_initialized():
             ray_serve.shutdown()
             ray.shutdown()
+
+
+def _stop_on_sigterm(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 LOOPBACK_HOSTS = {"127.0.0.1", "localhost", "::1"}

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import uuid
 
+from ray.exceptions import TaskCancelledError
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -73,6 +74,8 @@ class RequestGuard:
                 await error_response(status, detail, request_id, code)(scope, receive, send_with_id)
                 return
             await self.app(scope, _replay(body, receive), send_with_id)
+        except TaskCancelledError:  # the client went away while its body was read: nobody to answer
+            return
         except Exception as exc:  # a bug: answer in the error shape, log the traceback
             if started:
                 raise
