@@ -22,7 +22,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from concurrent.futures import Future
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +63,7 @@ class StoreWriter:
     def __init__(self, store_path: str | Path, max_group_records: int = MAX_GROUP_RECORDS) -> None:
         self.store = FeatureStore(store_path)
         self.path = self.store.path
+        self.store.set_threads(1)  # see _bulk
         self.max_group_records = max_group_records
         self._pending: list[tuple[LiveBatch, Future[LiveAck | Exception]]] = []
         self._wake = threading.Condition()  # a batch queued (the committer waits on it)
@@ -165,20 +168,34 @@ class StoreWriter:
 
     # -- what the CLI does through the writer ----------------------------------------
     def ingest_paths(self, paths: list[str], kind: str | None = None, **options: Any) -> list[dict[str, Any]]:
-        return [r.to_dict() for r in self.store.ingest_paths(paths, kind, **options)]
+        with self._bulk():
+            return [r.to_dict() for r in self.store.ingest_paths(paths, kind, **options)]
 
     def publish(self, root: str | None = None, version: int | None = None,
                 history: int | None = None) -> dict[str, Any]:
-        info = self.store.publish(root, version, history or DEFAULT_HISTORY)
+        with self._bulk():
+            info = self.store.publish(root, version, history or DEFAULT_HISTORY)
         self._refresh_state()
         return info.to_dict()
 
     def export_snapshot(self, root: str | None = None, history: int | None = None) -> dict[str, Any]:
-        return self.store.export_snapshot(root, history or DEFAULT_HISTORY).to_dict()
+        with self._bulk():
+            return self.store.export_snapshot(root, history or DEFAULT_HISTORY).to_dict()
 
     def copy_to(self, target: str) -> str:
         """A consistent copy of the whole store at ``target`` (for readers while serving)."""
-        return str(self.store.copy_to(target))
+        with self._bulk():
+            return str(self.store.copy_to(target))
+
+    @contextmanager
+    def _bulk(self) -> Iterator[None]:
+        """Every core for a bulk job (a publish, a file ingest); one otherwise: a group commit
+        is small, and extra DuckDB threads would only take cores from the replicas."""
+        self.store.set_threads(os.cpu_count() or 1)
+        try:
+            yield
+        finally:
+            self.store.set_threads(1)
 
     def stats(self) -> dict[str, Any]:
         return {**self.store.stats(), "live": self.live_stats()}
@@ -245,6 +262,7 @@ def start_writer(store_path: str | Path) -> Any:
     actor = ray.remote(WriterActor).options(
         name=writer_name(store_path), namespace=WRITER_NAMESPACE, get_if_exists=True,
         num_cpus=0, max_restarts=-1, max_task_retries=0, max_concurrency=256,
+        runtime_env={"env_vars": {"POLARS_MAX_THREADS": "1"}},  # small batches: no thread pool to wake
     )
     handle = actor.remote(str(Path(store_path).resolve()))
     ray.get(handle.ping.remote())  # type: ignore[attr-defined]  # an actor handle; opened the store, or raised

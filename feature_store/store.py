@@ -113,6 +113,11 @@ class FeatureStore:
         with self._lock:
             return self.con.sql(query, params=params).pl()
 
+    def set_threads(self, threads: int) -> None:
+        """How many threads DuckDB may use for this connection's queries."""
+        with self._lock:
+            run(self.con, f"SET threads TO {max(1, int(threads))}")
+
     @contextmanager
     def transaction(self) -> Iterator[duckdb.DuckDBPyConnection]:
         """The connection inside one transaction, held under the store's lock.
