@@ -114,26 +114,28 @@ class StoreWriter:
             try:
                 batches = [batch for batch, _ in group]
                 vectorize = posted_item_vectors(self.store) if any(b.kind == "items" for b in batches) else None
-                answers: list[LiveAck | Exception] = self.store.append_live(batches, vectorize=vectorize)
+                logged: list[LiveChange] = []
+                answers: list[LiveAck | Exception] = self.store.append_live(batches, vectorize=vectorize,
+                                                                             logged=logged)
             except Exception as exc:  # the store failed as a whole (disk full): every batch is told
                 answers = [exc] * len(group)
             self.last_commit_s = time.perf_counter() - started
             self.groups += 1
             try:
-                self._publish_group(answers)
+                self._publish_group(logged)
             except Exception:  # never stop committing: followers then read the store itself
                 logger.exception("could not cache the committed group for followers")
                 self._refresh_state()
             for (_, future), answer in zip(group, answers):
                 future.set_result(answer)
 
-    def _publish_group(self, answers: list[LiveAck | Exception]) -> None:
-        """Tell followers what the group committed: its log entries, read once for all of them."""
-        if not any(isinstance(a, LiveAck) and a.seq > self._state.seq for a in answers):
+    def _publish_group(self, logged: list[LiveChange]) -> None:
+        """Tell followers what the group committed: its log entries, as the store wrote them."""
+        if not logged:
             return
-        # everything after the last batch followers know of (the group's, and any the store
-        # took from elsewhere), so that the state never lags the log
-        fresh = self.store.changes_since(self._state.seq, limit=RECENT_BATCHES)
+        fresh = logged
+        if logged[0].seq != self._state.seq + 1:  # the store took batches from elsewhere: read the gap
+            fresh = self.store.changes_since(self._state.seq, limit=RECENT_BATCHES)
         state = replace(self._state, seq=max([self._state.seq, *(c.seq for c in fresh)]),
                         batches_since_publish=self._state.batches_since_publish + len(fresh),
                         records_since_publish=self._state.records_since_publish + sum(c.frame.height for c in fresh))

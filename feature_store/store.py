@@ -81,6 +81,7 @@ class FeatureStore:
             raise StoreError(f"store {self.path} does not exist; create it with `recengine store init`")
         self.con = _connect(self.path, read_only)
         self._lock = threading.RLock()
+        self._pending_log: list[LiveChange] = []  # log entries of the live transaction under way
         if not read_only:
             self._create_tables(schema)
             live_log.create_tables(self.con)  # also in stores created before the live log
@@ -362,7 +363,8 @@ class FeatureStore:
 
     # -- the live log (HTTP writes) ----------------------------------------------------
     def append_live(self, batches: list[LiveBatch], now: datetime | None = None,
-                    vectorize: Vectorize | None = None) -> list[LiveAck | Exception]:
+                    vectorize: Vectorize | None = None,
+                    logged: list[LiveChange] | None = None) -> list[LiveAck | Exception]:
         """Write HTTP batches durably, each all or nothing, in one commit when they all pass
         (group commit: one fsync for many batches); each gets its own sequence number.
 
@@ -373,23 +375,16 @@ class FeatureStore:
 
         ``vectorize`` (from the engine, which knows the encoders) gives posted items their
         vectors (``{set name: [rows, d]}``, e.g. a text embedding), stored with them in the
-        same transaction and logged beside them as ``vector:<name>`` columns.
+        same transaction and logged beside them as ``vector:<name>`` columns. ``logged``
+        receives the committed log entries (what followers need), so nobody reads them back.
         """
         if self.read_only:
             raise StoreError(f"store {self.path} is open read-only")
         now = now or datetime.now(UTC)
         answers: list[LiveAck | Exception | None] = [None] * len(batches)
-        staged: dict[int, tuple[_Staged, list[str | None]]] = {}
-        for i, batch in enumerate(batches):
-            try:
-                raw, event_ids = live_log.records_table(batch, now)
-                item = self._prepare(raw, batch.kind, self._schema)
-                if item.declared:
-                    raise refuse_new_columns(item.raw, item.kind, item.declared, self._schema)
-                staged[i] = item, event_ids
-            except StoreError as exc:
-                answers[i] = exc
+        staged = self._stage_live(batches, now, answers)
         with self._lock:
+            self._pending_log = []
             try:
                 with _disk_full_is_store_error(self.path, "nothing of these batches was stored"), self.transaction():
                     events = {i: s for i, s in staged.items() if s[0].kind == "events"
@@ -403,16 +398,65 @@ class FeatureStore:
                     for i, (item, event_ids) in staged.items():
                         if i not in events or len(events) == 1:
                             answers[i] = self._append_one(batches[i], item, event_ids, now, vectorize)
+                committed = self._pending_log
             except (StoreError, duckdb.Error):  # some batch was refused by the store: the others one by one
+                committed = []
                 for i, (item, event_ids) in staged.items():
+                    self._pending_log = []
                     try:
                         with _disk_full_is_store_error(self.path, "the batch was not stored"), self.transaction():
                             answers[i] = self._append_one(batches[i], item, event_ids, now, vectorize)
+                        committed += self._pending_log
                     except UnknownEntitiesError as exc:
                         answers[i] = _unknown_in_batch(batches[i], exc)
                     except (StoreError, duckdb.Error) as exc:  # this batch alone (a duckdb.Error: a bug, a 500)
                         answers[i] = exc
+        if logged is not None:
+            logged.extend(sorted(committed, key=lambda change: change.seq))
         return [answer if answer is not None else StoreError("batch not processed") for answer in answers]
+
+    def _stage_live(self, batches: list[LiveBatch], now: datetime,
+                    answers: list[LiveAck | Exception | None]) -> dict[int, tuple[_Staged, list[str | None]]]:
+        """Validate each batch (a refused one gets its error in ``answers``). Event batches of
+        the same columns and types are conformed as one frame (one pass of the validator for a
+        whole group commit); if that refuses, each is conformed alone so the error names its
+        own batch and record."""
+        raws: dict[int, tuple[RawTable, list[str | None]]] = {}
+        for i, batch in enumerate(batches):
+            try:
+                raws[i] = live_log.records_table(batch, now)
+            except StoreError as exc:
+                answers[i] = exc
+        alike: dict[tuple[Any, ...], list[int]] = {}
+        for i, (raw, _) in raws.items():
+            if batches[i].kind == "events":
+                alike.setdefault(tuple(raw.frame.schema.items()), []).append(i)
+        staged: dict[int, tuple[_Staged, list[str | None]]] = {}
+        for members in (m for m in alike.values() if len(m) > 1):
+            try:
+                combined = RawTable(pl.concat([raws[i][0].frame for i in members]), "batch", row_label="record",
+                                    first_row=0)
+                item = self._prepare(combined, "events", self._schema)
+            except StoreError:
+                continue  # conformed one by one below
+            if item.declared:
+                continue
+            offset = 0
+            for i in members:
+                height = raws[i][0].frame.height
+                staged[i] = _Staged(raws[i][0], "events", item.frame.slice(offset, height), {}), raws[i][1]
+                offset += height
+        for i, (raw, event_ids) in raws.items():
+            if i in staged:
+                continue
+            try:
+                item = self._prepare(raw, batches[i].kind, self._schema)
+                if item.declared:
+                    raise refuse_new_columns(item.raw, item.kind, item.declared, self._schema)
+                staged[i] = item, event_ids
+            except StoreError as exc:
+                answers[i] = exc
+        return dict(sorted(staged.items()))  # batch order: sequence numbers follow it
 
     def _append_events_together(self, staged: dict[int, tuple[_Staged, list[str | None]]],
                                 now: datetime) -> dict[int, LiveAck]:
@@ -451,6 +495,7 @@ class FeatureStore:
         for i in order:
             written = parts[(i,)]
             live_log.log_batch(self.con, seqs[i], "events", written, now)
+            self._pending_log.append(LiveChange(seqs[i], "events", written, _naive_utc(now)))
             acks[i] = LiveAck(seqs[i], "events", written.height, kept_ids[i][1])
         return acks
 
@@ -478,6 +523,7 @@ class FeatureStore:
         seq = live_log.next_seq(self.con)
         live_log.record_event_ids(self.con, [e for e in event_ids if e is not None], seq)
         live_log.log_batch(self.con, seq, item.kind, written, now)
+        self._pending_log.append(LiveChange(seq, item.kind, written, _naive_utc(now)))
         return LiveAck(seq, item.kind, written.height, duplicates)
 
     def _date_new_items(self, frame: pl.DataFrame, now: datetime) -> pl.DataFrame:
@@ -686,6 +732,11 @@ class FeatureStore:
         query = training.split_sql(protocol, seed=seed, cold_fraction=cold_fraction, fold=fold, folds=folds)
         with self._lock:
             return self.con.sql(query).pl()
+
+
+def _naive_utc(moment: datetime) -> datetime:
+    """A time as the store keeps it: UTC, without a zone."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
 
 
 def _unknown_in_batch(batch: LiveBatch, exc: UnknownEntitiesError) -> IngestError:
