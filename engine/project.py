@@ -62,6 +62,7 @@ def prepare_domain(project: str | Path, domain: str, *, users: int, items: int, 
 
     paths = domain_paths(project, domain)
     paths["base"].mkdir(parents=True, exist_ok=True)
+    _refuse_if_served(paths["store"])
     for stale in (paths["store"], paths["store"].with_name(paths["store"].name + ".wal")):
         stale.unlink(missing_ok=True)  # a prepared domain always starts from a fresh store
     if dataset:
@@ -79,6 +80,23 @@ def prepare_domain(project: str | Path, domain: str, *, users: int, items: int, 
     config = config.with_overrides({"train.epochs": epochs, "train.seed": seed, **(overrides or {})})
     trained = train_pipeline(paths["store"], config, paths["models"], progress=progress)
     return PreparedDomain(domain, paths, stats, trained)
+
+
+def _refuse_if_served(store: Path) -> None:
+    """Preparing a domain replaces its store: never under a running writer (its live writes
+    would go to a deleted file)."""
+    from recengine.feature_store import FeatureStore
+    from recengine.feature_store.errors import StoreError, StoreLockedError
+
+    if not store.exists():
+        return
+    try:
+        FeatureStore(store, read_only=True).close()
+    except StoreLockedError as locked:
+        raise ConfigError(f"{store} is in use (PID {locked.pid}), e.g. by `recengine serve`: stop it before "
+                          f"preparing this domain again, which replaces the store") from None
+    except StoreError:
+        return  # unreadable as a store: it is replaced anyway
 
 
 @dataclass(frozen=True)

@@ -535,6 +535,9 @@ class Recommender:
             [self.allowed_items.of(requests[i].filters, excluded[i]) if requests[i].filters else None
              for i in known],
             [excluded[i] for i in known]))) if known else {}
+        for i in valid:  # a history of items posted after training: what is like them
+            if i not in scored and looked_up[i].items.size:
+                scored[i] = self._score_by_content(looked_up[i].items, requests[i], excluded[i])
         for i in valid:
             try:
                 answers[i] = self._rank(requests[i], looked_up[i], scored.get(i), excluded[i],
@@ -543,10 +546,32 @@ class Recommender:
                 answers[i] = exc
         return cast(list[Recommendations | Exception], answers)
 
+    def _score_by_content(self, history: np.ndarray, request: Request, excluded: np.ndarray) -> Scored:
+        """Candidates for a history the model cannot read (only items posted after training):
+        the items closest to its mean representation (the catalogue's item vectors, which the
+        item tower made for the posted items too), its own items and exclusions left out."""
+        vectors = self.catalog.vectors
+        recent = history[-self.max_history:]
+        similarity = vectors @ vectors[recent].mean(axis=0)
+        similarity[0] = -np.inf
+        similarity[recent] = -np.inf
+        similarity[excluded] = -np.inf
+        allowed = self.allowed_items.of(request.filters, excluded) if request.filters else None
+        if allowed is not None:
+            blocked = np.ones(similarity.shape[0], dtype=bool)
+            blocked[allowed] = False
+            similarity[blocked] = -np.inf
+        finite = int(np.isfinite(similarity).sum())
+        n = min(self.num_candidates, finite)
+        top = np.argpartition(-similarity, n - 1)[:n] if n else np.zeros(0, dtype=np.int64)
+        top = top[np.argsort(-similarity[top], kind="stable")]
+        candidates = Candidates(top.astype(np.int64), similarity[top].astype(np.float32), [[] for _ in range(n)])
+        return Scored(candidates, None, np.zeros(self.max_history, dtype=np.int64))
+
     def _scorable(self, user: UserHistory) -> bool:
         """Whether the model has something to go on: an id it trained, or a history item with a
-        learned embedding (items posted after training have none; such a visitor gets the
-        fallback rankers, not scores of 0 in arbitrary order)."""
+        learned embedding (items posted after training have none: such a history is answered
+        by content, :meth:`_score_by_content`, not with scores of 0 in arbitrary order)."""
         trained = len(self.bundle.items)
         return user.index > 0 or bool((user.items <= trained).any())
 

@@ -434,6 +434,25 @@ def test_a_posted_item_is_similar_and_recommended(live: Live) -> None:
     assert ack.status_code == 200  # events may name the posted item now
 
 
+def test_a_history_of_only_posted_items_is_answered_by_content(live: Live) -> None:
+    """A session visitor who has seen only an item posted after training (no learned embedding)
+    gets what is like it, with that reason, not popularity nor scores of 0 in arbitrary order."""
+    original, copy, category = _posted_copy(live)
+    answer = live.client.post("/recommend", json={"history": [copy], "k": 5})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    shown = [item["item_id"] for item in body["items"]]
+    assert not body["fallback"] and len(shown) == 5 and copy not in shown
+    similar = [i["item_id"] for i in live.client.get(f"/similar/{copy}?k=5").json()]
+    assert len(set(shown) & set(similar)) >= 3, (shown, similar)  # what /similar finds for it
+    assert all(item["reasons"][0].startswith("similar to ") for item in body["items"])
+    scores = [item["score"] for item in body["items"]]
+    assert max(scores) > 0.5 and len(set(scores)) > 1
+    filtered = live.recommend(history=[copy], k=3, context={"filters": {"category": [category]}})
+    assert filtered and all(live.service.recommender.catalog.columns["category"][
+        live.service.recommender.item_index[i]] == category for i in filtered)
+
+
 # -- publish folds the live log -------------------------------------------------------------
 def test_publish_folds_the_live_records(live: Live) -> None:
     user = live.users[10]

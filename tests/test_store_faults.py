@@ -315,3 +315,29 @@ def test_training_on_a_full_disk_fails_cleanly_and_writes_no_version(small_disk:
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["bundle"] == str(models / "tiny" / "1")
     assert load_bundle("tiny", models).version == 1
+
+
+def test_preparing_a_domain_again_refuses_while_its_store_is_held(tmp_path: Path) -> None:
+    """`recengine quickstart` replaces a domain's store: under a running writer (`recengine serve`)
+    its live writes would go to a deleted file, so it refuses and leaves the store alone."""
+    from recengine.errors import ConfigError
+    from recengine.project import prepare_domain
+
+    prepared = prepare_domain(tmp_path, "ecommerce", users=60, items=40, events=600, epochs=1, progress=False)
+    store = prepared.paths["store"]
+    before = contents(store)
+    holder = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
+        import time
+        from recengine.feature_store import FeatureStore
+        store = FeatureStore({str(store)!r})
+        print("held", flush=True)
+        time.sleep(60)
+    """)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+        with pytest.raises(ConfigError, match=rf"in use \(PID {holder.pid}\).*stop it"):
+            prepare_domain(tmp_path, "ecommerce", users=60, items=40, events=600, epochs=1, progress=False)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert_same_contents(before, contents(store))
