@@ -50,9 +50,7 @@ import os
 import platform
 import random
 import shutil
-import subprocess
 import sys
-import tempfile
 import time
 from collections import Counter
 from datetime import UTC, datetime
@@ -76,7 +74,15 @@ from benchmarks.serve_latency import (
     stop_apps,
     wait_ready,
 )
-from benchmarks.serve_load import ROTATED_USERS, lua_script, ratio, require_wrk, run_wrk, side_figures, wrk_script
+from benchmarks.serve_load import (
+    ROTATED_USERS,
+    lua_script,
+    ratio,
+    run_wrk,
+    side_figures,
+    start_wrk_run,
+    wrk_script,
+)
 
 BATCHES = (1, 100)
 BODIES_PER_BATCH_SIZE = {1: 500, 100: 60}  # distinct request bodies wrk rotates over
@@ -479,18 +485,10 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> None:
     args = parse_args()
-    wrk = require_wrk()
     started = time.perf_counter()
-    wrk_version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split(" [")[0].strip()
-    temporary = args.project is None
-    project = Path(tempfile.mkdtemp(prefix="live_events_")) if temporary else args.project
-    project.mkdir(parents=True, exist_ok=True)
-    load_start = loadavg()
-    print(f"{wrk_version}; load average at start: {load_start} on {os.cpu_count()} cores")
-
-    from recengine.serve.deployment import DEFAULT_CPUS_PER_REPLICA
-
-    num_cpus = args.num_cpus if args.num_cpus is not None else DEFAULT_CPUS_PER_REPLICA
+    run = start_wrk_run(args, "live_events_")
+    wrk, wrk_version, project, temporary = run.wrk, run.wrk_version, run.project, run.temporary
+    load_start, num_cpus = run.load_start, run.num_cpus
     warmup = 1 if args.quick else 2
     try:
         bundle, snapshot, prepare_s = prepare(project, args)

@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -284,13 +285,25 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def main() -> None:
-    args = parse_args()
+@dataclass
+class WrkRun:
+    """What a wrk benchmark starts from: the tool, its version, the project folder (a
+    temporary one unless given), the load average at the start and the CPUs per replica."""
+
+    wrk: str
+    wrk_version: str
+    project: Path
+    temporary: bool
+    load_start: list[float]
+    num_cpus: float
+
+
+def start_wrk_run(args: argparse.Namespace, prefix: str) -> WrkRun:
+    """Find wrk, make the project folder and print the machine's state (serve_load, live_events)."""
     wrk = require_wrk()
-    started = time.perf_counter()
     wrk_version = subprocess.run([wrk, "--version"], capture_output=True, text=True).stdout.split(" [")[0].strip()
     temporary = args.project is None
-    project = Path(tempfile.mkdtemp(prefix="serve_load_")) if temporary else args.project
+    project = Path(tempfile.mkdtemp(prefix=prefix)) if temporary else args.project
     project.mkdir(parents=True, exist_ok=True)
     load_start = loadavg()
     print(f"{wrk_version}; load average at start: {load_start} on {os.cpu_count()} cores")
@@ -298,6 +311,15 @@ def main() -> None:
     from recengine.serve.deployment import DEFAULT_CPUS_PER_REPLICA
 
     num_cpus = args.num_cpus if args.num_cpus is not None else DEFAULT_CPUS_PER_REPLICA
+    return WrkRun(wrk, wrk_version, project, temporary, load_start, num_cpus)
+
+
+def main() -> None:
+    args = parse_args()
+    started = time.perf_counter()
+    run = start_wrk_run(args, "serve_load_")
+    wrk, wrk_version, project, temporary = run.wrk, run.wrk_version, run.project, run.temporary
+    load_start, num_cpus = run.load_start, run.num_cpus
     script = project / "serve_load.lua"
     try:
         bundle, snapshot, prepare_s = prepare(project, args)
