@@ -6,7 +6,21 @@ import errno
 
 
 class StoreError(Exception):
-    """Base class of every feature-store error."""
+    """Base class of every feature-store error.
+
+    Errors cross process boundaries (the writer actor answers a refused batch with its error):
+    they pickle with their message and fields, whatever their ``__init__`` takes.
+    """
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+def _restore(cls: type[StoreError], args: tuple[object, ...], state: dict[str, object]) -> StoreError:
+    error = cls.__new__(cls)
+    Exception.__init__(error, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class IngestError(StoreError):

@@ -94,3 +94,19 @@ def test_http_maps_only_request_errors_to_422(error: Exception, status: int) -> 
 def test_similar_maps_only_not_found_to_404(error: Exception, status: int) -> None:
     client = TestClient(build_api("shop", lambda: _Service(error)), raise_server_exceptions=False)
     assert client.get("/similar/i9").status_code == status
+
+
+def test_store_errors_cross_processes_whole() -> None:
+    """The writer actor answers a refused batch with its error: every store error pickles with
+    its message and fields (their ``__init__`` signatures differ from ``Exception``'s)."""
+    import pickle
+
+    from recengine.feature_store.errors import IngestError, SnapshotError, StoreLockedError, UnknownEntitiesError
+
+    errors = [IngestError("POST /shop/events", "cannot read 'x' as timestamp", row=3, column="ts",
+                          expected="ISO-8601", row_label="record"),
+              UnknownEntitiesError("batch", "items", 2, ["a", "b"]), StoreLockedError("s.duckdb", 12, "held"),
+              SnapshotError("v000001", "users.parquet", "is missing")]
+    for error in errors:
+        copy = pickle.loads(pickle.dumps(error))
+        assert type(copy) is type(error) and str(copy) == str(error) and vars(copy) == vars(error)

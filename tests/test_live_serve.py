@@ -136,6 +136,34 @@ def active_user(served: Served) -> str:
 
 
 # -- tests -----------------------------------------------------------------------------
+def test_refused_batches_cross_the_writer_as_422s_and_leave_good_writes_unharmed(served: Served) -> None:
+    """Through the real writer actor (errors travel back pickled): each refused batch is a 422
+    naming its record and field, interleaved good batches are stored, nothing of the bad ones."""
+    import ray
+
+    user, item = str(served.users["user_id"][0]), str(served.items["item_id"][0])
+    bad = [
+        ({"events": [{"user_id": user, "item_id": item}, {"user_id": user, "item_id": "no-such-item"}]}, 1, "item_id"),
+        ({"events": [{"user_id": user, "item_id": item, "ts": "yesterday-ish"}]}, 0, "ts"),
+        ({"events": [{"user_id": user, "item_id": item, "event_type": "explode"}]}, 0, "event_type"),
+        ({"items": [{"item_id": "x-1", "colour": "red"}]}, None, "colour"),
+    ]
+    with served.client() as client:
+        before = ray.get(served.writer.ping.remote())  # the writer's last sequence number
+        stored = 0
+        for n, (body, record, field) in enumerate(bad * 3):
+            path = "/items" if "items" in body else "/events"
+            answer = client.post(path, headers=served.auth, json=body)
+            assert answer.status_code == 422, answer.text
+            error = answer.json()
+            assert (error["code"], error["record"], error["field"]) == ("invalid_records", record, field), error
+            good = client.post("/events", headers=served.auth,
+                               json={"events": [{"user_id": user, "item_id": item, "event_id": f"mixed-{n}"}]})
+            assert good.status_code == 200 and good.json()["accepted"] == 1, good.text
+            stored += 1
+    assert ray.get(served.writer.ping.remote()) == before + stored  # one batch each good write, none for the bad
+
+
 def test_three_posted_events_change_the_next_recommendation_on_every_replica(served: Served) -> None:
     user = active_user(served)
     with served.client() as client:
