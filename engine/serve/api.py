@@ -13,6 +13,7 @@ from __future__ import annotations
 import hmac
 import os
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
@@ -34,6 +35,7 @@ from recengine.serve.schemas import (
     RecommendResponse,
     UsersBatch,
     WriteAck,
+    domain_write_models,
 )
 from recengine.serve.service import RecommendService
 
@@ -69,22 +71,27 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
 
     reads = [Depends(reader_key)]
 
-    @app.post("/events", responses=AUTH_RESPONSES, response_model=WriteAck)
+    events_batch, items_batch, users_batch = domain_write_models(domain)
+
     async def post_events(batch: EventsBatch, key: str = Depends(writer_key)) -> WriteAck:  # noqa: B008
         """Record a batch of events (all or none), durable when answered; the next
         recommendation for these users reflects them, on every replica."""
         records = [event.model_dump(exclude_none=True) for event in batch.events]
         return _ack(await get_service().write("events", records), get_service())
 
-    @app.post("/items", responses=AUTH_RESPONSES, response_model=WriteAck)
     async def post_items(batch: ItemsBatch, key: str = Depends(writer_key)) -> WriteAck:  # noqa: B008
         """Insert or update items (all or none): recommendable and found by /similar once answered."""
-        return _ack(await get_service().write("items", batch.items, batch.replace), get_service())
+        return _ack(await get_service().write("items", _records(batch.items), batch.replace), get_service())
 
-    @app.post("/users", responses=AUTH_RESPONSES, response_model=WriteAck)
     async def post_users(batch: UsersBatch, key: str = Depends(writer_key)) -> WriteAck:  # noqa: B008
         """Insert or update users (all or none); an update changes only the fields it names."""
-        return _ack(await get_service().write("users", batch.users, batch.replace), get_service())
+        return _ack(await get_service().write("users", _records(batch.users), batch.replace), get_service())
+
+    # the domain's own batch models (its event types and columns), so /docs shows what it takes
+    for path, route, batch_model in (("/events", post_events, events_batch), ("/items", post_items, items_batch),
+                                     ("/users", post_users, users_batch)):
+        route.__annotations__["batch"] = batch_model
+        app.post(path, responses=AUTH_RESPONSES, response_model=WriteAck)(route)
 
     @app.post("/recommend", response_model=RecommendResponse, dependencies=reads)
     async def recommend_items(request: RecommendRequest) -> RecommendResponse:
@@ -113,6 +120,11 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         return get_service().model_info(show_path=is_operator(x_admin_key))
 
     return app
+
+
+def _records(records: list[Any]) -> list[dict[str, Any]]:
+    """Records as the fields they name (a partial update leaves the others as stored)."""
+    return [r if isinstance(r, dict) else r.model_dump(exclude_unset=True) for r in records]
 
 
 def _ack(ack: LiveAck, service: RecommendService) -> WriteAck:

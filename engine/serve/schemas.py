@@ -213,3 +213,44 @@ class ErrorBody(BaseModel):
     record: int | None = Field(None, description="For a refused write batch: the index of the first bad record.")
     field: str | None = Field(None, description="For a refused write batch: the field of that record.")
     request_id: str = Field(description="The request's id, also in the X-Request-ID header and the server log.")
+
+
+def domain_write_models(domain: str) -> tuple[type[EventsBatch], type[ItemsBatch], type[UsersBatch]]:
+    """The write batches as this domain's store takes them, so its OpenAPI schema documents
+    them: events limited to its event types, item and user records to its declared columns.
+    A domain without a preset (an open store) keeps the generic models."""
+    from typing import Literal
+
+    from pydantic import create_model
+
+    from recengine.errors import EngineError
+    from recengine.feature_store.schema import ITEM_ID, USER_ID
+    from recengine.plugin_manager import get_plugin_manager
+
+    try:
+        schema = get_plugin_manager().domain(domain).store_schema
+    except EngineError:
+        return EventsBatch, ItemsBatch, UsersBatch
+    events: type[EventsBatch] = EventsBatch
+    if schema.event_types:
+        kinds = Literal[tuple(schema.event_types)]  # type: ignore[valid-type]
+        described = f"One of {schema.event_types} (default {schema.default_event_type})."
+        record = create_model("DomainEventRecord", __base__=EventRecord,
+                              event_type=(kinds | None, Field(None, description=described)))  # type: ignore[arg-type]
+        events = create_model("DomainEventsBatch", __base__=EventsBatch,
+                              events=(list[record], Field(min_length=1, max_length=MAX_BATCH_RECORDS)))
+    if schema.open:
+        return events, ItemsBatch, UsersBatch
+
+    def entity(name: str, id_column: str, columns: list[str]) -> type[BaseModel]:
+        fields: dict[str, Any] = {id_column: (Identifier, ...)}
+        fields.update({column: (FieldValue, None) for column in columns if column != id_column})
+        return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
+
+    item = entity("DomainItemRecord", ITEM_ID, ["title", "created_at", *schema.item_columns])
+    user = entity("DomainUserRecord", USER_ID, list(schema.user_columns))
+    items = create_model("DomainItemsBatch", __base__=ItemsBatch,
+                         items=(list[item], Field(min_length=1, max_length=MAX_BATCH_RECORDS)))  # type: ignore[valid-type]
+    users = create_model("DomainUsersBatch", __base__=UsersBatch,
+                         users=(list[user], Field(min_length=1, max_length=MAX_BATCH_RECORDS)))  # type: ignore[valid-type]
+    return events, items, users
