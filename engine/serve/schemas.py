@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from recengine.feature_store.schema import ColumnType
+
 MAX_K = 100
 MAX_ID_CHARS = 256  # user ids, item ids, string filter values
 MAX_COLUMN_CHARS = 64  # filter column names
@@ -215,6 +217,20 @@ class ErrorBody(BaseModel):
     request_id: str = Field(description="The request's id, also in the X-Request-ID header and the server log.")
 
 
+Text = Annotated[str, StringConstraints(strict=True, max_length=4_096)]
+Number = StrictInt | StrictFloat
+# what a record may send for a column of each type (as in a CSV file, a number may name a text value)
+COLUMN_VALUES: dict[ColumnType, Any] = {
+    ColumnType.string: Text | StrictInt,
+    ColumnType.int: StrictInt,
+    ColumnType.float: Number,
+    ColumnType.bool: StrictBool,
+    ColumnType.timestamp: Annotated[str, StringConstraints(strict=True, max_length=64)] | Number,
+    ColumnType.string_list: Annotated[list[Text], Field(max_length=256)],
+    ColumnType.float_list: Annotated[list[Number], Field(max_length=4_096)],
+}
+
+
 def domain_write_models(domain: str) -> tuple[type[EventsBatch], type[ItemsBatch], type[UsersBatch]]:
     """The write batches as this domain's store takes them, so its OpenAPI schema documents
     them: events limited to its event types, item and user records to its declared columns.
@@ -242,13 +258,15 @@ def domain_write_models(domain: str) -> tuple[type[EventsBatch], type[ItemsBatch
     if schema.open:
         return events, ItemsBatch, UsersBatch
 
-    def entity(name: str, id_column: str, columns: list[str]) -> type[BaseModel]:
+    def entity(name: str, id_column: str, columns: dict[str, ColumnType]) -> type[BaseModel]:
         fields: dict[str, Any] = {id_column: (Identifier, ...)}
-        fields.update({column: (FieldValue, None) for column in columns if column != id_column})
+        fields.update({column: (COLUMN_VALUES[kind] | None, None) for column, kind in columns.items()
+                       if column != id_column})
         return create_model(name, __config__=ConfigDict(extra="forbid", strict=True), **fields)
 
-    item = entity("DomainItemRecord", ITEM_ID, ["title", "created_at", *schema.item_columns])
-    user = entity("DomainUserRecord", USER_ID, list(schema.user_columns))
+    item = entity("DomainItemRecord", ITEM_ID, {"title": ColumnType.string, "created_at": ColumnType.timestamp,
+                                                **schema.item_columns})
+    user = entity("DomainUserRecord", USER_ID, dict(schema.user_columns))
     items = create_model("DomainItemsBatch", __base__=ItemsBatch,
                          items=(list[item], Field(min_length=1, max_length=MAX_BATCH_RECORDS)))  # type: ignore[valid-type]
     users = create_model("DomainUsersBatch", __base__=UsersBatch,
