@@ -35,4 +35,14 @@ class Domain(BaseModel):
         default_factory=dict,
         description="Default pipeline config for this domain (a partial PipelineConfig: model, train, ranking).",
     )
+    click_events: list[str] | None = Field(
+        None, description="Event types that count as a click on a recommendation in online metrics "
+                          "(default: the schema's default event type).")
+    conversion_events: list[str] | None = Field(
+        None, description="Event types that count as a conversion (default: the click types).")
     generate: Generator | None = Field(None, exclude=True, description="Synthetic data maker.")
+
+    def online_kinds(self) -> tuple[list[str], list[str]]:
+        """(click types, conversion types) for attribution."""
+        clicks = self.click_events or [self.store_schema.default_event_type]
+        return clicks, self.conversion_events or clicks

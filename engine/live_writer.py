@@ -55,6 +55,7 @@ class Changes:
 
     changes: list[LiveChange]
     state: LiveState
+    experiment: dict[str, Any] | None = None  # the store's running (else latest) experiment
 
 
 class StoreWriter:
@@ -69,6 +70,7 @@ class StoreWriter:
         self._wake = threading.Condition()  # a batch queued (the committer waits on it)
         self._committed = threading.Condition()  # a group committed (followers wait on it)
         self._state = self.store.live_state()
+        self._experiment = self._latest_experiment()  # what followers compare with their own
         self._recent: deque[LiveChange] = deque(maxlen=RECENT_BATCHES)  # what followers usually ask for
         self.groups = 0
         self.last_commit_s = 0.0
@@ -154,14 +156,19 @@ class StoreWriter:
                 self._committed.wait(deadline - time.monotonic())
             state = self._state
             recent = list(self._recent) if self._recent and self._recent[0].seq <= seq + 1 else None
+        experiment = self._experiment
         if state.seq <= seq:
-            return Changes([], state)
+            return Changes([], state, experiment)
         if recent is not None:  # from memory: no read of the store per follower and poll
-            return Changes([c for c in recent if c.seq > seq][:limit], state)
-        return Changes(self.store.changes_since(seq, limit), state)
+            return Changes([c for c in recent if c.seq > seq][:limit], state, experiment)
+        return Changes(self.store.changes_since(seq, limit), state, experiment)
 
     def live_state(self) -> LiveState:
         return self._state
+
+    def _latest_experiment(self) -> dict[str, Any] | None:
+        row = self.store.sql("SELECT domain FROM experiments ORDER BY started_at DESC LIMIT 1")
+        return self.store.experiment(row["domain"][0]) if row.height else None
 
     def pending(self) -> int:
         """Batches queued and not yet committed (the writer's lag)."""
@@ -201,6 +208,53 @@ class StoreWriter:
 
     def stats(self) -> dict[str, Any]:
         return {**self.store.stats(), "live": self.live_stats()}
+
+    # -- impressions and experiments ---------------------------------------------------
+    def log_impressions(self, rows: Any) -> int:
+        """Store what replicas showed (their buffered impressions), durably."""
+        return self.store.log_impressions(rows)
+
+    def record_experiment(self, spec: dict[str, Any]) -> None:
+        running = self.store.experiment(spec["domain"])
+        if running is not None and running.get("stopped_at") is None:
+            from recengine.errors import ConfigError
+
+            raise ConfigError(f"experiment {running['id']!r} is still running on {spec['domain']}; stop it first "
+                              f"(`recengine experiment stop --domain {spec['domain']}`)")
+        self.store.record_experiment(spec)
+        self._experiment = self.store.experiment(spec["domain"], spec["id"])
+
+    def stop_experiment(self, domain: str, winner: str | None = None) -> dict[str, Any]:
+        """Stop the domain's running experiment (``winner``: the arm promoted); returns it as recorded."""
+        running = self.store.experiment(domain)
+        if running is None or running.get("stopped_at") is not None:
+            from recengine.errors import NotFoundError
+
+            raise NotFoundError(f"no experiment is running on {domain}")
+        if winner is not None and winner not in [arm["name"] for arm in running["arms"]]:
+            from recengine.errors import ConfigError
+
+            raise ConfigError(f"--promote {winner!r}: experiment {running['id']!r} has arms "
+                              f"{[arm['name'] for arm in running['arms']]}")
+        self.store.stop_experiment(running["id"], winner)
+        self._experiment = self.store.experiment(domain, running["id"])
+        return dict(self._experiment or {})
+
+    def experiment(self, domain: str | None = None) -> dict[str, Any] | None:
+        """The store's running (else latest) experiment, as followers see it."""
+        if domain is not None:
+            return self.store.experiment(domain)
+        return self._experiment
+
+    def experiment_report(self, domain: str, experiment_id: str | None = None, k: int = 10) -> dict[str, Any]:
+        from recengine.online.store_reports import experiment_status
+
+        return experiment_status(self.store, domain, experiment_id, k).model_dump()
+
+    def online_figures(self, domain: str, hours: float = 24.0, k: int = 10) -> dict[str, Any]:
+        from recengine.online.store_reports import online_figures
+
+        return online_figures(self.store, domain, hours, k).model_dump()
 
     def live_stats(self) -> dict[str, Any]:
         state = self._state
@@ -253,7 +307,9 @@ class WriterActor:
         return os.getpid()
 
 
-CLI_METHODS = frozenset({"ingest_paths", "publish", "export_snapshot", "copy_to", "stats", "live_stats"})
+CLI_METHODS = frozenset({"ingest_paths", "publish", "export_snapshot", "copy_to", "stats", "live_stats",
+                         "record_experiment", "stop_experiment", "experiment", "experiment_report",
+                         "online_figures", "log_impressions"})
 
 
 def start_writer(store_path: str | Path) -> Any:

@@ -21,6 +21,8 @@ ITEM_ID = "item_id"
 VALID_FROM = "valid_from"
 CORE_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "value", "ts")
 CORE_ITEM_COLUMNS = ("item_id", "title", "created_at")
+# an event may name the recommendation request that showed its item (online attribution)
+REQUEST_ID = "request_id"
 
 
 class ColumnType(str, Enum):
@@ -156,5 +158,6 @@ def table_columns(schema: StoreSchema, kind: str) -> dict[str, ColumnType]:
             "event_type": ColumnType.string,
             "value": ColumnType.float,
             "ts": ColumnType.timestamp,
+            REQUEST_ID: ColumnType.string,
         }
     raise ValueError(f"unknown table kind {kind!r}; expected one of {ENTITY_KINDS}")

@@ -20,7 +20,7 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from recengine.feature_store import live_log, snapshot, training
+from recengine.feature_store import impressions, live_log, snapshot, training
 from recengine.feature_store.db import one, registered, run, single_row
 from recengine.feature_store.errors import (
     IngestError,
@@ -85,6 +85,7 @@ class FeatureStore:
         if not read_only:
             self._create_tables(schema)
             live_log.create_tables(self.con)  # also in stores created before the live log
+            impressions.create_tables(self.con)  # ... and before impressions
         self._schema = self._load_schema()
         if schema is not None and schema != self._schema:
             raise SchemaError(
@@ -342,10 +343,10 @@ class FeatureStore:
         order = "ORDER BY n.seq" if join or anti else ""
         with registered(self.con, "repeat_candidates", repeats):
             run(self.con, f"""
-                INSERT INTO events (user_id, item_id, event_type, value, ts, seq, occurrence)
-                SELECT n.user_id, n.item_id, n.event_type, n.value, n.ts, n.seq, n.occurrence
+                INSERT INTO events (user_id, item_id, event_type, value, ts, request_id, seq, occurrence)
+                SELECT n.user_id, n.item_id, n.event_type, n.value, n.ts, n.request_id, n.seq, n.occurrence
                 FROM (
-                    SELECT s.user_id, s.item_id, s.event_type, s.value, s.ts, {start} + s._row AS seq,
+                    SELECT s.user_id, s.item_id, s.event_type, s.value, s.ts, s.request_id, {start} + s._row AS seq,
                            {occurrence} AS occurrence
                     FROM staged s {join}
                 ) n {anti}
@@ -357,8 +358,8 @@ class FeatureStore:
         """Append the staged events of an HTTP batch (sequence numbers after the stored ones)."""
         start = single_row(self.con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0]
         run(self.con, f"""
-            INSERT INTO events (user_id, item_id, event_type, value, ts, seq, occurrence)
-            SELECT user_id, item_id, event_type, value, ts, {start} + _row, 0 FROM staged ORDER BY _row""")
+            INSERT INTO events (user_id, item_id, event_type, value, ts, request_id, seq, occurrence)
+            SELECT user_id, item_id, event_type, value, ts, request_id, {start} + _row, 0 FROM staged ORDER BY _row""")
         return int(single_row(self.con, "SELECT count(*) FROM staged")[0])
 
     # -- the live log (HTTP writes) ----------------------------------------------------
@@ -574,6 +575,37 @@ class FeatureStore:
             if one(self.con, "SELECT 1 FROM information_schema.tables WHERE table_name = 'live_log'") is None:
                 return LiveState(0, 0, live_log.meta_int(self.con, "published_version"), 0, 0)
             return live_log.state(self.con)
+
+    # -- impressions and experiments (online metrics) --------------------------------
+    def log_impressions(self, rows: pl.DataFrame | list[dict[str, Any]]) -> int:
+        """Store what recommendations showed (one row per item shown), durably, all or none."""
+        if self.read_only:
+            raise StoreError(f"store {self.path} is open read-only")
+        frame = impressions.impressions_frame(rows)
+        with self._lock, _disk_full_is_store_error(self.path, "the impressions were not stored"), \
+                self.transaction() as con:
+            return impressions.append(con, frame)
+
+    def record_experiment(self, spec: dict[str, Any]) -> None:
+        """Record an experiment as started (its arms, split and mode)."""
+        with self._lock, self.transaction() as con:
+            if impressions.experiment(con, spec["domain"], spec["id"]) is not None:
+                raise StoreError(f"experiment {spec['id']!r} already exists")
+            impressions.record_experiment(con, spec)
+
+    def stop_experiment(self, experiment_id: str, winner: str | None = None) -> None:
+        with self._lock, self.transaction() as con:
+            impressions.stop_experiment(con, experiment_id, winner)
+
+    def experiment(self, domain: str, experiment_id: str | None = None) -> dict[str, Any] | None:
+        """An experiment as recorded (the domain's running one, else its latest), or None."""
+        with self._lock:
+            if not self._has_table("experiments"):
+                return None
+            return impressions.experiment(self.cursor(), domain, experiment_id)
+
+    def _has_table(self, name: str) -> bool:
+        return one(self.con, "SELECT 1 FROM information_schema.tables WHERE table_name = ?", [name]) is not None
 
     # -- item vectors ------------------------------------------------------------------
     def write_vectors(self, name: str, item_ids: list[str], matrix: Any, *, source: str = "<vectors>") -> int:

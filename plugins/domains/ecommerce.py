@@ -257,6 +257,8 @@ DOMAIN = Domain(
     store_schema=SCHEMA,
     event_weights={"view": 1.0, "cart": 3.0, "purchase": 5.0},
     text_fields=["title", "description"],
+    click_events=["view"],
+    conversion_events=["purchase"],
     generate=generate,
     # a transformer over the shopping history; purchases weigh 5x views in training;
     # already-purchased products are never shown again; at most 3 per category in a top 10

@@ -260,6 +260,8 @@ DOMAIN = Domain(
     store_schema=SCHEMA,
     event_weights={"follow": 2.0, "like": 1.0},
     text_fields=["title"],
+    click_events=["like"],
+    conversion_events=["follow"],
     generate=generate,
     # people you may know: learned candidates plus friends of friends; never yourself,
     # never someone you already follow or a post you already liked

@@ -1,0 +1,1 @@
+"""Online learning-from-users: impressions, attribution, experiments and their statistics."""
