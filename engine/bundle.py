@@ -34,7 +34,7 @@ from safetensors.torch import load_file, save_file
 from recengine.config import PipelineConfig, RankingConfig, validate_components
 from recengine.data import FeatureTable, IdMap, pad_histories
 from recengine.disk_space import disk_full_is_engine_error
-from recengine.errors import DataError, EngineError, NotFoundError, UnknownComponentError
+from recengine.errors import ConfigError, DataError, EngineError, NotFoundError, UnknownComponentError
 from recengine.model import RecModel
 
 DEFAULT_MODELS_DIR = "models"
@@ -230,6 +230,26 @@ def resolve_bundle(name_or_path: str | Path, root: str | Path | None = None, ver
     if chosen not in versions:
         raise NotFoundError(f"model {name_or_path!r} has no version {chosen}; versions: {versions}")
     return base / str(chosen)
+
+
+def resolve_bundle_label(models: str | Path, given: str) -> Path:
+    """``name/version`` (e.g. ``news/4``), ``name`` (its newest version) or a bundle directory,
+    resolved to the bundle's directory under ``models``."""
+    path = Path(given)
+    if path.is_dir():
+        return path.resolve()
+    name, _, version = given.partition("/")
+    if version and not version.isdigit():
+        raise ConfigError(f"bundle {given!r}: expected <name>/<version> with a whole-number version, e.g. news/4")
+    return resolve_bundle(name, models, int(version) if version else None).resolve()
+
+
+def read_manifest(path: Path) -> dict[str, Any]:
+    """A bundle's manifest (``DataError`` when it is missing or damaged: a half-written bundle)."""
+    with _reading(path, "manifest.json"):
+        manifest = json.loads((path / "manifest.json").read_text())
+        _ = manifest["name"], int(manifest["version"])
+    return dict(manifest)
 
 
 def load_bundle(name_or_path: str | Path, root: str | Path | None = None, version: int | None = None,

@@ -214,31 +214,21 @@ class StoreWriter:
         """Store what replicas showed (their buffered impressions), durably."""
         return self.store.log_impressions(rows)
 
-    def record_experiment(self, spec: dict[str, Any]) -> None:
-        running = self.store.experiment(spec["domain"])
-        if running is not None and running.get("stopped_at") is None:
-            from recengine.errors import ConfigError
+    def record_experiment(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Start an experiment (refused while another runs on the domain); followers load its arms."""
+        from recengine.online.control import record_experiment
 
-            raise ConfigError(f"experiment {running['id']!r} is still running on {spec['domain']}; stop it first "
-                              f"(`recengine experiment stop --domain {spec['domain']}`)")
-        self.store.record_experiment(spec)
-        self._experiment = self.store.experiment(spec["domain"], spec["id"])
+        recorded = record_experiment(self.store, spec)
+        self._experiment = recorded
+        return recorded
 
     def stop_experiment(self, domain: str, winner: str | None = None) -> dict[str, Any]:
         """Stop the domain's running experiment (``winner``: the arm promoted); returns it as recorded."""
-        running = self.store.experiment(domain)
-        if running is None or running.get("stopped_at") is not None:
-            from recengine.errors import NotFoundError
+        from recengine.online.control import stop_experiment
 
-            raise NotFoundError(f"no experiment is running on {domain}")
-        if winner is not None and winner not in [arm["name"] for arm in running["arms"]]:
-            from recengine.errors import ConfigError
-
-            raise ConfigError(f"--promote {winner!r}: experiment {running['id']!r} has arms "
-                              f"{[arm['name'] for arm in running['arms']]}")
-        self.store.stop_experiment(running["id"], winner)
-        self._experiment = self.store.experiment(domain, running["id"])
-        return dict(self._experiment or {})
+        stopped = stop_experiment(self.store, domain, winner)
+        self._experiment = stopped
+        return stopped
 
     def experiment(self, domain: str | None = None) -> dict[str, Any] | None:
         """The store's running (else latest) experiment, as followers see it."""

@@ -118,6 +118,16 @@ class UserHistory:
         return self.index > 0 or self.items.size > 0
 
 
+@dataclass(frozen=True)
+class PastEvent:
+    """One event of a user's history as serving sees it (``Recommender.recent_events``)."""
+
+    item_id: str
+    title: str | None  # None: the catalogue has no title for it (or lacks the item)
+    event_type: str | None  # None: only the item is known (a bundle served without a snapshot)
+    ts: datetime | None  # UTC, as the store keeps it; None where unknown
+
+
 @dataclass
 class Request:
     """One recommendation request (what the HTTP API and the CLI both build)."""
@@ -318,6 +328,36 @@ class Recommender:
         if live is not None:
             items, types = items + live.items, types + live.event_types
         return items, types
+
+    def recent_events(self, user_id: str, limit: int) -> list[PastEvent] | None:
+        """The user's latest ``limit`` events, newest first, as this replica sees them: the
+        snapshot's history followed by the live events merged since (without a snapshot, the
+        items the bundle trained on). None for a user the model does not know: no trained id,
+        no snapshot row, no live event or attribute."""
+        live = self.live.events(user_id) if self.live is not None else None
+        features = self.online.user(user_id) if self.online is not None else None
+        trained = self.bundle.users.index.get(user_id, 0)
+        if not trained and features is None and (self.live is None or not self.live.has_user(user_id)):
+            return None
+        if self.online is None and live is None:
+            row = self.bundle.histories[trained] if trained else np.zeros(0, dtype=np.int64)
+            items = [str(self.catalog.item_ids[i]) for i in row[row > 0].tolist()]  # dense = catalogue order
+            types: list[str | None] = [None] * len(items)
+            times: list[datetime | None] = [None] * len(items)
+        else:
+            items = (features.history if features is not None else []) + (live.items if live else [])
+            types = [*(features.history_event_types if features is not None else []),
+                     *(live.event_types if live else [])]
+            times = [*(features.history_ts if features is not None else []), *(live.times if live else [])]
+        newest = list(zip(items, types, times))[::-1][:limit]
+        return [PastEvent(item, self._title_of(item), kind, when) for item, kind, when in newest]
+
+    def _title_of(self, item_id: str) -> str | None:
+        index = self.item_index.get(item_id)
+        titles = self.catalog.titles
+        if index is None or titles is None or not titles[index]:
+            return None
+        return str(titles[index])
 
     def segment_popularity(self, attributes: dict[str, Any]) -> SegmentPopularity | None:
         """Popularity among users sharing a new user's attributes, in dense indices (cached

@@ -53,6 +53,10 @@ class RemoteStore:
     def stats(self) -> dict[str, Any]:
         return dict(self._call("stats"))
 
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """Any of the writer's operations (``WriterActor.call``), e.g. the experiment ones."""
+        return self._call(method, *args, **kwargs)
+
     def close(self) -> None:
         pass
 

@@ -189,8 +189,8 @@ def test_a_bad_request_in_a_batch_fails_alone(shop) -> None:  # type: ignore[no-
     assert isinstance(errors[0], RequestError) and "colour" in str(errors[0])
     assert isinstance(errors[1], RequestError) and "price" in str(errors[1])
     assert isinstance(errors[2], KeyError)
-    answered = [a.model_dump() for a in answers if not isinstance(a, Exception)]
-    assert answered == [a.model_dump() for a in clean]  # type: ignore[union-attr]
+    answered = [a.model_dump(exclude={"request_id"}) for a in answers if not isinstance(a, Exception)]
+    assert answered == [a.model_dump(exclude={"request_id"}) for a in clean]  # type: ignore[union-attr]
     for mixed, single in zip(answered, alone):  # alone: the same, up to float32 rounding of batched scores
         assert [(i["item_id"], i["reasons"]) for i in mixed["items"]] == [
             (i.item_id, i.reasons) for i in single.items]  # type: ignore[union-attr]

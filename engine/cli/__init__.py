@@ -4,7 +4,18 @@ from __future__ import annotations
 
 import click
 
-from recengine.cli import data, deploy_cmd, keys_cmd, model_cmds, plugins_cmd, quickstart, serve_cmd, store, vectors_cmd
+from recengine.cli import (
+    data,
+    deploy_cmd,
+    experiment_cmd,
+    keys_cmd,
+    model_cmds,
+    plugins_cmd,
+    quickstart,
+    serve_cmd,
+    store,
+    vectors_cmd,
+)
 from recengine.cli.common import friendly_errors
 
 
@@ -30,6 +41,7 @@ cli.add_command(serve_cmd.serve)
 cli.add_command(deploy_cmd.deploy)
 cli.add_command(vectors_cmd.vectors)
 cli.add_command(keys_cmd.keys)
+cli.add_command(experiment_cmd.experiment)
 
 
 def _add_plugin_commands() -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from pathlib import Path
 
 import click
 
@@ -27,6 +26,7 @@ def deploy(project: str, domain: str, bundle: str | None) -> None:
         from ray import serve as ray_serve
 
         from recengine.api_keys import keys_path
+        from recengine.bundle import resolve_bundle_label
         from recengine.project import resolve_targets
         from recengine.ray_env import init_ray
         from recengine.serve.deployment import domain_application
@@ -34,25 +34,10 @@ def deploy(project: str, domain: str, bundle: str | None) -> None:
 
         state = read_state(project)
         target = resolve_targets(project, [domain])[0]
-        chosen = _bundle(target.bundle.parent.parent, bundle) if bundle else target.bundle
+        chosen = resolve_bundle_label(target.bundle.parent.parent, bundle) if bundle else target.bundle
         init_ray(state.address or "auto", logging_level=logging.ERROR, log_to_driver=False)
         ray_serve.run(domain_application(domain, chosen, target.snapshot, state.cpus_per_replica,
                                          **state.app_options(target.store, keys_path(project))),
                       name=domain, route_prefix=f"/{domain}")
     console.print(f"[bold]{domain}[/] now serves {chosen.parent.name} v{chosen.name} "
                   f"(http://{state.host}:{state.port}/{domain}/model)")
-
-
-def _bundle(models: Path, given: str) -> Path:
-    """``name/version``, ``name`` or a directory, resolved to a bundle directory."""
-    from recengine.bundle import resolve_bundle
-
-    path = Path(given)
-    if path.is_dir():
-        return path.resolve()
-    name, _, version = given.partition("/")
-    if version and not version.isdigit():
-        from recengine.errors import ConfigError
-
-        raise ConfigError(f"--bundle {given!r}: expected <name>/<version> with a whole-number version, e.g. news/4")
-    return resolve_bundle(name, models, int(version) if version else None).resolve()

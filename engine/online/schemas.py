@@ -9,9 +9,9 @@ within the attribution window.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ArmSpec(BaseModel):
@@ -121,3 +121,29 @@ class OnlineSummary(BaseModel):
     events_per_minute: list[MinuteCount] = Field(description="Events written per minute over the last hour.")
     models: list[ArmMetrics] = Field(description="Online metrics per serving model over the window.")
     experiment: ExperimentReport | None = Field(None, description="The running (or last) experiment.")
+
+
+class ArmRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    name: str = Field(min_length=1, max_length=32, description="e.g. control, candidate")
+    bundle: str = Field(min_length=1, max_length=256, description="<name>/<version> (e.g. news/4) or a name (its "
+                                                                  "newest version)")
+
+
+class ExperimentStart(BaseModel):
+    """``POST /<domain>/admin/experiment``: what ``recengine experiment start`` takes."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    arms: list[ArmRequest] = Field(min_length=2, max_length=8)
+    split: list[Annotated[float, Field(gt=0, le=100)]] | None = Field(
+        None, max_length=8, description="Share of users per arm, e.g. [50, 50] (default: even).")
+    mode: Literal["ab", "interleave"] = "ab"
+    min_effect: float = Field(0.05, gt=0, lt=10, description="Smallest relative CTR lift to plan the sample for.")
+
+
+class ExperimentStop(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    promote: str | None = Field(None, max_length=32, description="The arm to make the domain's model.")

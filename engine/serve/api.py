@@ -19,13 +19,19 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from recengine.api_keys import _BEARER, AUTH_RESPONSES, require_key
+from recengine.errors import AuthenticationError, PermissionDeniedError
 from recengine.feature_store.live_log import LiveAck
+from recengine.online.experiments import new_experiment
+from recengine.online.schemas import ExperimentReport, ExperimentSpec, ExperimentStart, ExperimentStop, OnlineSummary
 from recengine.serve.docs import install_docs
 from recengine.serve.guard import MAX_WRITE_BODY_BYTES, RequestGuard
-from recengine.serve.http_errors import ERROR_RESPONSES, install_error_handlers
+from recengine.serve.http_errors import ERROR_RESPONSES, install_error_handlers, request_id_of
+from recengine.serve.metrics import install_metrics
 from recengine.serve.schemas import (
+    MAX_HISTORY_LIMIT,
     MAX_ID_CHARS,
     MAX_K,
+    ErrorBody,
     EventsBatch,
     Health,
     ItemsBatch,
@@ -33,11 +39,13 @@ from recengine.serve.schemas import (
     RecommendedItem,
     RecommendRequest,
     RecommendResponse,
+    UserHistoryResponse,
     UsersBatch,
     WriteAck,
     domain_write_models,
 )
 from recengine.serve.service import RecommendService
+from recengine.serve.ui import install_dashboard
 
 ADMIN_KEY_ENV = "RECENGINE_ADMIN_KEY"  # the operator key; unset: /model never shows server paths
 
@@ -70,6 +78,8 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
             await writer_key(credentials)
 
     reads = [Depends(reader_key)]
+    # GET /metrics under the read-key rule; its middleware is outermost (it counts the guard's refusals)
+    install_metrics(app, domain, get_service, dependencies=reads)
 
     events_batch, items_batch, users_batch = domain_write_models(domain)
 
@@ -94,8 +104,11 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         app.post(path, responses=AUTH_RESPONSES, response_model=WriteAck)(route)
 
     @app.post("/recommend", response_model=RecommendResponse, dependencies=reads)
-    async def recommend_items(request: RecommendRequest) -> RecommendResponse:
-        """Top-k items for a user, with scores and reasons; unknown users get popular items."""
+    async def recommend_items(request: RecommendRequest, http: Request) -> RecommendResponse:
+        """Top-k items for a user, with scores and reasons; unknown users get popular items.
+        The answer's ``request_id`` names what it showed (logged as impressions): send it
+        with the events it leads to."""
+        request._request_id = request_id_of(http)
         outcome = await answer(request)
         if isinstance(outcome, Exception):
             raise outcome  # this request's own error: the handlers answer 422/404/503, or 500
@@ -106,6 +119,13 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
                       k: int = Query(10, ge=1, le=MAX_K)) -> list[RecommendedItem]:
         """Items closest to ``item_id`` in the model's item space."""
         return get_service().similar(item_id, k)
+
+    @app.get("/users/{user_id}/history", response_model=UserHistoryResponse, dependencies=reads)
+    async def user_history(user_id: str = Path(..., min_length=1, max_length=MAX_ID_CHARS),
+                           limit: int = Query(20, ge=1, le=MAX_HISTORY_LIMIT)) -> UserHistoryResponse:
+        """The user's latest ``limit`` events, newest first, as this replica sees them (the
+        snapshot and the live events since); 404 for a user the model does not know."""
+        return get_service().user_history(user_id, limit)
 
     @app.get("/health", response_model=Health, responses={503: {"model": Health, "description": "Still loading."}})
     async def health() -> JSONResponse:
@@ -119,6 +139,36 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         on the server only for the operator (``X-Admin-Key`` equal to RECENGINE_ADMIN_KEY)."""
         return get_service().model_info(show_path=is_operator(x_admin_key))
 
+    @app.get("/experiment", response_model=ExperimentReport, dependencies=reads)
+    async def experiment() -> ExperimentReport:
+        """The running (else latest) experiment: per-arm impressions, clicks, CTR with 95%
+        intervals, the test and its verdict, from the logged data alone."""
+        return await get_service().experiment_report()
+
+    @app.get("/online", response_model=OnlineSummary, dependencies=reads)
+    async def online(hours: float = Query(24.0, gt=0, le=24 * 90)) -> OnlineSummary:
+        """Online metrics per serving model over the last ``hours``, events written per minute
+        over the last hour, and the running (or last) experiment."""
+        return await get_service().online_summary(hours)
+
+    operator = [Depends(require_operator)]
+
+    @app.post("/admin/experiment", response_model=ExperimentSpec, status_code=201, dependencies=operator,
+              responses=ADMIN_RESPONSES)
+    async def start_experiment(start: ExperimentStart) -> ExperimentSpec:
+        """Start an experiment (operator key in ``X-Admin-Key``): every replica loads its arms
+        and routes each user to one (A/B) or interleaves both."""
+        spec = new_experiment(domain, [(a.name, a.bundle) for a in start.arms], start.split, start.mode,
+                              start.min_effect)
+        return await get_service().start_experiment(spec)
+
+    @app.post("/admin/experiment/stop", response_model=ExperimentSpec, dependencies=operator,
+              responses=ADMIN_RESPONSES)
+    async def stop_experiment(stop: ExperimentStop) -> ExperimentSpec:
+        """Stop the running experiment; ``promote`` makes that arm the domain's model."""
+        return await get_service().stop_experiment(stop.promote)
+
+    install_dashboard(app, domain)  # GET /ui: a static page that reads the routes above
     return app
 
 
@@ -130,6 +180,22 @@ def _records(records: list[Any]) -> list[dict[str, Any]]:
 def _ack(ack: LiveAck, service: RecommendService) -> WriteAck:
     return WriteAck(seq=ack.seq, accepted=ack.accepted, duplicates=ack.duplicates,
                     visible=(service.live_seq() or 0) >= ack.seq)
+
+
+ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "No X-Admin-Key header."},
+    403: {"model": ErrorBody, "description": "Not the operator key, or none is configured on the server."},
+}
+
+
+async def require_operator(x_admin_key: str | None = Header(None, max_length=256)) -> None:
+    """Admin routes need the operator key (``X-Admin-Key`` equal to RECENGINE_ADMIN_KEY)."""
+    if not os.environ.get(ADMIN_KEY_ENV):
+        raise PermissionDeniedError(f"admin routes are off: the server has no {ADMIN_KEY_ENV}")
+    if x_admin_key is None:
+        raise AuthenticationError("admin routes need the operator key in the X-Admin-Key header")
+    if not is_operator(x_admin_key):
+        raise PermissionDeniedError("X-Admin-Key is not the operator key")
 
 
 def is_operator(given: str | None) -> bool:

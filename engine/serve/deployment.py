@@ -19,6 +19,7 @@ busy); a request in flight on a replica that dies gets the proxy's 500 (text/pla
 from __future__ import annotations
 
 import gc
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -117,7 +118,8 @@ def domain_application(domain: str, bundle: str | Path, snapshot: str | Path | N
     user_config = {"bundle": str(bundle), "snapshot": str(snapshot) if snapshot else None,
                    "snapshot_version": published_version(snapshot) if snapshot else None,
                    "store": str(store) if store else None, "keys": str(keys) if keys else None,
-                   "require_key_for_reads": require_key_for_reads, "create_items": create_items}
+                   "require_key_for_reads": require_key_for_reads, "create_items": create_items,
+                   "deployed_at": datetime.now(UTC).isoformat()}
     return _DEPLOYMENT.options(
         user_config=user_config, num_replicas=replicas, ray_actor_options={"num_cpus": num_cpus},
         logging_config={"enable_access_log": access_log},

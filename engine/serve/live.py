@@ -41,6 +41,12 @@ class LiveLog(Protocol):
     def changes_since(self, seq: int, limit: int = 256, wait_s: float = 0.0) -> Changes:
         """Committed batches after ``seq`` (blocking up to ``wait_s`` for one)."""
 
+    def log_impressions(self, rows: list[dict[str, Any]]) -> int:
+        """Store impression rows durably (a replica's buffered flush)."""
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        """One of the writer's operations (experiments, reports: ``WriterActor.call``)."""
+
 
 class LocalLog:
     """A :class:`StoreWriter` of this process."""
@@ -55,6 +61,12 @@ class LocalLog:
 
     def changes_since(self, seq: int, limit: int = 256, wait_s: float = 0.0) -> Changes:
         return self.writer.changes_since(seq, limit, wait_s)
+
+    def log_impressions(self, rows: list[dict[str, Any]]) -> int:
+        return self.writer.log_impressions(rows)
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self.writer, method)(*args, **kwargs)
 
 
 class RayLog:
@@ -88,6 +100,18 @@ class RayLog:
 
         try:
             return ray.get(self._writer().changes_since.remote(seq, limit, wait_s))
+        except RayActorError as exc:
+            raise WriterUnavailable(f"the writer is restarting: {type(exc).__name__}") from None
+
+    def log_impressions(self, rows: list[dict[str, Any]]) -> int:
+        return int(self.call("log_impressions", rows))
+
+    def call(self, method: str, *args: Any, **kwargs: Any) -> Any:
+        import ray
+        from ray.exceptions import RayActorError
+
+        try:
+            return ray.get(self._writer().call.remote(method, *args, **kwargs))
         except RayActorError as exc:
             raise WriterUnavailable(f"the writer is restarting: {type(exc).__name__}") from None
 
@@ -144,4 +168,5 @@ class Follower:
             return 0
         if found.changes:
             self.service.apply_changes(found.changes)
+        self.service.follow_experiment(found.experiment)
         return len(found.changes)

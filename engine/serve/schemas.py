@@ -16,6 +16,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PrivateAttr,
     StrictBool,
     StrictFloat,
     StrictInt,
@@ -91,6 +92,8 @@ class RecommendRequest(BaseModel):
         None, description="The visitor's recent items, oldest first (ids, or {item_id, event_type}), used instead "
                           "of the stored history; ids the catalogue lacks are ignored and the notes say so.")
 
+    _request_id: str | None = PrivateAttr(None)  # the HTTP request's id: impressions are logged under it
+
     @model_validator(mode="after")
     def _someone(self) -> RecommendRequest:
         if self.user_id is None and self.history is None:
@@ -119,6 +122,25 @@ class RecommendResponse(BaseModel):
     notes: list[str] = Field(default_factory=list,
                              description="What the request asked for that did not apply, e.g. a context.time "
                                          "that no ranker of this domain reads.")
+    request_id: str | None = Field(None, description="This answer's id (also X-Request-ID): what it showed is "
+                                                     "logged under it; send it with the events it leads to.")
+    experiment: str | None = Field(None, description="The running experiment that chose this answer, if any.")
+    arm: str | None = Field(None, description="The experiment arm that answered (\"interleaved\": both arms' "
+                                              "items, drafted in turn).")
+
+
+class OfflineMetrics(BaseModel):
+    """How the serving bundle scored offline when it was trained, beside its baselines."""
+
+    protocol: str | None = Field(None, description="The evaluation protocol (seq, gen, cold, rating).")
+    valid: dict[str, float] = Field(default_factory=dict, description="Validation metrics at the best epoch.")
+    test: dict[str, float] = Field(default_factory=dict, description="Test metrics of the model, e.g. ndcg@10.")
+    baselines: dict[str, dict[str, float]] = Field(
+        default_factory=dict, description="The same test metrics of the baselines: popularity (and random for "
+                                          "cold items, the mean rating for ratings).")
+    test_users: int | None = None
+    best_epoch: int | None = None
+    epochs_run: int | None = None
 
 
 class ModelInfo(BaseModel):
@@ -135,6 +157,27 @@ class ModelInfo(BaseModel):
     retrieval: dict[str, Any] = Field(default_factory=dict,
                                       description="Candidate retrieval: exact scan or IVF (nlist, nprobe, calibrated "
                                                   "recall), and how many user vectors are cached.")
+    offline: OfflineMetrics | None = Field(None, description="The bundle's offline evaluation (its metrics.json): "
+                                                             "None for a bundle saved without one.")
+    reads_need_key: bool = Field(False, description="Whether reads (/recommend, /similar, ...) need a key of the "
+                                                    "domain (served with --require-key-for-reads).")
+
+
+class RecentEvent(BaseModel):
+    item_id: str
+    title: str | None = None
+    event_type: str | None = None
+    ts: datetime | None = Field(None, description="When it happened (UTC); null where the replica does not know.")
+
+
+class UserHistoryResponse(BaseModel):
+    """A user's recent events as the replica answering sees them (snapshot + live events)."""
+
+    user_id: str
+    events: list[RecentEvent] = Field(description="Newest first.")
+
+
+MAX_HISTORY_LIMIT = 200  # events a history read answers at most
 
 
 class Health(BaseModel):
@@ -166,6 +209,9 @@ class EventRecord(BaseModel):
         None, description="When it happened: ISO 8601 or Unix seconds/milliseconds (default: server time).")
     event_id: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=128)] | None = Field(
         None, description="The client's id for the event: a retried batch skips events stored before under it.")
+    request_id: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ID_CHARS)] | None = Field(
+        None, description="The request_id of the /recommend answer that showed this item, if it came from one: "
+                          "attributes the event to that answer in online metrics.")
 
 
 class EventsBatch(BaseModel):
