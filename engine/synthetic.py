@@ -33,11 +33,12 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from recengine.errors import ConfigError
 
@@ -71,6 +72,9 @@ class SyntheticData(BaseModel):
     users: pl.DataFrame
     items: pl.DataFrame
     events: pl.DataFrame
+    truth: dict[str, Any] = Field(default_factory=dict, exclude=True,
+                                  description="What the generator knows and a model must learn (e.g. each user's "
+                                              "taste over categories): for click simulators, never ingested.")
 
     def write(self, out_dir: str | Path) -> dict[str, Path]:
         """Write ``users.parquet``, ``items.parquet`` and ``events.parquet`` into ``out_dir``."""

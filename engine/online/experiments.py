@@ -11,8 +11,8 @@ that contributed the item. Interleaving needs far fewer users to detect a rankin
 from __future__ import annotations
 
 import hashlib
-import secrets
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any

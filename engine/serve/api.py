@@ -19,7 +19,7 @@ from fastapi import Depends, FastAPI, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 
 from recengine.api_keys import _BEARER, AUTH_RESPONSES, require_key
-from recengine.errors import AuthenticationError, PermissionDeniedError
+from recengine.errors import AuthenticationError, ConfigError, NotFoundError, PermissionDeniedError, RequestError
 from recengine.feature_store.live_log import LiveAck
 from recengine.online.experiments import new_experiment
 from recengine.online.schemas import ExperimentReport, ExperimentSpec, ExperimentStart, ExperimentStop, OnlineSummary
@@ -158,15 +158,21 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
     async def start_experiment(start: ExperimentStart) -> ExperimentSpec:
         """Start an experiment (operator key in ``X-Admin-Key``): every replica loads its arms
         and routes each user to one (A/B) or interleaves both."""
-        spec = new_experiment(domain, [(a.name, a.bundle) for a in start.arms], start.split, start.mode,
-                              start.min_effect)
-        return await get_service().start_experiment(spec)
+        try:
+            spec = new_experiment(domain, [(a.name, a.bundle) for a in start.arms], start.split, start.mode,
+                                  start.min_effect)
+            return await get_service().start_experiment(spec)
+        except (ConfigError, NotFoundError) as exc:  # the body names what cannot run: 422, not 404/500
+            raise RequestError(str(exc)) from None
 
     @app.post("/admin/experiment/stop", response_model=ExperimentSpec, dependencies=operator,
               responses=ADMIN_RESPONSES)
     async def stop_experiment(stop: ExperimentStop) -> ExperimentSpec:
         """Stop the running experiment; ``promote`` makes that arm the domain's model."""
-        return await get_service().stop_experiment(stop.promote)
+        try:
+            return await get_service().stop_experiment(stop.promote)
+        except ConfigError as exc:  # an arm the experiment lacks
+            raise RequestError(str(exc)) from None
 
     install_dashboard(app, domain)  # GET /ui: a static page that reads the routes above
     return app

@@ -189,6 +189,7 @@ class Health(BaseModel):
     live_batches: int | None = Field(None, description="Live batches merged since the snapshot (not yet published).")
     writer_seq: int | None = Field(None, description="The writer's last committed batch, as last seen.")
     lag_batches: int | None = Field(None, description="Committed batches this replica has not merged yet.")
+    experiment: str | None = Field(None, description="The experiment this replica serves, if any.")
 
 
 MAX_BATCH_RECORDS = 1_000  # records per write request

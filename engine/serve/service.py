@@ -312,7 +312,8 @@ class RecommendService:
                       live_seq=live.seq if live is not None else None,
                       live_batches=(live.seq - live.base_seq) if live is not None else None,
                       writer_seq=writer_seq,
-                      lag_batches=max(0, writer_seq - live.seq) if live is not None and writer_seq else None)
+                      lag_batches=max(0, writer_seq - live.seq) if live is not None and writer_seq else None,
+                      experiment=self.experiment.id if self.experiment is not None else None)
 
     def model_info(self, show_path: bool = False) -> ModelInfo:
         """What is serving; the bundle's path on this server only with ``show_path`` (operators)."""

@@ -216,7 +216,9 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
         brand="brand",
         price=pl.Series(price),
     )
-    return SyntheticData(users=users_frame, items=items_frame, events=events_frame)
+    truth = {"user_category_taste": tastes, "item_category": category, "item_appeal": popularity,
+             "categories": names}
+    return SyntheticData(users=users_frame, items=items_frame, events=events_frame, truth=truth)
 
 
 def _later(rng: np.random.Generator, ts: np.ndarray, mean_delay_us: float) -> np.ndarray:

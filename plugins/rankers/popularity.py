@@ -39,6 +39,8 @@ class PopularityFallback(Ranker):
         )
         top_up: bool = Field(True, description="Fill known users' lists shorter than k with popular items.")
         exclude_history: bool = Field(True, description="Never add items from the user's history.")
+        everyone: bool = Field(False, description="Answer every request with popular items, known users too: a "
+                                                  "popularity baseline, e.g. the control arm of an experiment.")
 
     config: Config
 
@@ -49,7 +51,7 @@ class PopularityFallback(Ranker):
 
     def rank(self, candidates: Candidates, context: RankContext) -> Candidates:
         k = self.config.k or context.k
-        cold = not context.known_user or len(context.history) == 0
+        cold = self.config.everyone or not context.known_user or len(context.history) == 0
         if not cold and (not self.config.top_up or len(candidates) >= k):
             return candidates
         skip = [np.asarray(context.exclude, dtype=np.int64)]

@@ -349,7 +349,8 @@
     const counts = (summary.events_per_minute || []).slice().sort((a, b) => a.minute.localeCompare(b.minute));
     const total = counts.reduce((sum, c) => sum + c.events, 0);
     $("events-caption").textContent = `${count(total)} events in the last ${counts.length} minutes`;
-    clear(box).append(counts.length ? barChart(counts, "events-bars") : el("p", { class: "muted" }, "No events yet."));
+    clear(box).append(counts.length ? barChart(counts, "events-bars")
+      : el("p", { class: "muted", id: "no-events" }, "No events in this window."));
     const models = clear($("online-models"));
     if ((summary.models || []).length) {
       models.append(el("h3", {}, `Online metrics per model (last ${summary.window_hours} h)`));
