@@ -12,6 +12,7 @@ from recengine.cli import (
     model_cmds,
     plugins_cmd,
     quickstart,
+    retrain_cmd,
     serve_cmd,
     store,
     vectors_cmd,
@@ -42,6 +43,7 @@ cli.add_command(deploy_cmd.deploy)
 cli.add_command(vectors_cmd.vectors)
 cli.add_command(keys_cmd.keys)
 cli.add_command(experiment_cmd.experiment)
+cli.add_command(retrain_cmd.retrain)
 
 
 def _add_plugin_commands() -> None:
