@@ -54,11 +54,11 @@ from benchmarks.serve_latency import free_port, loadavg, wait_ready  # noqa: E40
 
 DOMAIN = "ecommerce"
 EXAMINATION_DECAY = 0.7  # position bias: P(examine position p) = 1 / (p + 1) ** 0.7
-BASE_CLICK = 0.05  # click probability of an examined product of average taste and appeal
-MAX_CLICK = 0.9
+BASE_CLICK = 0.01  # click probability of an examined product of average taste and appeal
+MAX_CLICK = 0.5
 ADMIN_KEY = "online-ab-benchmark"
 RESULTS = Path(__file__).resolve().parent / "results" / "online_ab.json"
-console = Console()
+console = Console(width=150)
 
 
 class Simulator:
@@ -88,7 +88,7 @@ class Simulator:
 
 
 async def drive(base: str, secret: str, simulator: Simulator, requests: int, concurrency: int,
-                experiment: str) -> dict[str, Any]:
+                experiment: str | None) -> dict[str, Any]:
     """``requests`` recommendations for random users, and their clicks posted as events."""
     import httpx
 
@@ -181,17 +181,36 @@ def wait_followed(base: str, experiment: str, timeout: float = 60.0) -> None:
 
 
 def run_experiment(project: Path, base: str, secret: str, simulator: Simulator, label: str, arms: list[str],
-                   mode: str, requests: int, concurrency: int) -> dict[str, Any]:
+                   mode: str, requests: int, concurrency: int, promote: str | None = None) -> dict[str, Any]:
     started = json.loads(recengine("experiment", "start", "--project", str(project), "--domain", DOMAIN,
                                    *[part for arm in arms for part in ("--arm", arm)], "--mode", mode, "--json"))
     wait_followed(base, started["id"])
     traffic = asyncio.run(drive(base, secret, simulator, requests, concurrency, started["id"]))
     time.sleep(1.0)  # the replicas' impression buffers flush (every 0.25 s)
     report = json.loads(recengine("experiment", "status", "--project", str(project), "--domain", DOMAIN, "--json"))
-    recengine("experiment", "stop", "--project", str(project), "--domain", DOMAIN)
+    promotion = stop_under_load(project, base, secret, simulator, promote, concurrency)
     console.print(f"[bold]{label}[/]: {report['verdict']}  ({traffic['requests']} requests, {traffic['clicks']} "
                   f"clicks in {traffic['seconds']} s)")
-    return {"label": label, "mode": mode, "arms": arms, "traffic": traffic, "report": report}
+    return {"label": label, "mode": mode, "arms": arms, "traffic": traffic, "report": report, "stop": promotion}
+
+
+def stop_under_load(project: Path, base: str, secret: str, simulator: Simulator, promote: str | None,
+                    concurrency: int) -> dict[str, Any]:
+    """``experiment stop`` (``--promote``) while requests keep coming: none may fail."""
+    import threading
+
+    outcome: dict[str, Any] = {}
+
+    def traffic() -> None:
+        outcome.update(asyncio.run(drive(base, secret, simulator, 600, concurrency, None)))
+
+    burst = threading.Thread(target=traffic)
+    burst.start()
+    time.sleep(1.0)
+    recengine("experiment", "stop", "--project", str(project), "--domain", DOMAIN,
+              *(["--promote", promote] if promote else []))
+    burst.join()
+    return {"promote": promote, "requests_during": outcome.get("requests"), "failed_during": outcome.get("errors")}
 
 
 def rerandomised_aa(store: Path, experiment: str, reruns: int, seed: int) -> dict[str, Any]:
@@ -265,7 +284,7 @@ def main() -> None:
                  "interleave")]
         for label, arms, mode in plan:
             runs.append(run_experiment(args.project, base, secret, simulator, label, arms, mode, args.requests,
-                                       args.concurrency))
+                                       args.concurrency, promote="candidate" if mode == "ab" and not runs else None))
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=120)
@@ -296,6 +315,7 @@ def targets(runs: list[dict[str, Any]], aa: dict[str, Any]) -> dict[str, Any]:
                                                and interleaved["interleaving"]["credit"] > 0),
         "aa_false_positive_rate": aa["false_positive_rate"],
         "aa_false_positive_rate_near_5pct_met": 0.02 <= aa["false_positive_rate"] <= 0.09,
+        "promote_under_load_zero_failed_met": runs[0]["stop"]["failed_during"] == 0,
     }
 
 

@@ -70,6 +70,10 @@ def build_feature_table(frame: pl.DataFrame, id_map: IdMap, id_column: str, colu
     return FeatureTable(pick("cat:"), pick("num:"), pick("vec:"), vocabularies, stats)
 
 
+MAX_Z = 10.0  # standardised numeric features are clipped here: an outlier (a posted price of 1e300) cannot
+# overflow float32 into inf, and so NaN scores, nor dominate an item's vector
+
+
 def encode_rows(frame: pl.DataFrame, table: FeatureTable, vectors: dict[str, tuple[list[str], np.ndarray]] | None,
                 id_column: str) -> dict[str, np.ndarray]:
     """``cat:/num:/vec:`` arrays for the rows of ``frame``, in order, with ``table``'s learned
@@ -81,7 +85,8 @@ def encode_rows(frame: pl.DataFrame, table: FeatureTable, vectors: dict[str, tup
     out: dict[str, np.ndarray] = {}
     for name, (mean, std) in table.numeric_stats.items():
         values = frame[name].cast(pl.Float64).to_numpy() if name in frame.columns else np.full(frame.height, mean)
-        out[f"num:{name}"] = np.nan_to_num((values - mean) / std).astype(np.float32)
+        standard = np.nan_to_num((values - mean) / std)  # float64: a value near 1e308 stays finite here
+        out[f"num:{name}"] = np.clip(standard, -MAX_Z, MAX_Z).astype(np.float32)
     for name, vocabulary in table.vocabularies.items():
         codes = {value: i + 1 for i, value in enumerate(vocabulary)}
         series = frame[name] if name in frame.columns else pl.Series([None] * frame.height)

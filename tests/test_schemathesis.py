@@ -159,6 +159,8 @@ def api(request: pytest.FixtureRequest, project: Path,
 
     @schema.hook
     def before_generate_path_parameters(context: Any, strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+        if context.operation is not None and "{user_id}" in context.operation.path:  # /users/{user_id}/history
+            return st.one_of(strategy, st.builds(lambda user: {"user_id": user}, st.sampled_from(real.users)))
         return st.one_of(strategy, st.builds(lambda item: {"item_id": item}, st.sampled_from(real.items)))
 
     yield FuzzedApi(schema, real, headers)

@@ -180,6 +180,23 @@ def test_writes_are_counted_by_kind_and_the_writer_reports_its_own_figures(local
     assert total(after, "recengine_replica_live_seq", domain=DOMAIN) == service.live_seq() == state.seq
 
 
+def test_impressions_the_answers_logged_are_counted_once_the_writer_stored_them(local: Local) -> None:
+    client, service = local.client, local.service
+    user = str(service.recommender.bundle.users.ids[3])
+
+    def impressions() -> float:
+        return total(scrape(client), "recengine_impressions_written_total", domain=DOMAIN)
+
+    until(lambda: total(scrape(client), "recengine_impressions_pending") == 0, what="earlier impressions flushed")
+    before = impressions()
+    for k in (4, 6):
+        assert len(client.post("/recommend", json={"user_id": user, "k": k}).json()["items"]) == k
+    until(lambda: impressions() == before + 10, timeout_s=5, what="10 impressions stored")
+    samples = scrape(client)
+    assert total(samples, "recengine_impressions_dropped_total") == 0
+    assert total(samples, "recengine_impressions_pending") == 0
+
+
 def test_the_model_info_gauge_names_the_serving_bundle_and_snapshot(local: Local) -> None:
     samples = scrape(local.client)
     recommender = local.service.recommender
@@ -255,7 +272,7 @@ def served(tmp_path_factory: pytest.TempPathFactory, ray_cluster: Any) -> Iterat
     from recengine.serve.deployment import DEFAULT_CPUS_PER_REPLICA, domain_application, http_options
 
     project = tmp_path_factory.mktemp("metrics-served")
-    prepared = prepare_domain(project, DOMAIN, users=300, items=200, events=5000, epochs=1, progress=False)
+    prepare_domain(project, DOMAIN, users=300, items=200, events=5000, epochs=1, progress=False)
     _, secret = ApiKeys(keys_path(project)).create(DOMAIN)
     target = resolve_targets(project, [DOMAIN])[0]
     service = RecommendService(DOMAIN, {"bundle": str(target.bundle), "snapshot": str(target.snapshot)})

@@ -52,7 +52,7 @@ def new_experiment(domain: str, arms: list[tuple[str, str]], split: list[float] 
     total = sum(split)
     now = now or datetime.now(UTC)
     return ExperimentSpec(
-        id=f"{domain}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}", domain=domain, mode=mode,  # type: ignore[arg-type]
+        id=f"{domain}-{now:%Y%m%d-%H%M%S}-{secrets.token_hex(2)}", domain=domain, mode=mode,
         arms=[ArmSpec(name=name, bundle=bundle, weight=round(share / total, 6))
               for (name, bundle), share in zip(arms, split)],
         started_at=now.isoformat(), min_effect=min_effect)

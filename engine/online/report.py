@@ -48,11 +48,10 @@ def experiment_report(con: duckdb.DuckDBPyConnection, spec: ExperimentSpec, kind
     models = {arm.name: arm.bundle for arm in spec.arms}
     if spec.mode == "interleave":
         arms = [_interleaved_arm(found, name, models[name], catalogue) for name in names]
-        test = interleaving(found, names)
-        report = ExperimentReport(experiment=spec, status="stopped" if stopped else "running", arms=arms,
-                                  interleaving=test, timeline=_interleaved_timeline(found, names),
-                                  verdict=_interleaving_verdict(test))
-        return report
+        drafted = interleaving(found, names)
+        return ExperimentReport(experiment=spec, status="stopped" if stopped else "running", arms=arms,
+                                interleaving=drafted, timeline=_interleaved_timeline(found, names),
+                                verdict=_interleaving_verdict(drafted))
     arms = [_arm(found.requests.filter(pl.col("arm") == name), name, models[name], found, catalogue) for name in names]
     control = found.requests.filter(pl.col("arm") == names[0])
     candidate = found.requests.filter(pl.col("arm") == names[1])
@@ -161,7 +160,7 @@ def _buckets(requests: pl.DataFrame) -> tuple[pl.DataFrame, str]:
     if not requests.height:
         return requests, "1m"
     first, last = requests["ts"].min(), requests["ts"].max()
-    span = (last - first).total_seconds() if first is not None and last is not None else 0  # type: ignore[operator]
+    span = (last - first).total_seconds() if isinstance(first, datetime) and isinstance(last, datetime) else 0
     minutes = max(1, int(np.ceil(span / 60 / TIMELINE_POINTS)))
     every = f"{minutes}m"
     return requests.with_columns(pl.col("ts").dt.truncate(every).alias("bucket")), every

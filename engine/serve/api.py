@@ -26,7 +26,7 @@ from recengine.online.schemas import ExperimentReport, ExperimentSpec, Experimen
 from recengine.serve.docs import install_docs
 from recengine.serve.guard import MAX_WRITE_BODY_BYTES, RequestGuard
 from recengine.serve.http_errors import ERROR_RESPONSES, install_error_handlers, request_id_of
-from recengine.serve.metrics import install_metrics
+from recengine.serve.metrics import install_metrics, metrics_for
 from recengine.serve.schemas import (
     MAX_HISTORY_LIMIT,
     MAX_ID_CHARS,
@@ -112,6 +112,7 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         outcome = await answer(request)
         if isinstance(outcome, Exception):
             raise outcome  # this request's own error: the handlers answer 422/404/503, or 500
+        metrics_for(domain).record_recommendation(outcome.model, outcome.arm, outcome.experiment, len(outcome.items))
         return outcome
 
     @app.get("/similar/{item_id}", response_model=list[RecommendedItem], dependencies=reads)

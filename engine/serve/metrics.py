@@ -8,7 +8,9 @@ What a scrape reports (every series is labelled ``domain``; a replica's own are 
   answered, its guard's 400/413 refusals included. ``route`` is the matched route's template
   (``/similar/{item_id}``, never the raw path), ``unmatched`` for paths no route serves;
   status ``499``: the client went away before an answer.
-- ``recengine_records_written_total{kind}``: records the writer stored for this replica's writes.
+- ``recengine_records_written_total{kind}``: records the writer stored for this replica's writes;
+  ``recengine_impressions_written_total`` (and ``_dropped_total``, ``_pending``): the
+  impressions its answers logged.
 - ``recengine_recommendations_total{model,arm,experiment}`` and
   ``recengine_recommended_items_total{...}``: recommendations answered, and items shown in them.
 - ``recengine_model_info{model,snapshot_version} 1``, ``recengine_replica_ready``,
@@ -33,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 from fastapi import FastAPI, Response
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import GaugeMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute, Match, Router
@@ -101,7 +103,7 @@ class DomainMetrics:
         self.latency.labels(self.domain, self.replica, route, method).observe(seconds)
 
     def record_write(self, kind: str, records: int) -> None:
-        """A write batch of ``kind`` (events, items, users, impressions) stored ``records`` records."""
+        """A write batch of ``kind`` (events, items, users) stored ``records`` new records."""
         self.records_written.labels(self.domain, self.replica, kind).inc(records)
 
     def record_recommendation(self, model: str, arm: str | None, experiment: str | None, items: int) -> None:
@@ -117,8 +119,7 @@ class DomainMetrics:
     def render(self) -> bytes:
         """Every series of the domain as text; a source that does not answer is left out and
         counted (``recengine_metrics_source_errors_total``), so a scrape never fails for it."""
-        shared = [*self._read("writer", self._writer_families), *self._read("ray_serve", ray_serve_families,
-                                                                             self.domain)]
+        shared = [*self._read("writer", self._writer_families), *self._read("ray_serve", self._ray_serve_families)]
         replicas: Iterable[list[Metric]] = [self.own_families()]
         if self.hub is not None:
             try:
@@ -143,10 +144,18 @@ class DomainMetrics:
             return writer_families(self.domain, None)
         return [] if stats is None else writer_families(self.domain, stats)
 
-    def _read(self, source: str, read: Callable[..., list[Metric]], *args: Any) -> list[Metric]:
-        """``read(*args)``, or nothing (counted and logged) when it fails unexpectedly."""
+    def _ray_serve_families(self) -> list[Metric]:
+        families, failures = ray_serve_families(self.domain)
+        if failures:
+            self.source_errors.labels(self.domain, self.replica, "ray_serve").inc()
+            logger.info("%s metrics: Ray Serve's series of %d node(s) are left out: %s", self.domain,
+                        len(failures), "; ".join(failures))
+        return families
+
+    def _read(self, source: str, read: Callable[[], list[Metric]]) -> list[Metric]:
+        """``read()``, or nothing (counted and logged) when it fails unexpectedly."""
         try:
-            return read(*args)
+            return read()
         except Exception as exc:
             self.source_errors.labels(self.domain, self.replica, source).inc()
             logger.warning("%s metrics: the %s series are left out: %s", self.domain, source, exc)
@@ -163,7 +172,15 @@ class ReplicaState(Collector):
         get_service = self.metrics.get_service
         if get_service is None:
             return []
-        health = get_service().health()
+        try:
+            service = get_service()
+            return [*self._serving(service), *self._impressions(service)]
+        except Exception:  # a bug reading the service: the scrape still answers, without these series
+            logger.exception("%s metrics: the replica's state is left out", self.metrics.domain)
+            return []
+
+    def _serving(self, service: RecommendService) -> list[Metric]:
+        health = service.health()
         own = [self.metrics.domain, self.metrics.replica]
         ready = GaugeMetricFamily("recengine_replica_ready", "1 when the replica has a model and snapshot loaded.",
                                   labels=["domain", "replica"])
@@ -185,6 +202,27 @@ class ReplicaState(Collector):
                 family.add_metric(own, float(value))
                 families.append(family)
         return families
+
+    def _impressions(self, service: RecommendService) -> list[Metric]:
+        """The replica's impression log: rows stored by the writer, waiting, dropped, failed flushes."""
+        log = service.impressions
+        if log is None:
+            return []
+        own = [self.metrics.domain, self.metrics.replica]
+        families: list[Metric] = []
+        for name, value, help_text in (
+            ("recengine_impressions_written", log.written, "Impression rows the writer stored for this replica."),
+            ("recengine_impressions_dropped", log.dropped,
+             "Impression rows dropped: the buffer overflowed while the writer could not take them."),
+            ("recengine_impression_flush_failures", log.failures, "Impression flushes the writer refused (retried)."),
+        ):
+            counter = CounterMetricFamily(name, help_text, labels=["domain", "replica"])
+            counter.add_metric(own, float(value))
+            families.append(counter)
+        pending = GaugeMetricFamily("recengine_impressions_pending", "Impression rows buffered, not yet sent.",
+                                    labels=["domain", "replica"])
+        pending.add_metric(own, float(log.pending()))
+        return [*families, pending]
 
 
 class Families(Collector):

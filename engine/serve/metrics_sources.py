@@ -3,8 +3,9 @@
 Serve's own metrics for the domain's application (from each Ray node's metrics export port).
 
 Both are read when a scrape comes, by whichever replica answers it: every replica reads the
-same writer and the same nodes, so the answers agree. A source that cannot be read raises
-:class:`SourceUnavailable`; the scrape then leaves its series out and counts the error.
+same writer and the same nodes, so the answers agree. A writer that cannot be read raises
+:class:`SourceUnavailable`, a Ray node that does not answer is reported; the scrape then
+leaves those series out and counts the error.
 """
 
 from __future__ import annotations
@@ -82,25 +83,25 @@ def writer_families(domain: str, stats: dict[str, Any] | None) -> Families:
 
 
 # -- Ray Serve's own metrics -----------------------------------------------------------------
-def ray_serve_families(domain: str) -> Families:
+def ray_serve_families(domain: str) -> tuple[Families, list[str]]:
     """Ray Serve's series of the ``domain`` application (its proxy's requests and latencies,
-    its replicas' health and queues), read from every live node's metrics export port. Empty
-    outside Ray; raises :class:`SourceUnavailable` when a node's port does not answer."""
+    its replicas' health and queues), read from every live node's metrics export port, and
+    why each node that did not answer was left out. Nothing outside Ray."""
     import ray
 
     if not ray.is_initialized():
-        return []
+        return [], []
     ports = [(node["NodeManagerAddress"], node["MetricsExportPort"]) for node in ray.nodes()
              if node.get("Alive") and node.get("MetricsExportPort")]
-    texts = []
+    texts, failures = [], []
     for address, port in ports:
         url = f"http://{address}:{port}/metrics"
         try:
             with urllib.request.urlopen(url, timeout=RAY_NODE_TIMEOUT_S) as answer:
                 texts.append(answer.read().decode("utf-8"))
-        except OSError as exc:
-            raise SourceUnavailable(f"Ray's metrics at {url} did not answer: {exc}") from None
-    return merge_families(application_families(text, domain) for text in texts)
+        except OSError as exc:  # that node's series are left out, the others' kept
+            failures.append(f"Ray's metrics at {url} did not answer: {exc}")
+    return merge_families(application_families(text, domain) for text in texts), failures
 
 
 def application_families(text: str, application: str) -> Families:

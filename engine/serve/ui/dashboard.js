@@ -29,6 +29,7 @@
     return node;
   }
   const clear = (node) => { node.replaceChildren(); return node; };
+  const titleCell = (title) => el("td", { class: "title", title: title ?? "" }, title ?? "–");  // hover: all of it
   const show = (node, visible) => { node.hidden = !visible; };
   const pct = (x) => (x === null || x === undefined ? "–" : `${(100 * x).toFixed(1)}%`);
   const num = (x, digits = 3) => (x === null || x === undefined ? "–" : Number(x).toFixed(digits));
@@ -105,7 +106,9 @@
     }
     const baselines = Object.keys(offline.baselines || {});
     const bits = [`protocol ${offline.protocol ?? "–"}`];
-    if (offline.test_users !== null && offline.test_users !== undefined) bits.push(`${count(offline.test_users)} test users`);
+    if (offline.test_users !== null && offline.test_users !== undefined) {
+      bits.push(`${count(offline.test_users)} test users`);
+    }
     if (offline.best_epoch) bits.push(`best epoch ${offline.best_epoch} of ${offline.epochs_run ?? "?"}`);
     $("offline-caption").textContent = bits.join(" · ");
     head.append(el("tr", {}, el("th", {}, "metric"), el("th", { class: "num" }, "model (test)"),
@@ -165,10 +168,13 @@
       $("history-caption").textContent = "unknown to the model (no stored or live events)";
       return;
     }
-    if (!past.ok) { $("history-caption").textContent = `could not be read (${past.status}): ${describe(past.data)}`; return; }
+    if (!past.ok) {
+      $("history-caption").textContent = `could not be read (${past.status}): ${describe(past.data)}`;
+      return;
+    }
     $("history-caption").textContent = `latest ${past.data.events.length}, newest first`;
     past.data.events.forEach((event, i) => body.append(el("tr", { "data-item-id": event.item_id },
-      el("td", { class: "num" }, i + 1), el("td", { class: "id" }, event.item_id), el("td", {}, event.title ?? "–"),
+      el("td", { class: "num" }, i + 1), el("td", { class: "id" }, event.item_id), titleCell(event.title),
       el("td", {}, event.event_type ?? "–"), el("td", { class: "when" }, when(event.ts)))));
   }
 
@@ -176,7 +182,7 @@
     const body = clear($("history-table").tBodies[0]);
     $("history-caption").textContent = `as given, ${items.length} items, newest first`;
     items.slice().reverse().forEach((item, i) => body.append(el("tr", { "data-item-id": item },
-      el("td", { class: "num" }, i + 1), el("td", { class: "id" }, item), el("td", {}, "–"), el("td", {}, "session"),
+      el("td", { class: "num" }, i + 1), el("td", { class: "id" }, item), titleCell(null), el("td", {}, "session"),
       el("td", {}, "–"))));
   }
 
@@ -189,7 +195,7 @@
     for (const note of answer.notes || []) notes.append(el("li", {}, note));
     const body = clear($("recs-table").tBodies[0]);
     answer.items.forEach((item, i) => body.append(el("tr", { "data-item-id": item.item_id },
-      el("td", { class: "num" }, i + 1), el("td", { class: "id" }, item.item_id), el("td", {}, item.title ?? "–"),
+      el("td", { class: "num" }, i + 1), el("td", { class: "id" }, item.item_id), titleCell(item.title),
       el("td", { class: "num" }, num(item.score)),
       el("td", { class: "reasons" }, ...item.reasons.map((reason) => el("span", { class: "reason" }, reason))))));
   }
@@ -211,7 +217,8 @@
     const box = clear($("experiment"));
     const bundles = Object.fromEntries(spec.arms.map((arm) => [arm.name, arm]));
     box.append(el("p", { class: "muted" }, `${spec.id} · ${spec.mode === "ab" ? "A/B" : "interleaving"} · ` +
-      `${report.status} · started ${when(spec.started_at)}` + (spec.stopped_at ? ` · stopped ${when(spec.stopped_at)}` : "") +
+      `${report.status} · started ${when(spec.started_at)}` +
+      (spec.stopped_at ? ` · stopped ${when(spec.stopped_at)}` : "") +
       (spec.winner ? ` · winner ${spec.winner}` : "")));
     box.append(el("p", { class: "verdict", id: "verdict" }, report.verdict));
     box.append(armsTable(report.arms, bundles, "experiment-arms"));
@@ -237,22 +244,27 @@
     }
   }
 
-  const signedPoints = (x) => (x === null || x === undefined ? "–" : `${x >= 0 ? "+" : ""}${(100 * x).toFixed(2)} pp`);
+  const signedPoints = (x) => (x === null || x === undefined ? "–"
+    : `${x >= 0 ? "+" : ""}${(100 * x).toFixed(2)} pp`);
 
-  function armsTable(arms, bundles, id) {
+  function armsTable(arms, bundles, id) {  // per arm (or per model: then no separate model column)
+    const named = arms.some((arm) => (arm.model ?? (bundles[arm.name] || {}).bundle ?? arm.name) !== arm.name);
+    const heads = ["arm", ...(named ? ["model"] : []), "users", "requests", "impressions", "clicks", "CTR",
+      "95% interval", "conversion", "MRR", "coverage"];
     const table = el("table", { id });
-    table.append(el("thead", {}, el("tr", {}, ...["arm", "model", "users", "requests", "impressions", "clicks", "CTR",
-      "95% interval", "conversion", "MRR", "coverage"].map((h, i) => el("th", i > 1 ? { class: "num" } : {}, h)))));
+    const numeric = (i) => (i > (named ? 1 : 0) ? { class: "num" } : {});
+    table.append(el("thead", {}, el("tr", {}, ...heads.map((h, i) => el("th", numeric(i), h)))));
     const body = el("tbody");
     for (const arm of arms) {
       const model = arm.model ?? (bundles[arm.name] ? bundles[arm.name].bundle : "–");
-      const interval = arm.ctr_low === null || arm.ctr_low === undefined ? "–" : `${pct(arm.ctr_low)} – ${pct(arm.ctr_high)}`;
-      body.append(el("tr", { "data-arm": arm.name }, el("td", {}, arm.name), el("td", {}, model),
+      const interval = arm.ctr_low === null || arm.ctr_low === undefined ? "–"
+        : `${pct(arm.ctr_low)} – ${pct(arm.ctr_high)}`;
+      body.append(el("tr", { "data-arm": arm.name }, el("td", {}, arm.name), named ? el("td", {}, model) : null,
         ...[count(arm.users), count(arm.requests), count(arm.impressions), count(arm.clicks), pct(arm.ctr), interval,
           pct(arm.conversion_rate), num(arm.mrr), pct(arm.coverage)].map((v) => el("td", { class: "num" }, v))));
     }
     table.append(body);
-    return table;
+    return el("div", { class: "scroll" }, table);
   }
 
   function ctrSeries(timeline) {
@@ -320,13 +332,13 @@
   function barChart(counts, id) {
     const [w, h] = [600, 220];
     const yMax = 4 * niceCeiling(Math.max(1, ...counts.map((c) => c.events)) / 4);
-    const times = counts.map((c) => new Date(c.minute));
+    const times = counts.map((c) => c.minute);
     const slot = (w - M.left - M.right) / counts.length;
     const chart = frame(id, [w, h], yMax, (v) => (Number.isInteger(v) ? v.toLocaleString("en") : v.toFixed(1)));
     counts.forEach((c, i) => {
       const height = (h - M.top - M.bottom) * c.events / yMax;
       const bar = svg("rect", { x: M.left + i * slot + 0.5, y: h - M.bottom - height, width: Math.max(1, slot - 1),
-        height, class: "bar", "data-events": c.events });
+        height, class: "bar", "data-events": c.events, "data-minute": c.minute.toISOString() });
       bar.append(svg("title", {}, `${hhmm(times[i])}: ${c.events} events`));
       chart.append(bar);
     });
@@ -341,21 +353,35 @@
     const answer = await api("/online");
     if (answer.status === 404) {
       $("events-caption").textContent = "";
-      clear(box).append(el("p", { class: "muted", id: "no-online" }, "This server does not report online figures yet."));
+      clear(box).append(el("p", { class: "muted", id: "no-online" },
+        "This server does not report online figures yet."));
       return;
     }
-    if (!answer.ok) { clear(box).append(el("p", { class: "error" }, `Online figures: ${describe(answer.data)}`)); return; }
+    if (!answer.ok) {
+      clear(box).append(el("p", { class: "error" }, `Online figures: ${describe(answer.data)}`));
+      return;
+    }
     const summary = answer.data;
-    const counts = (summary.events_per_minute || []).slice().sort((a, b) => a.minute.localeCompare(b.minute));
+    const counts = everyMinute(summary.events_per_minute || []);
     const total = counts.reduce((sum, c) => sum + c.events, 0);
     $("events-caption").textContent = `${count(total)} events in the last ${counts.length} minutes`;
-    clear(box).append(counts.length ? barChart(counts, "events-bars")
-      : el("p", { class: "muted", id: "no-events" }, "No events in this window."));
+    clear(box).append(total ? barChart(counts, "events-bars")
+      : el("p", { class: "muted", id: "no-events" }, `No events in the last ${counts.length} minutes.`));
     const models = clear($("online-models"));
     if ((summary.models || []).length) {
-      models.append(el("h3", {}, `Online metrics per model (last ${summary.window_hours} h)`));
+      models.append(el("h3", {}, `Online metrics per model, last ${summary.window_hours} h`));
       models.append(armsTable(summary.models, {}, "online-models-table"));
     }
+  }
+
+  function everyMinute(counts) {  // the minutes with events, as every minute of the last hour (and any older)
+    const MINUTE = 60000;
+    const byMinute = new Map(counts.map((c) => [Math.floor(Date.parse(c.minute) / MINUTE), c.events]));
+    const latest = Math.max(Math.floor(Date.now() / MINUTE), ...byMinute.keys());
+    const first = Math.min(latest - 59, ...[...byMinute.keys()].filter((m) => m > latest - 24 * 60));
+    const dense = [];
+    for (let m = first; m <= latest; m++) dense.push({ minute: new Date(m * MINUTE), events: byMinute.get(m) || 0 });
+    return dense;
   }
 
   async function refreshLive() {

@@ -1,11 +1,11 @@
 """The domain's dashboard, ``GET /<domain>/ui``: one static page that reads the API the replica
 already serves (``/model``, ``/recommend``, ``/users/{id}/history``, ``/experiment``, ``/online``).
 
-The page, its script and its stylesheet ship inside ``recengine.serve`` as package data
-(``ui/``), so the page opens offline: no Node build, no CDN. The HTML is a shell that holds no
-data (only the domain's name and the route prefix it is served under), so it needs no key even
-when reads do: the script asks for the key, keeps it in the tab's ``sessionStorage`` and sends
-it as ``Authorization: Bearer`` on its reads. The script writes every value with DOM text
+The page, its script and its stylesheet ship beside this module as package data, so the page
+opens offline: no Node build, no CDN. The HTML is a shell that holds no data (only the domain's
+name and the route prefix it is served under), so it needs no key even when reads do: the
+script asks for the key, keeps it in the tab's ``sessionStorage`` and sends it as
+``Authorization: Bearer`` on its reads. The script writes every value with DOM text
 nodes, never as markup, and the page's Content-Security-Policy allows only its own script and
 stylesheet: an item title such as ``<img onerror=...>`` shows as text and cannot run.
 """
@@ -21,7 +21,7 @@ from fastapi.responses import HTMLResponse, Response
 from recengine.errors import NotFoundError
 from recengine.serve.docs import root_path
 
-UI_FILES = files("recengine.serve") / "ui"
+UI_FILES = files(__name__)  # dashboard.html, dashboard.js, dashboard.css
 PAGE = "dashboard.html"
 ASSETS = {"dashboard.js": "text/javascript; charset=utf-8", "dashboard.css": "text/css; charset=utf-8"}
 # only the page's own script and stylesheet run; it fetches only its own origin
