@@ -370,3 +370,59 @@ def test_deploy_from_the_cli_swaps_the_bundle_under_load_without_a_failed_reques
             thread.join()
         clear_state(served.project)
     assert len(statuses) > 40 and set(statuses) == {200}, Counter(statuses)
+
+
+def test_an_experiment_reaches_every_replica_keeps_each_user_on_one_arm_and_promotes_under_load(
+        served: Served) -> None:
+    """Started from the CLI (through the writer), followed by both replicas; each user's
+    answers, spread over the replicas, come from one arm; the report counts what was sent;
+    ``stop --promote`` under load swaps every replica to the winner without a failed request.
+    Runs after the deploy test: the second bundle serves, the first is the candidate."""
+    project = str(served.project)
+    with served.client() as client:
+        missing = client.get("/experiment")
+        assert missing.status_code == 404 and missing.json()["code"] == "not_found"  # across the writer actor
+        started = cli("experiment", "start", "--project", project, "--domain", DOMAIN, "--json",
+                      "--arm", f"control={served.second_bundle}", "--arm", f"candidate={served.first_bundle}")
+        assert started.returncode == 0, started.stderr
+        spec = json.loads(started.stdout)
+        every_replica(client, "/health", lambda health: health["experiment"] == spec["id"])
+        users = [str(u) for u in served.users["user_id"][:24]]
+        arms: dict[str, set[str]] = {}
+        clicks = 0
+        for _ in range(4):
+            for user in users:
+                body = recommend(client, {"user_id": user, "k": 5})
+                assert body["experiment"] == spec["id"]
+                arms.setdefault(user, set()).add(body["arm"])
+                if body["arm"] == "candidate" and body["items"]:
+                    event = {"user_id": user, "item_id": body["items"][0]["item_id"], "request_id": body["request_id"]}
+                    assert client.post("/events", json={"events": [event]}, headers=served.auth).status_code == 200
+                    clicks += 1
+        assert all(len(seen) == 1 for seen in arms.values()) and len({a for s in arms.values() for a in s}) == 2
+        time.sleep(1.0)  # both replicas' impression buffers flush
+        report = client.get("/experiment").json()
+        assert sum(arm["requests"] for arm in report["arms"]) == 4 * len(users)
+        assert {arm["name"]: arm["clicks"] for arm in report["arms"]} == {"control": 0, "candidate": clicks}
+
+        statuses: list[int] = []
+        stop = threading.Event()
+
+        def load() -> None:
+            with served.client() as loader:
+                while not stop.is_set():
+                    statuses.append(loader.post("/recommend", json={"user_id": users[0], "k": 10}).status_code)
+
+        threads = [threading.Thread(target=load) for _ in range(3)]
+        for thread in threads:
+            thread.start()
+        try:
+            stopped = cli("experiment", "stop", "--project", project, "--domain", DOMAIN, "--promote", "candidate")
+            assert stopped.returncode == 0, stopped.stderr
+            every_replica(client, "/model", lambda m: m["version"] == int(served.first_bundle.name))
+            every_replica(client, "/health", lambda health: health["experiment"] is None)
+        finally:
+            stop.set()
+            for thread in threads:
+                thread.join()
+        assert len(statuses) > 20 and set(statuses) == {200}, Counter(statuses)
