@@ -236,15 +236,17 @@ class StoreWriter:
             return self.store.experiment(domain)
         return self._experiment
 
-    def experiment_report(self, domain: str, experiment_id: str | None = None, k: int = 10) -> dict[str, Any]:
+    def experiment_report(self, domain: str, experiment_id: str | None = None, k: int = 10,
+                          window_hours: float | None = None) -> dict[str, Any]:
         from recengine.online.store_reports import experiment_status
 
-        return experiment_status(self.store, domain, experiment_id, k).model_dump()
+        return experiment_status(self.store, domain, experiment_id, k, window_hours).model_dump()
 
-    def online_figures(self, domain: str, hours: float = 24.0, k: int = 10) -> dict[str, Any]:
+    def online_figures(self, domain: str, hours: float = 24.0, k: int = 10,
+                       window_hours: float | None = None) -> dict[str, Any]:
         from recengine.online.store_reports import online_figures
 
-        return online_figures(self.store, domain, hours, k).model_dump()
+        return online_figures(self.store, domain, hours, k, window_hours).model_dump()
 
     def live_stats(self) -> dict[str, Any]:
         state = self._state

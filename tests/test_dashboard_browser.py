@@ -155,13 +155,36 @@ def served(tmp_path_factory: pytest.TempPathFactory, ray_cluster: Any) -> Iterat
         serve.run(domain_application(DOMAIN, bundle, target.snapshot, 0.25, store=target.store,
                                      keys=keys_path(project), require_key_for_reads=locked),
                   name=name, route_prefix=f"/{name}")
+    base = f"http://127.0.0.1:{port}"
+    for name in (DOMAIN, LOCKED):
+        warm_up(f"{base}/{name}", secret)
     data = prepared.paths["data"]
     try:
-        yield Served(f"http://127.0.0.1:{port}", secret, bundle, Path(target.snapshot),
+        yield Served(base, secret, bundle, Path(target.snapshot),
                      pl.read_parquet(data / "events.parquet"), pl.read_parquet(data / "items.parquet"))
     finally:
         serve.shutdown()
         ray_cluster.kill(writer, no_restart=True)
+
+
+def warm_up(url: str, secret: str, timeout_s: float = 120.0) -> None:
+    """Until the app answers a recommendation: the first requests on a busy machine can outlast
+    the proxy's 5 s limit (408) while the replica finishes starting."""
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {secret}"}, timeout=30) as client:
+        while True:
+            try:
+                if client.post("/recommend", json={"history": [], "k": 1}).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline, f"{url} answered no recommendation within {timeout_s:.0f} s"
+            time.sleep(0.5)
+
+
+def answered(response: httpx.Response) -> Any:
+    assert response.status_code == 200, f"{response.request.url}: {response.status_code} {response.text[:300]}"
+    return response.json()
 
 
 def recommended(client: httpx.Client, body: dict[str, Any]) -> dict[str, Any]:
@@ -216,8 +239,8 @@ def test_a_users_history_and_recommendations_with_reasons_are_shown(served: Serv
         assert writer.post("/events", json={"events": views}).status_code == 200
     with served.client() as client:
         expected = recommended(client, {"user_id": user})
-        history = client.get(f"/users/{quote(user)}/history", params={"limit": 20}).json()["events"]
-        model = client.get("/model").json()
+        history = answered(client.get(f"/users/{quote(user)}/history", params={"limit": 20}))["events"]
+        model = answered(client.get("/model"))
         experiment = client.get("/experiment")
         online = client.get("/online")
     assert not expected["fallback"] and history
@@ -241,11 +264,11 @@ def test_a_users_history_and_recommendations_with_reasons_are_shown(served: Serv
     if experiment.status_code == 404:  # no experiment ever ran on this domain
         assert dom.by_id("no-experiment") is not None
     else:
-        assert dom.get("verdict").text() == experiment.json()["verdict"]
+        assert dom.get("verdict").text() == answered(experiment)["verdict"]
     if online.status_code == 404:  # a server without the online figures
         assert dom.by_id("no-online") is not None
     else:
-        per_minute = online.json()["events_per_minute"]
+        per_minute = answered(online)["events_per_minute"]
         assert sum(m["events"] for m in per_minute) >= len(views)  # at least the views just posted
         assert_bars_are(dom, per_minute)
 
@@ -275,7 +298,7 @@ def test_an_item_title_with_markup_shows_as_text(served: Served) -> None:
                                                              "event_type": "view"}]})
         assert answer.status_code == 200, answer.text
         deadline = time.monotonic() + 10  # until the replica answering has merged it
-        while client.get(f"/users/{user}/history").json()["events"][0]["item_id"] != "markup-item":
+        while answered(client.get(f"/users/{user}/history"))["events"][0]["item_id"] != "markup-item":
             assert time.monotonic() < deadline, "the posted event never reached the history"
             time.sleep(0.1)
         expected = recommended(client, {"user_id": user})

@@ -199,3 +199,11 @@ def test_cli_starts_reports_and_stops_an_experiment_on_a_store_nothing_serves(pr
     malformed = runner.invoke(cli, ["experiment", "start", "--project", str(copy), "--domain", DOMAIN,
                                     "--arm", "control", "--arm", "b=news/1"])
     assert malformed.exit_code == 2 and "NAME=BUNDLE" in malformed.output
+
+
+@pytest.mark.parametrize("query", ["k=0", "k=101", "window_hours=0", "window_hours=-1", "window_hours=abc",
+                                   "hours=0"])
+def test_report_parameters_out_of_range_are_422(served: dict, query: str) -> None:
+    path = "/online" if query.startswith("hours") else "/experiment"
+    answer = served["client"].get(f"{path}?{query}")
+    assert answer.status_code == 422 and answer.json()["code"] == "validation_error"

@@ -76,15 +76,20 @@ def start(project: str, domain: str, arms: tuple[str, ...], split: str | None, m
 @project_option
 @click.option("--domain", required=True)
 @click.option("--id", "experiment_id", default=None, help="An earlier experiment (default: the running, else latest).")
-@click.option("--k", type=int, default=10, show_default=True, help="CTR@k: clicks within the top k count.")
+@click.option("--k", type=click.IntRange(1, 100), default=10, show_default=True,
+              help="CTR@k: clicks within the top k count.")
+@click.option("--window", "window_hours", type=click.FloatRange(min=0, min_open=True), default=24.0,
+              show_default=True, help="Attribution window in hours: an event without a request_id counts for "
+                                      "the latest impression of its item for its user at most this long before.")
 @json_option
-def status(project: str, domain: str, experiment_id: str | None, k: int, as_json: bool) -> None:
+def status(project: str, domain: str, experiment_id: str | None, k: int, window_hours: float, as_json: bool) -> None:
     """Per-arm impressions, clicks and CTR with 95% intervals, the test, and whether the
     planned sample is reached, from the logged data."""
     with friendly_errors():
         from recengine.project import domain_paths
 
-        report = _on_store(domain_paths(project, domain)["store"], "experiment_report", domain, experiment_id, k)
+        report = _on_store(domain_paths(project, domain)["store"], "experiment_report", domain, experiment_id, k,
+                           window_hours)
     if as_json:
         print_json(report)
         return

@@ -102,10 +102,10 @@ def interleaving(found: Outcomes, names: list[str]) -> InterleavingTest:
 
 def online_summary(con: duckdb.DuckDBPyConnection, domain: str, kinds: EventKinds, catalogue: int,
                    experiment: ExperimentReport | None, hours: float = 24.0, k: int = 10,
-                   now: datetime | None = None) -> OnlineSummary:
+                   now: datetime | None = None, window: timedelta = DEFAULT_WINDOW) -> OnlineSummary:
     """The last ``hours`` of traffic per serving model, and events written per minute over the last hour."""
     now = (now or datetime.now(UTC)).astimezone(UTC).replace(tzinfo=None)
-    found = outcomes(con, kinds.clicks, kinds.conversions, now - timedelta(hours=hours), None, None, k)
+    found = outcomes(con, kinds.clicks, kinds.conversions, now - timedelta(hours=hours), None, None, k, window)
     models = [_arm(found.requests.filter(pl.col("model") == model), model, model, found, catalogue, by="model")
               for model in found.requests["model"].unique(maintain_order=True).to_list()]
     minutes = con.execute("""

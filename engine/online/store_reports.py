@@ -27,8 +27,10 @@ def event_kinds(domain: str, store: FeatureStore) -> EventKinds:
 
 
 def experiment_status(store: FeatureStore, domain: str, experiment_id: str | None = None, k: int = 10,
-                      window: timedelta = DEFAULT_WINDOW) -> ExperimentReport:
-    """The report of ``experiment_id`` (default: the running one, else the latest)."""
+                      window_hours: float | None = None) -> ExperimentReport:
+    """The report of ``experiment_id`` (default: the running one, else the latest); an event is
+    attributed to an impression at most ``window_hours`` earlier (default 24)."""
+    window = timedelta(hours=window_hours) if window_hours else DEFAULT_WINDOW
     spec = store.experiment(domain, experiment_id)
     if spec is None:
         what = f"experiment {experiment_id!r}" if experiment_id else "an experiment"
@@ -41,13 +43,16 @@ def experiment_status(store: FeatureStore, domain: str, experiment_id: str | Non
         cursor.close()
 
 
-def online_figures(store: FeatureStore, domain: str, hours: float = 24.0, k: int = 10) -> OnlineSummary:
+def online_figures(store: FeatureStore, domain: str, hours: float = 24.0, k: int = 10,
+                   window_hours: float | None = None) -> OnlineSummary:
     experiment = None
     if store.experiment(domain) is not None:
-        experiment = experiment_status(store, domain, k=k)
+        experiment = experiment_status(store, domain, k=k, window_hours=window_hours)
     cursor = store.cursor()
     try:
-        return online_summary(cursor, domain, event_kinds(domain, store), _catalogue(cursor), experiment, hours, k)
+        window = timedelta(hours=window_hours) if window_hours else DEFAULT_WINDOW
+        return online_summary(cursor, domain, event_kinds(domain, store), _catalogue(cursor), experiment, hours, k,
+                              window=window)
     finally:
         cursor.close()
 

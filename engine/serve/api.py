@@ -5,7 +5,8 @@ Every error answers ``{"detail", "code", "request_id"}`` (``recengine.serve.http
 400 a body that is not JSON, 404 an unknown item, 413 a body over 64 KiB, 422 a request the
 models or the catalogue reject, 503 no model yet, 500 a bug (logged with its request id).
 Every response carries ``X-Request-ID`` (``recengine.serve.guard``). An unknown user gets the
-popularity fallback (200), never an error.
+popularity fallback (200), never an error; only reading its history is a 404. ``GET /ui`` is
+the domain's dashboard (``recengine.serve.ui``).
 """
 
 from __future__ import annotations
@@ -141,16 +142,21 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         return get_service().model_info(show_path=is_operator(x_admin_key))
 
     @app.get("/experiment", response_model=ExperimentReport, dependencies=reads)
-    async def experiment() -> ExperimentReport:
+    async def experiment(k: int = Query(10, ge=1, le=MAX_K, description="CTR@k: clicks within the top k count."),
+                         window_hours: float = Query(24.0, gt=0, le=24 * 90, description=ATTRIBUTION_WINDOW)
+                         ) -> ExperimentReport:
         """The running (else latest) experiment: per-arm impressions, clicks, CTR with 95%
         intervals, the test and its verdict, from the logged data alone."""
-        return await get_service().experiment_report()
+        return await get_service().experiment_report(k, window_hours)
 
     @app.get("/online", response_model=OnlineSummary, dependencies=reads)
-    async def online(hours: float = Query(24.0, gt=0, le=24 * 90)) -> OnlineSummary:
+    async def online(hours: float = Query(24.0, gt=0, le=24 * 90, description="The window of requests reported."),
+                     k: int = Query(10, ge=1, le=MAX_K, description="CTR@k: clicks within the top k count."),
+                     window_hours: float = Query(24.0, gt=0, le=24 * 90, description=ATTRIBUTION_WINDOW)
+                     ) -> OnlineSummary:
         """Online metrics per serving model over the last ``hours``, events written per minute
         over the last hour, and the running (or last) experiment."""
-        return await get_service().online_summary(hours)
+        return await get_service().online_summary(hours, k, window_hours)
 
     operator = [Depends(require_operator)]
 
@@ -189,6 +195,8 @@ def _ack(ack: LiveAck, service: RecommendService) -> WriteAck:
                     visible=(service.live_seq() or 0) >= ack.seq)
 
 
+ATTRIBUTION_WINDOW = ("An event without a request_id is attributed to the latest impression of its item for its user "
+                      "at most this many hours earlier.")
 ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorBody, "description": "No X-Admin-Key header."},
     403: {"model": ErrorBody, "description": "Not the operator key, or none is configured on the server."},

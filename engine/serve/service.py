@@ -267,15 +267,18 @@ class RecommendService:
                                 f"experiments to report (serve it with `recengine serve`)")
         return self.log
 
-    async def experiment_report(self, k: int = 10) -> ExperimentReport:
+    async def experiment_report(self, k: int = 10, window_hours: float | None = None) -> ExperimentReport:
         """The running (else latest) experiment's figures, from the logged data; 404 if none ran."""
         await asyncio.to_thread(self._flush_impressions)
-        raw = await asyncio.to_thread(self._writer_log().call, "experiment_report", self.domain, None, k)
+        raw = await asyncio.to_thread(self._writer_log().call, "experiment_report", self.domain, None, k,
+                                      window_hours)
         return ExperimentReport.model_validate(raw)
 
-    async def online_summary(self, hours: float = 24.0, k: int = 10) -> OnlineSummary:
+    async def online_summary(self, hours: float = 24.0, k: int = 10,
+                             window_hours: float | None = None) -> OnlineSummary:
         await asyncio.to_thread(self._flush_impressions)
-        raw = await asyncio.to_thread(self._writer_log().call, "online_figures", self.domain, hours, k)
+        raw = await asyncio.to_thread(self._writer_log().call, "online_figures", self.domain, hours, k,
+                                      window_hours)
         return OnlineSummary.model_validate(raw)
 
     async def start_experiment(self, spec: ExperimentSpec) -> ExperimentSpec:

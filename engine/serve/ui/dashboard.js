@@ -368,8 +368,10 @@
     clear(box).append(total ? barChart(counts, "events-bars")
       : el("p", { class: "muted", id: "no-events" }, `No events in the last ${counts.length} minutes.`));
     const models = clear($("online-models"));
-    if ((summary.models || []).length) {
-      models.append(el("h3", {}, `Online metrics per model, last ${summary.window_hours} h`));
+    show(models, (summary.models || []).length > 0);
+    if (!models.hidden) {
+      models.append(el("h2", {}, "Online metrics per model ",
+        el("span", { class: "muted" }, `last ${summary.window_hours} h, from impressions and attributed events`)));
       models.append(armsTable(summary.models, {}, "online-models-table"));
     }
   }
