@@ -15,12 +15,16 @@ domain and fewer requests, a smoke run).
    1 / (p + 1) ** EXAMINATION_DECAY), clicks an examined product with a probability that grows
    with the user's true taste for its category and the product's appeal, and posts each click
    as a ``view`` event (half with the answer's ``request_id``, half without: those are
-   attributed by the latest impression within the window).
+   attributed by the latest impression within the window); 15% of clicks are followed by a
+   ``purchase`` of the product (the domain's conversion).
 4. ``recengine experiment status --json`` gives the verdict from the logged data alone.
 
-Runs: A/B popularity (control) vs the trained model (candidate) — the trained arm must win
-with p < 0.01; A/A, the trained model against itself — must not be significant; team-draft
-interleaving of the same two — its sign test over users should find the trained model too.
+Runs: A/A, the trained model against itself — must not be significant; team-draft
+interleaving of popularity and the trained model — its sign test over users should find the
+trained model; A/B popularity (control) vs the trained model (candidate) — the trained arm
+must win with p < 0.01, and ``experiment stop --promote candidate`` runs while requests keep
+coming (none may fail). The dashboard is then shot (``benchmarks/results/dashboard.png``,
+when Chromium is installed) showing the A/B experiment.
 Then the false-positive rate of the A/B test over ``--reruns`` A/A re-randomisations of the
 A/A run's logged requests (users re-split by a fresh hash each time, the same delta-method
 test): it should be near the nominal 5%.
@@ -56,6 +60,7 @@ DOMAIN = "ecommerce"
 EXAMINATION_DECAY = 0.7  # position bias: P(examine position p) = 1 / (p + 1) ** 0.7
 BASE_CLICK = 0.01  # click probability of an examined product of average taste and appeal
 MAX_CLICK = 0.5
+PURCHASE_AFTER_CLICK = 0.15  # a click is followed by a purchase of the product this often
 ADMIN_KEY = "online-ab-benchmark"
 RESULTS = Path(__file__).resolve().parent / "results" / "online_ab.json"
 console = Console(width=150)
@@ -92,7 +97,8 @@ async def drive(base: str, secret: str, simulator: Simulator, requests: int, con
     """``requests`` recommendations for random users, and their clicks posted as events."""
     import httpx
 
-    counters = {"requests": 0, "clicks": 0, "errors": 0, "other_experiment": 0, "with_request_id": 0}
+    counters = {"requests": 0, "clicks": 0, "purchases": 0, "errors": 0, "other_experiment": 0,
+                "with_request_id": 0}
     queue: asyncio.Queue[int] = asyncio.Queue()
     for _ in range(requests):
         queue.put_nowait(int(simulator.rng.integers(len(simulator.users))))
@@ -119,11 +125,14 @@ async def drive(base: str, secret: str, simulator: Simulator, requests: int, con
                         event["request_id"] = body["request_id"]
                         counters["with_request_id"] += 1
                     events.append(event)
+                    if simulator.rng.random() < PURCHASE_AFTER_CLICK:  # a conversion, attributed by time
+                        events.append({**event, "event_type": "purchase"})
+                        counters["purchases"] += 1
                 if events:
                     posted = await client.post(f"/{DOMAIN}/events", json={"events": events}, headers=headers)
                     if posted.status_code != 200:
                         counters["errors"] += 1
-                    counters["clicks"] += len(events)
+                    counters["clicks"] += sum(e["event_type"] == "view" for e in events)
 
         started = time.perf_counter()
         await asyncio.gather(*(session() for _ in range(concurrency)))
@@ -213,6 +222,19 @@ def stop_under_load(project: Path, base: str, secret: str, simulator: Simulator,
     return {"promote": promote, "requests_during": outcome.get("requests"), "failed_during": outcome.get("errors")}
 
 
+def shoot_dashboard(base: str, user: str) -> str | None:
+    """The domain's dashboard after the runs (the A/B experiment's CTR over time, a user's
+    recommendations) into benchmarks/results/dashboard.png, when Chromium is installed."""
+    from benchmarks.dashboard_screenshot import DEFAULT_OUT, find_browser, run_browser
+
+    browser = find_browser()
+    if browser is None:
+        console.print("no chromium on PATH: dashboard screenshot skipped")
+        return None
+    run_browser(browser, f"{base}/{DOMAIN}/ui#user={user}", screenshot=DEFAULT_OUT)
+    return str(DEFAULT_OUT)
+
+
 def rerandomised_aa(store: Path, experiment: str, reruns: int, seed: int) -> dict[str, Any]:
     """A/B tests over random re-splits of one A/A run's users: how often they find a difference."""
     from recengine.feature_store import FeatureStore
@@ -278,24 +300,27 @@ def main() -> None:
     server = start_serving(args.project, port)
     runs = []
     try:
-        plan = [("A/B: popularity vs trained", ["control=popularity/1", "candidate=ecommerce/1"], "ab"),
-                ("A/A: trained vs trained", ["control=ecommerce/1", "candidate=ecommerce/1"], "ab"),
+        plan = [("A/A: trained vs trained", ["control=ecommerce/1", "candidate=ecommerce/1"], "ab", None),
                 ("interleaving: popularity vs trained", ["control=popularity/1", "candidate=ecommerce/1"],
-                 "interleave")]
-        for label, arms, mode in plan:
+                 "interleave", None),
+                ("A/B: popularity vs trained", ["control=popularity/1", "candidate=ecommerce/1"], "ab", "candidate")]
+        for label, arms, mode, promote in plan:
             runs.append(run_experiment(args.project, base, secret, simulator, label, arms, mode, args.requests,
-                                       args.concurrency, promote="candidate" if mode == "ab" and not runs else None))
+                                       args.concurrency, promote))
+        screenshot = shoot_dashboard(base, prepared["users"][0])
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=120)
-    aa = rerandomised_aa(domain_paths(args.project, DOMAIN)["store"], runs[1]["report"]["experiment"]["id"],
+    aa = rerandomised_aa(domain_paths(args.project, DOMAIN)["store"], runs[0]["report"]["experiment"]["id"],
                          args.reruns, args.seed)
     result = {"benchmark": "online_ab", "created_at": datetime.now(UTC).isoformat(),
               "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "loadavg_start": load_start,
                           "loadavg_end": loadavg()},
               "config": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-              "simulator": {"examination_decay": EXAMINATION_DECAY, "base_click": BASE_CLICK, "max_click": MAX_CLICK},
-              "prepare_s": prepared["prepare_s"], "runs": runs, "aa_rerandomised": aa, "targets": targets(runs, aa)}
+              "simulator": {"examination_decay": EXAMINATION_DECAY, "base_click": BASE_CLICK, "max_click": MAX_CLICK,
+                            "purchase_after_click": PURCHASE_AFTER_CLICK},
+              "prepare_s": prepared["prepare_s"], "runs": runs, "aa_rerandomised": aa, "targets": targets(runs, aa),
+              "dashboard_screenshot": screenshot}
     console.print(table(result))
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=1, default=str))
@@ -305,7 +330,7 @@ def main() -> None:
 
 
 def targets(runs: list[dict[str, Any]], aa: dict[str, Any]) -> dict[str, Any]:
-    ab, same, interleaved = (run["report"] for run in runs)
+    same, interleaved, ab = (run["report"] for run in runs)
     ab_test = ab["ab"]
     return {
         "ab_trained_wins_met": bool(ab_test["p_value"] is not None and ab_test["p_value"] < 0.01
@@ -315,7 +340,7 @@ def targets(runs: list[dict[str, Any]], aa: dict[str, Any]) -> dict[str, Any]:
                                                and interleaved["interleaving"]["credit"] > 0),
         "aa_false_positive_rate": aa["false_positive_rate"],
         "aa_false_positive_rate_near_5pct_met": 0.02 <= aa["false_positive_rate"] <= 0.09,
-        "promote_under_load_zero_failed_met": runs[0]["stop"]["failed_during"] == 0,
+        "promote_under_load_zero_failed_met": runs[2]["stop"]["failed_during"] == 0,
     }
 
 

@@ -207,3 +207,12 @@ def test_report_parameters_out_of_range_are_422(served: dict, query: str) -> Non
     path = "/online" if query.startswith("hours") else "/experiment"
     answer = served["client"].get(f"{path}?{query}")
     assert answer.status_code == 422 and answer.json()["code"] == "validation_error"
+
+
+def test_a_preview_is_answered_but_not_logged_as_impressions(served: dict) -> None:
+    client, service, writer = served["client"], served["service"], served["writer"]
+    body = client.post("/recommend", json={"user_id": served["users"][0], "k": 5, "log_impressions": False}).json()
+    assert body["items"] and body["request_id"]
+    service.impressions.flush()
+    logged = writer.store.sql("SELECT count(*) AS n FROM impressions WHERE request_id = ?", [body["request_id"]])
+    assert logged["n"][0] == 0

@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from recengine import synthetic as syn
-from recengine.feature_store.schema import VALID_FROM, table_columns
+from recengine.feature_store.schema import REQUEST_ID, VALID_FROM, table_columns
 from recengine.plugin_manager import PluginManager
 from recengine.plugins.domains import ecommerce, news, social, video
 
@@ -142,7 +142,8 @@ def test_synthetic_data_lives_beside_its_helpers(tmp_path):
 def test_columns_and_types_match_the_schema(name):
     data, schema = generated(name), DOMAINS[name].SCHEMA
     for kind in ("users", "items", "events"):
-        expected = {c: t.polars for c, t in table_columns(schema, kind).items() if c != VALID_FROM}
+        # valid_from is the store's; request_id is optional (only events a recommendation led to name one)
+        expected = {c: t.polars for c, t in table_columns(schema, kind).items() if c not in (VALID_FROM, REQUEST_ID)}
         frame = getattr(data, kind)
         assert list(frame.schema) == list(expected), kind
         assert dict(frame.schema) == expected, kind

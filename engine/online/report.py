@@ -28,7 +28,8 @@ from recengine.online.schemas import (
     TimelinePoint,
 )
 
-TIMELINE_POINTS = 60  # buckets per arm in a report's timeline
+TIMELINE_POINTS = 60  # buckets per arm in a report's timeline (at most)
+MIN_BUCKET_S = 10  # ... each at least this long
 
 
 class EventKinds:
@@ -158,11 +159,11 @@ def _interleaved_arm(found: Outcomes, name: str, model: str, catalogue: int) -> 
 
 def _buckets(requests: pl.DataFrame) -> tuple[pl.DataFrame, str]:
     if not requests.height:
-        return requests, "1m"
+        return requests, f"{MIN_BUCKET_S}s"
     first, last = requests["ts"].min(), requests["ts"].max()
     span = (last - first).total_seconds() if isinstance(first, datetime) and isinstance(last, datetime) else 0
-    minutes = max(1, int(np.ceil(span / 60 / TIMELINE_POINTS)))
-    every = f"{minutes}m"
+    seconds = max(MIN_BUCKET_S, int(np.ceil(span / TIMELINE_POINTS)))
+    every = f"{seconds}s"
     return requests.with_columns(pl.col("ts").dt.truncate(every).alias("bucket")), every
 
 

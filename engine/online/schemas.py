@@ -89,7 +89,8 @@ class InterleavingTest(BaseModel):
 
 
 class TimelinePoint(BaseModel):
-    minute: str = Field(description="Start of the bucket (UTC, ISO 8601).")
+    minute: str = Field(description="Start of the bucket (UTC, ISO 8601): buckets of 10 s or more, at most 60 "
+                                    "per arm over the experiment.")
     arm: str
     requests: int
     clicks: int

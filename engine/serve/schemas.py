@@ -92,6 +92,9 @@ class RecommendRequest(BaseModel):
         None, description="The visitor's recent items, oldest first (ids, or {item_id, event_type}), used instead "
                           "of the stored history; ids the catalogue lacks are ignored and the notes say so.")
 
+    log_impressions: bool = Field(True, description="Log what this answer shows as impressions (online metrics, "
+                                                     "experiments); false for a preview that no user sees, such "
+                                                     "as the dashboard's lookups.")
     _request_id: str | None = PrivateAttr(None)  # the HTTP request's id: impressions are logged under it
 
     @model_validator(mode="after")

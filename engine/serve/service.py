@@ -373,7 +373,7 @@ class RecommendService:
                        for i in items],
                 notes=items.notes, request_id=request_id, experiment=experiment, arm=found.arm,
             ))
-            if self.impressions is not None:
+            if self.impressions is not None and request.log_impressions:
                 self.impressions.add(request_id, request.user_id, [i.item_id for i in items], found.model,
                                      experiment, found.item_arms or found.arm)
         return responses

@@ -139,7 +139,7 @@
     const session = historyText.split(/[\s,]+/).filter(Boolean);  // item ids, oldest first
     const status = $("lookup-status");
     if (!userId && session.length === 0) { status.textContent = "Give a user id or a session history."; return; }
-    const request = { k, explain: true };
+    const request = { k, explain: true, log_impressions: false };  // a look, not traffic: no impressions
     if (userId) request.user_id = userId;
     if (session.length) request.history = session;
     status.textContent = "Asking…";
