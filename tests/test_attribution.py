@@ -15,6 +15,8 @@ from recengine.feature_store.schema import ColumnType, StoreSchema
 from recengine.online import control
 from recengine.online.attribution import outcomes
 from recengine.online.experiments import new_experiment
+from recengine.online.report import EventKinds, experiment_report
+from recengine.online.schemas import ExperimentSpec
 from recengine.online.store_reports import experiment_status
 
 T0 = datetime(2026, 5, 1, 12, 0)
@@ -146,3 +148,30 @@ def test_a_lift_spread_over_many_users_is_significant(tmp_path: Path) -> None:
     assert {a.name: a.clicks for a in report.arms} == clicked
     assert report.ab is not None and report.ab.significant and report.ab.p_value < 1e-4  # type: ignore[operator]
     assert report.ab.low is not None and report.ab.low > 0 and "candidate leads" in report.verdict
+
+
+def test_interleaving_credits_the_arm_that_contributed_the_clicked_and_bought_item(tmp_path: Path) -> None:
+    store = _store(tmp_path / "s.duckdb")
+    spec = new_experiment("shop", [("control", "m/1"), ("candidate", "m/2")], mode="interleave",
+                          now=datetime.now(UTC))
+    control.record_experiment(store, spec.model_dump())
+    now = datetime.now(UTC).replace(tzinfo=None)
+    rows = []
+    for n, user in enumerate(("u1", "u2", "u3")):
+        for position, (item, arm) in enumerate((("i1", "control"), ("i2", "candidate"), ("i3", "control"))):
+            rows.append({"request_id": f"r{n}", "ts": now, "user_id": user, "item_id": item, "position": position,
+                         "model": "m/1" if arm == "control" else "m/2", "experiment": spec.id, "arm": arm})
+    store.log_impressions(rows)
+    later = now + timedelta(seconds=5)
+    store.ingest(_events([("u1", "i2", "view", later, "r0"), ("u1", "i2", "purchase", later, "r0"),
+                          ("u2", "i2", "view", later, None), ("u3", "i1", "view", later, "r2")]), "events")
+    # views are clicks, purchases conversions (as a domain preset declares them)
+    report = experiment_report(store.cursor(), ExperimentSpec.model_validate(store.experiment("shop")),
+                               EventKinds(["view"], ["purchase"]), catalogue=6)
+    arms = {arm.name: arm for arm in report.arms}
+    assert (arms["candidate"].clicks, arms["candidate"].conversions) == (2, 1)
+    assert (arms["control"].clicks, arms["control"].conversions) == (1, 0)
+    assert arms["candidate"].conversion_rate == pytest.approx(1 / 3) and arms["control"].conversion_rate == 0
+    assert report.interleaving is not None
+    assert report.interleaving.wins == {"control": 1, "candidate": 2} and report.interleaving.ties == 0
+    assert report.interleaving.user_preference == {"control": 1, "candidate": 2}

@@ -63,7 +63,7 @@ def start(project: str, domain: str, arms: tuple[str, ...], split: str | None, m
 
         paths = domain_paths(project, domain)
         spec = resolve_arms(new_experiment(domain, _arms(arms), _split(split), mode, min_effect), paths["models"])
-        recorded = _on_store(paths["store"], "record_experiment", spec.model_dump())
+        recorded = on_store(paths["store"], "record_experiment", spec.model_dump())
     if as_json:
         print_json(recorded)
         return
@@ -88,7 +88,7 @@ def status(project: str, domain: str, experiment_id: str | None, k: int, window_
     with friendly_errors():
         from recengine.project import domain_paths
 
-        report = _on_store(domain_paths(project, domain)["store"], "experiment_report", domain, experiment_id, k,
+        report = on_store(domain_paths(project, domain)["store"], "experiment_report", domain, experiment_id, k,
                            window_hours)
     if as_json:
         print_json(report)
@@ -107,7 +107,7 @@ def stop(project: str, domain: str, promote: str | None, as_json: bool) -> None:
     with friendly_errors():
         from recengine.project import domain_paths
 
-        stopped = _on_store(domain_paths(project, domain)["store"], "stop_experiment", domain, promote)
+        stopped = on_store(domain_paths(project, domain)["store"], "stop_experiment", domain, promote)
     if as_json:
         print_json(stopped)
         return
@@ -120,7 +120,7 @@ def _bundle_of(spec: dict[str, Any], arm: str) -> str:
     return next(str(a["bundle"]) for a in spec["arms"] if a["name"] == arm)
 
 
-def _on_store(path: Any, operation: str, *args: Any) -> Any:
+def on_store(path: Any, operation: str, *args: Any) -> Any:
     """Run an experiment operation on the store: through its writer while it is served."""
     from recengine.online import control
     from recengine.online.store_reports import experiment_status

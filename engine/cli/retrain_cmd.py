@@ -81,14 +81,14 @@ def run_retrain(project: str | Path, domain: str, then: str, epochs: int | None,
 
             deploy_bundle(project, domain, trained.bundle_path)
         return {**outcome, "decision": "deployed"}
-    from recengine.cli.experiment_cmd import _on_store
+    from recengine.cli.experiment_cmd import on_store
     from recengine.online.control import resolve_arms
     from recengine.online.experiments import new_experiment
 
     spec = resolve_arms(new_experiment(domain, [("control", str(serving_path)), ("candidate",
                                                                                  str(trained.bundle_path))]),
                         serving_path.parent.parent)
-    recorded = _on_store(target.store, "record_experiment", spec.model_dump())
+    recorded = on_store(target.store, "record_experiment", spec.model_dump())
     return {**outcome, "decision": "experiment", "experiment": recorded["id"]}
 
 

@@ -21,7 +21,8 @@ DEFAULT_WINDOW = timedelta(hours=24)
 @dataclass(frozen=True)
 class Outcomes:
     """Per request: ``request_id, user_id, model, arm, ts, shown, clicked@k, converted, rr,
-    clicks, conversions``; per (request, arm) credit for interleaving; the items shown."""
+    clicks, conversions``; per (request, arm) the clicks and conversions on that arm's items
+    (interleaving's credit); the items shown."""
 
     requests: pl.DataFrame
     credits: pl.DataFrame
@@ -78,9 +79,11 @@ def outcomes(con: duckdb.DuckDBPyConnection, clicks: list[str], conversions: lis
         FROM requests r LEFT JOIN acts a USING (request_id)
         ORDER BY r.ts""", params=[clicks, k, conversions, clicks, clicks, conversions]).pl()
     credits = con.sql("""
-        SELECT request_id, arm, count(*) AS clicks FROM attributed
-        WHERE arm IS NOT NULL AND event_type IN (SELECT unnest(?::VARCHAR[]))
-        GROUP BY request_id, arm""", params=[clicks]).pl()
+        SELECT request_id, arm,
+               count(*) FILTER (WHERE event_type IN (SELECT unnest(?::VARCHAR[]))) AS clicks,
+               count(*) FILTER (WHERE event_type IN (SELECT unnest(?::VARCHAR[]))) AS conversions
+        FROM attributed WHERE arm IS NOT NULL
+        GROUP BY request_id, arm""", params=[clicks, conversions]).pl()
     shown_items = con.sql("""
         SELECT coalesce(arm, model) AS name, model, count(DISTINCT item_id) AS items, count(*) AS impressions
         FROM shown GROUP BY ALL""").pl()

@@ -79,7 +79,8 @@ def ab_test(control: pl.DataFrame, candidate: pl.DataFrame, control_name: str, c
 def interleaving(found: Outcomes, names: list[str]) -> InterleavingTest:
     """Per request, the arm whose items got more clicks wins; users vote with their wins."""
     first, second = names
-    credit = found.credits.pivot(on="arm", index="request_id", values="clicks") if found.credits.height else None
+    clicked = found.credits.filter(pl.col("clicks") > 0)
+    credit = clicked.pivot(on="arm", index="request_id", values="clicks") if clicked.height else None
     wins = {first: 0, second: 0}
     ties = 0
     preference = {first: 0, second: 0}
@@ -142,18 +143,22 @@ def _arm(requests: pl.DataFrame, name: str, model: str, found: Outcomes, catalog
 
 
 def _interleaved_arm(found: Outcomes, name: str, model: str, catalogue: int) -> ArmMetrics:
-    """An interleaving arm: requests it took part in (all), clicks on the items it contributed."""
+    """An interleaving arm: requests it took part in (all), clicks and conversions on the items it contributed."""
     requests = found.requests
     credited = found.credits.filter(pl.col("arm") == name)
-    clicked = requests.join(credited.select("request_id", pl.lit(1).alias("won_click")), on="request_id",
-                            how="left").with_columns(pl.col("won_click").fill_null(0))
+    flags = credited.select("request_id", (pl.col("clicks") > 0).cast(pl.Int64).alias("won_click"),
+                            (pl.col("conversions") > 0).cast(pl.Int64).alias("won_conversion"))
+    clicked = requests.join(flags, on="request_id", how="left").with_columns(
+        pl.col("won_click").fill_null(0), pl.col("won_conversion").fill_null(0))
     ctr = _ctr(clicked, "won_click")
     low, high = ctr.interval()
     shown = found.shown_items.filter(pl.col("name") == name)
     return ArmMetrics(name=name, model=model, users=requests["user_id"].n_unique(), requests=requests.height,
                       impressions=int(shown["impressions"].sum()) if shown.height else 0,
-                      clicks=int(credited["clicks"].sum()) if credited.height else 0, conversions=0,
+                      clicks=int(credited["clicks"].sum()) if credited.height else 0,
+                      conversions=int(credited["conversions"].sum()) if credited.height else 0,
                       ctr=_round(ctr.value), ctr_low=_round(low), ctr_high=_round(high),
+                      conversion_rate=_round(float(clicked["won_conversion"].mean())) if requests.height else None,  # type: ignore[arg-type]
                       coverage=_round(int(shown["items"].sum()) / catalogue) if catalogue and shown.height else None)
 
 
@@ -183,7 +188,8 @@ def _interleaved_timeline(found: Outcomes, names: list[str]) -> list[TimelinePoi
         return []
     points = []
     for name in names:
-        credited = found.credits.filter(pl.col("arm") == name).select("request_id", pl.lit(1).alias("won"))
+        credited = found.credits.filter((pl.col("arm") == name) & (pl.col("clicks") > 0)).select(
+            "request_id", pl.lit(1).alias("won"))
         rows = bucketed.join(credited, on="request_id", how="left").group_by("bucket").agg(
             pl.len().alias("requests"), pl.col("won").fill_null(0).sum().alias("clicks")).sort("bucket")
         points += [TimelinePoint(minute=_iso(r["bucket"]), arm=name, requests=r["requests"], clicks=r["clicks"],
