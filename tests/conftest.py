@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -101,3 +105,52 @@ def generated_shop(base: Path, users: int, items: int, events: int, seed: int, p
         if publish:
             store.publish(base / "snapshots")
     return base / "store.duckdb"
+
+
+@dataclass
+class InProcessDomain:
+    """A domain prepared, trained and served in this process with its writer (LocalLog): what
+    the API tests that write need, without Ray."""
+
+    prepared: Any  # recengine.project.PreparedDomain
+    writer: Any  # StoreWriter
+    service: Any  # RecommendService, following the writer
+    client: Any  # TestClient of the domain's app
+    keys_file: Path
+    secret: str  # of a key of the domain
+    config: dict[str, Any]  # the service's ServeConfig
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.secret}"}
+
+
+@contextmanager
+def domain_in_process(project: Path, domain: str, *, users: int, items: int, events: int) -> Iterator[InProcessDomain]:
+    """Prepare ``domain`` under ``project`` (1 epoch), then serve it in-process with its
+    writer and a key; the follower and the writer are stopped afterwards."""
+    from fastapi.testclient import TestClient
+
+    from recengine.api_keys import ApiKeys, keys_path
+    from recengine.live_writer import StoreWriter
+    from recengine.project import prepare_domain
+    from recengine.serve.api import build_api
+    from recengine.serve.live import LocalLog
+    from recengine.serve.service import RecommendService
+
+    prepared = prepare_domain(project, domain, users=users, items=items, events=events, epochs=1, progress=False)
+    keys_file = keys_path(project)
+    _, secret = ApiKeys(keys_file).create(domain)
+    writer = StoreWriter(prepared.paths["store"])
+    service = RecommendService(domain, log=LocalLog(writer))
+    config = {"bundle": str(prepared.trained.bundle_path), "snapshot": str(prepared.paths["snapshots"]),
+              "store": str(prepared.paths["store"]), "keys": str(keys_file)}
+    service.configure(config)
+    service.start_following()
+    try:
+        yield InProcessDomain(prepared, writer, service, TestClient(build_api(domain, lambda: service)), keys_file,
+                              secret, config)
+    finally:
+        assert service.follower is not None
+        service.follower.stop()
+        writer.close()

@@ -19,11 +19,9 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from recengine.api_keys import ApiKeys
 from recengine.live_writer import StoreWriter
-from recengine.serve.api import build_api
-from recengine.serve.live import LocalLog
 from recengine.serve.service import RecommendService, offline_metrics
+from tests.conftest import domain_in_process
 
 DOMAIN = "ecommerce"
 
@@ -51,30 +49,14 @@ class Domain:
 
 @pytest.fixture(scope="module")
 def domain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Domain]:
-    from recengine.project import prepare_domain
-
-    project = tmp_path_factory.mktemp("history")
-    prepared = prepare_domain(project, DOMAIN, users=200, items=150, events=4000, epochs=1, progress=False)
-    keys_file = project / "api-keys.json"
-    _, secret = ApiKeys(keys_file).create(DOMAIN)
-    writer = StoreWriter(prepared.paths["store"])
-    service = RecommendService(DOMAIN, log=LocalLog(writer))
-    config = {"bundle": str(prepared.trained.bundle_path), "snapshot": str(prepared.paths["snapshots"]),
-              "store": str(prepared.paths["store"]), "keys": str(keys_file)}
-    service.configure(config)
-    service.start_following()
-    items = writer.store.latest("items")
-    trained = set(service.recommender.bundle.users.ids)
-    active = writer.store.sql("SELECT user_id FROM events GROUP BY user_id HAVING count(*) > 20 ORDER BY user_id")
-    try:
-        yield Domain(writer, service, TestClient(build_api(DOMAIN, lambda: service)),
-                     {"Authorization": f"Bearer {secret}"}, config, prepared.trained.bundle_path,
+    with domain_in_process(tmp_path_factory.mktemp("history"), DOMAIN, users=200, items=150, events=4000) as served:
+        writer, service = served.writer, served.service
+        items = writer.store.latest("items")
+        trained = set(service.recommender.bundle.users.ids)
+        active = writer.store.sql("SELECT user_id FROM events GROUP BY user_id HAVING count(*) > 20 ORDER BY user_id")
+        yield Domain(writer, service, served.client, served.auth, served.config, served.prepared.trained.bundle_path,
                      [u for u in active["user_id"].to_list() if u in trained],
                      dict(zip(items["item_id"].to_list(), items["title"].to_list())))
-    finally:
-        assert service.follower is not None
-        service.follower.stop()
-        writer.close()
 
 
 def listed(answer: Any) -> list[tuple[str, str, datetime]]:

@@ -30,9 +30,8 @@ from recengine.feature_store.errors import IngestError
 from recengine.feature_store.live_log import LiveAck, LiveBatch
 from recengine.feature_store.snapshot import read_manifest
 from recengine.live_writer import StoreWriter
-from recengine.serve.api import build_api
-from recengine.serve.live import LocalLog
 from recengine.serve.service import RecommendService
+from tests.conftest import domain_in_process
 from tests.store_contents import assert_same_contents, contents
 
 DOMAIN = "ecommerce"
@@ -67,28 +66,11 @@ class Live:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
-    from recengine.project import prepare_domain
-
-    project = tmp_path_factory.mktemp("live")
-    prepared = prepare_domain(project, DOMAIN, users=300, items=200, events=5000, epochs=1, progress=False)
-    keys_file = project / "api-keys.json"
-    keys = ApiKeys(keys_file)
-    _, secret = keys.create(DOMAIN)
-    writer = StoreWriter(prepared.paths["store"])
-    service = RecommendService(DOMAIN, log=LocalLog(writer))
-    config = {"bundle": str(prepared.trained.bundle_path), "snapshot": str(prepared.paths["snapshots"]),
-              "store": str(prepared.paths["store"]), "keys": str(keys_file)}
-    service.configure(config)
-    service.start_following()
-    users = [u for u in service.recommender.bundle.users.ids if u]
-    try:
-        yield Live(writer, service, TestClient(build_api(DOMAIN, lambda: service)), keys,
-                   {"Authorization": f"Bearer {secret}"}, config, prepared.paths["snapshots"], users,
-                   writer.store.latest("items"))
-    finally:
-        assert service.follower is not None
-        service.follower.stop()
-        writer.close()
+    with domain_in_process(tmp_path_factory.mktemp("live"), DOMAIN, users=300, items=200, events=5000) as served:
+        service = served.service
+        users = [u for u in service.recommender.bundle.users.ids if u]
+        yield Live(served.writer, service, served.client, ApiKeys(served.keys_file), served.auth, served.config,
+                   served.prepared.paths["snapshots"], users, served.writer.store.latest("items"))
 
 
 def everything(store: FeatureStore) -> dict[str, pl.DataFrame]:

@@ -30,11 +30,10 @@ from recengine.api_keys import ApiKeys, keys_path
 from recengine.live_writer import StoreWriter
 from recengine.serve.api import build_api
 from recengine.serve.guard import MAX_BODY_BYTES
-from recengine.serve.live import LocalLog
 from recengine.serve.metrics import LATENCY_BUCKETS, UNMATCHED_ROUTE, metrics_for
 from recengine.serve.metrics_hub import HUB_NAMESPACE, PUSH_INTERVAL_S, MetricsHub, hub_name
 from recengine.serve.service import RecommendService
-from tests.conftest import free_port
+from tests.conftest import domain_in_process, free_port
 
 DOMAIN = "ecommerce"
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]  # (sample name, labels): value
@@ -92,25 +91,8 @@ class Local:
 
 @pytest.fixture(scope="module")
 def local(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Local]:
-    from recengine.project import prepare_domain
-
-    project = tmp_path_factory.mktemp("metrics")
-    prepared = prepare_domain(project, DOMAIN, users=300, items=200, events=5000, epochs=1, progress=False)
-    keys_file = keys_path(project)
-    _, secret = ApiKeys(keys_file).create(DOMAIN)
-    writer = StoreWriter(prepared.paths["store"])
-    service = RecommendService(DOMAIN, log=LocalLog(writer))
-    config = {"bundle": str(prepared.trained.bundle_path), "snapshot": str(prepared.paths["snapshots"]),
-              "store": str(prepared.paths["store"]), "keys": str(keys_file)}
-    service.configure(config)
-    service.start_following()
-    try:
-        yield Local(writer, service, TestClient(build_api(DOMAIN, lambda: service)),
-                    {"Authorization": f"Bearer {secret}"}, keys_file, config)
-    finally:
-        assert service.follower is not None
-        service.follower.stop()
-        writer.close()
+    with domain_in_process(tmp_path_factory.mktemp("metrics"), DOMAIN, users=300, items=200, events=5000) as served:
+        yield Local(served.writer, served.service, served.client, served.auth, served.keys_file, served.config)
 
 
 def test_requests_are_counted_by_route_template_and_status_guard_refusals_included(local: Local) -> None:
