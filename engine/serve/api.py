@@ -79,8 +79,9 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
             await writer_key(credentials)
 
     reads = [Depends(reader_key)]
+    guarded: dict[str, Any] = {"dependencies": reads, "responses": READ_AUTH_RESPONSES}  # the read routes
     # GET /metrics under the read-key rule; its middleware is outermost (it counts the guard's refusals)
-    install_metrics(app, domain, get_service, dependencies=reads)
+    install_metrics(app, domain, get_service, **guarded)
 
     events_batch, items_batch, users_batch = domain_write_models(domain)
 
@@ -102,9 +103,9 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
     for path, route, batch_model in (("/events", post_events, events_batch), ("/items", post_items, items_batch),
                                      ("/users", post_users, users_batch)):
         route.__annotations__["batch"] = batch_model
-        app.post(path, responses=AUTH_RESPONSES, response_model=WriteAck)(route)
+        app.post(path, responses=WRITE_RESPONSES, response_model=WriteAck)(route)
 
-    @app.post("/recommend", response_model=RecommendResponse, dependencies=reads)
+    @app.post("/recommend", response_model=RecommendResponse, **guarded)
     async def recommend_items(request: RecommendRequest, http: Request) -> RecommendResponse:
         """Top-k items for a user, with scores and reasons; unknown users get popular items.
         The answer's ``request_id`` names what it showed (logged as impressions): send it
@@ -116,13 +117,13 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         metrics_for(domain).record_recommendation(outcome.model, outcome.arm, outcome.experiment, len(outcome.items))
         return outcome
 
-    @app.get("/similar/{item_id}", response_model=list[RecommendedItem], dependencies=reads)
+    @app.get("/similar/{item_id}", response_model=list[RecommendedItem], **guarded)
     async def similar(item_id: str = Path(..., min_length=1, max_length=MAX_ID_CHARS),
                       k: int = Query(10, ge=1, le=MAX_K)) -> list[RecommendedItem]:
         """Items closest to ``item_id`` in the model's item space."""
         return get_service().similar(item_id, k)
 
-    @app.get("/users/{user_id}/history", response_model=UserHistoryResponse, dependencies=reads)
+    @app.get("/users/{user_id}/history", response_model=UserHistoryResponse, **guarded)
     async def user_history(user_id: str = Path(..., min_length=1, max_length=MAX_ID_CHARS),
                            limit: int = Query(20, ge=1, le=MAX_HISTORY_LIMIT)) -> UserHistoryResponse:
         """The user's latest ``limit`` events, newest first, as this replica sees them (the
@@ -141,7 +142,7 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         on the server only for the operator (``X-Admin-Key`` equal to RECENGINE_ADMIN_KEY)."""
         return get_service().model_info(show_path=is_operator(x_admin_key))
 
-    @app.get("/experiment", response_model=ExperimentReport, dependencies=reads)
+    @app.get("/experiment", response_model=ExperimentReport, **guarded)
     async def experiment(k: int = Query(10, ge=1, le=MAX_K, description="CTR@k: clicks within the top k count."),
                          window_hours: float = Query(24.0, gt=0, le=24 * 90, description=ATTRIBUTION_WINDOW)
                          ) -> ExperimentReport:
@@ -149,7 +150,7 @@ def build_api(domain: str, get_service: Callable[[], RecommendService],
         intervals, the test and its verdict, from the logged data alone."""
         return await get_service().experiment_report(k, window_hours)
 
-    @app.get("/online", response_model=OnlineSummary, dependencies=reads)
+    @app.get("/online", response_model=OnlineSummary, **guarded)
     async def online(hours: float = Query(24.0, gt=0, le=24 * 90, description="The window of requests reported."),
                      k: int = Query(10, ge=1, le=MAX_K, description="CTR@k: clicks within the top k count."),
                      window_hours: float = Query(24.0, gt=0, le=24 * 90, description=ATTRIBUTION_WINDOW)
@@ -195,6 +196,12 @@ def _ack(ack: LiveAck, service: RecommendService) -> WriteAck:
                     visible=(service.live_seq() or 0) >= ack.seq)
 
 
+READ_AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {**answer, "description": answer["description"] + " Only when the domain is served with "
+                                                            "--require-key-for-reads."}
+    for code, answer in AUTH_RESPONSES.items()}
+WRITE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **AUTH_RESPONSES, 405: {"model": ErrorBody, "description": "The domain is served read-only (without its store)."}}
 ATTRIBUTION_WINDOW = ("An event without a request_id is attributed to the latest impression of its item for its user "
                       "at most this many hours earlier.")
 ADMIN_RESPONSES: dict[int | str, dict[str, Any]] = {

@@ -309,7 +309,8 @@ def _serve_replica_id() -> str | None:
 
 
 def install_metrics(app: FastAPI, domain: str, get_service: Callable[[], RecommendService],
-                    dependencies: Sequence[Any] = ()) -> DomainMetrics:
+                    dependencies: Sequence[Any] = (),
+                    responses: dict[int | str, dict[str, Any]] | None = None) -> DomainMetrics:
     """Time every request of ``app`` and serve ``GET /metrics`` (behind ``dependencies``: the
     domain's read-key rule). Call after the app's other middleware: this one must be outermost.
     Inside a Ray Serve replica it also joins the domain's hub, so any replica reports all."""
@@ -321,7 +322,8 @@ def install_metrics(app: FastAPI, domain: str, get_service: Callable[[], Recomme
 
     @app.get("/metrics", response_class=PrometheusText, dependencies=list(dependencies),
              responses={200: {"description": "Prometheus text format 0.0.4.",
-                              "content": {CONTENT_TYPE_PLAIN_0_0_4: {"schema": {"type": "string"}}}}})
+                              "content": {CONTENT_TYPE_PLAIN_0_0_4: {"schema": {"type": "string"}}}},
+                        **(responses or {})})
     async def prometheus_metrics() -> PrometheusText:
         """The domain's metrics in Prometheus' text format, every replica's series included (a
         scrape reaches one replica; the others' are at most a second old)."""
