@@ -32,5 +32,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/feature_store.py
 
+# docs/benchmarks.md and the README's headline table, from benchmarks/results/*.json
+.PHONY: bench-docs
+bench-docs: $(STAMP)
+	$(BIN)/python -m benchmarks.tables
+
 clean:
 	rm -rf $(VENV) recengine.duckdb recengine.snapshots recengine-demo

@@ -8,13 +8,23 @@ run reports (local, Ray and standalone alike).
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, overload
 
 import numpy as np
 import torch
 
+from recengine.beyond_accuracy import beyond_accuracy
 from recengine.errors import DataError
-from recengine.metrics import per_user_metric, ranking_metrics, rating_metrics, topk_from_scores
+from recengine.metrics import (
+    gauc,
+    mask_scores,
+    per_user_metric,
+    ranking_metrics,
+    rating_metrics,
+    topk_from_scores,
+    user_auc,
+)
 from recengine.training_data import EvalSet, Interactions, PairSet, PreparedData, pad_histories
 
 if TYPE_CHECKING:  # annotations only: recengine.train imports this module
@@ -25,8 +35,21 @@ if TYPE_CHECKING:  # annotations only: recengine.train imports this module
 ScoreFn = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
 
 
-def _topk(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool, batch_size: int) -> np.ndarray:
-    blocks = []
+@dataclass
+class Ranking:
+    """A scorer's top-K lists over an eval split (and, when asked, each user's full-ranking AUC)."""
+
+    top: np.ndarray  # [U, K] item indices, best first, -1 where fewer than K items are rankable
+    auc: np.ndarray | None = None  # [U] per-user AUC (NaN where undefined)
+    pos_len: np.ndarray | None = None  # [U] distinct positives per user
+
+
+def rank_eval_set(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool = True, batch_size: int = 512, *,
+                  with_auc: bool = False, advance: Callable[[int], None] | None = None) -> Ranking:
+    """Score every item for every user of ``eval_set`` in batches and keep the top ``k`` (padded
+    with -1 past the rankable catalogue); ``with_auc`` also computes each user's AUC on the same
+    masked scores (GAUC); ``advance(n)`` is told of each finished batch of ``n`` users."""
+    blocks, aucs, lens = [], [], []
     for begin in range(0, len(eval_set), batch_size):
         end = begin + batch_size
         scores = score_fn(eval_set.users[begin:end], eval_set.histories[begin:end])
@@ -34,9 +57,23 @@ def _topk(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool, batch_size
             allowed = np.zeros(scores.shape[1], dtype=bool)
             allowed[eval_set.candidates] = True
             scores = np.where(allowed[None, :], scores, -np.inf)
-        exclude = eval_set.exclude[begin:end] if masked else None
-        blocks.append(topk_from_scores(scores, k, exclude))
-    return np.concatenate(blocks) if blocks else np.zeros((0, k), dtype=np.int64)
+        masked_scores = mask_scores(scores, eval_set.exclude[begin:end] if masked else None)
+        blocks.append(topk_from_scores(masked_scores, k))
+        if with_auc:
+            auc, pos_len = user_auc(masked_scores, eval_set.positives[begin:end])
+            aucs.append(auc)
+            lens.append(pos_len)
+        if advance is not None:
+            advance(masked_scores.shape[0])
+    top = np.concatenate(blocks) if blocks else np.zeros((0, k), dtype=np.int64)
+    if not with_auc:
+        return Ranking(top)
+    return Ranking(top, np.concatenate(aucs) if aucs else np.zeros(0), np.concatenate(lens) if lens else
+                   np.zeros(0, dtype=np.int64))
+
+
+def _topk(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool, batch_size: int) -> np.ndarray:
+    return rank_eval_set(score_fn, eval_set, k, masked, batch_size).top
 
 
 def model_scorer(model: RecModel, max_history: int | None = None) -> ScoreFn:
@@ -74,24 +111,40 @@ def popularity_scorer(popularity: np.ndarray) -> ScoreFn:
     return score
 
 
+@dataclass(frozen=True)
+class Catalogue:
+    """What the beyond-accuracy metrics measure lists against: training popularity per item index
+    (``[N + 1]``, index 0 padding) and the number of training users."""
+
+    popularity: np.ndarray
+    num_users: int
+
+
 @overload
 def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = ..., masked: bool = ...,
-                    batch_size: int = ..., per_user: None = None) -> dict[str, float]: ...
+                    batch_size: int = ..., per_user: None = None,
+                    catalogue: Catalogue | None = ...) -> dict[str, float]: ...
 @overload
 def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = ..., masked: bool = ...,
-                    batch_size: int = ..., *,
-                    per_user: str) -> tuple[dict[str, float], np.ndarray]: ...
+                    batch_size: int = ..., *, per_user: str,
+                    catalogue: Catalogue | None = ...) -> tuple[dict[str, float], np.ndarray]: ...
 def evaluate_scorer(score_fn: ScoreFn, eval_set: EvalSet, ks: tuple[int, ...] = (10, 20), masked: bool = True,
-                    batch_size: int = 512,
-                    per_user: str | None = None) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
-    """Mean metrics @ks; with ``per_user="ndcg@10"`` also the per-user values (paired tests)."""
+                    batch_size: int = 512, per_user: str | None = None,
+                    catalogue: Catalogue | None = None) -> dict[str, float] | tuple[dict[str, float], np.ndarray]:
+    """Mean metrics @ks; with ``per_user="ndcg@10"`` also the per-user values (paired tests); with
+    a ``catalogue`` also GAUC and the beyond-accuracy metrics @ks (coverage, Gini, entropy, tail
+    share, average popularity, novelty) of the same lists."""
     if len(eval_set) == 0:
         raise DataError("the evaluation split is empty: no user has held-out events")
-    top = _topk(score_fn, eval_set, max(ks), masked, batch_size)
-    metrics = ranking_metrics(top, eval_set.positives, ks)
+    ranking = rank_eval_set(score_fn, eval_set, max(ks), masked, batch_size, with_auc=catalogue is not None)
+    metrics = ranking_metrics(ranking.top, eval_set.positives, ks)
+    if catalogue is not None:
+        assert ranking.auc is not None and ranking.pos_len is not None
+        metrics["gauc"] = gauc(ranking.auc, ranking.pos_len)
+        metrics.update(beyond_accuracy(ranking.top, ks, catalogue.popularity, catalogue.num_users))
     if per_user:
         name, k = per_user.split("@")
-        return metrics, per_user_metric(top, eval_set.positives, name, int(k))
+        return metrics, per_user_metric(ranking.top, eval_set.positives, name, int(k))
     return metrics
 
 
@@ -133,22 +186,27 @@ def validation_score(model: RecModel, interactions: Interactions,
 
 
 def evaluate_interactions(model: RecModel, popularity: np.ndarray, interactions: Interactions,
-                          ks: tuple[int, ...] = (10, 20), batch_size: int = 512) -> dict[str, Any]:
+                          ks: tuple[int, ...] = (10, 20), batch_size: int = 512,
+                          extended: bool = False) -> dict[str, Any]:
     """Test metrics of the model beside popularity; P-seq adds RecBole's unmasked convention;
-    P-rating reports RMSE/MAE beside the training mean rating."""
+    P-rating reports RMSE/MAE beside the training mean rating. ``extended`` adds GAUC and the
+    beyond-accuracy metrics to every ranking column (``recengine evaluate``; training skips them)."""
     if interactions.test_pairs is not None:
         pairs = interactions.test_pairs
         mean = float(interactions.values.mean())
         return {"test": evaluate_ratings(model, pairs),
                 "mean_rating": rating_metrics(np.full(len(pairs), mean), pairs.values), "test_rows": len(pairs)}
     test = interactions.test
+    catalogue = training_catalogue(interactions, len(popularity) - 1) if extended else None
     out: dict[str, Any] = {
-        "test": evaluate_scorer(model_scorer(model), test, ks, True, batch_size),
-        "popularity": evaluate_scorer(popularity_scorer(popularity), test, ks, True, batch_size),
+        "test": evaluate_scorer(model_scorer(model), test, ks, True, batch_size, catalogue=catalogue),
+        "popularity": evaluate_scorer(popularity_scorer(popularity), test, ks, True, batch_size,
+                                      catalogue=catalogue),
         "test_users": len(test),
     }
     if test.candidates is not None:  # P-cold: chance is the honest baseline for unseen items
-        runs = [evaluate_scorer(random_scorer(len(popularity) - 1, seed), test, ks, True, batch_size)
+        runs = [evaluate_scorer(random_scorer(len(popularity) - 1, seed), test, ks, True, batch_size,
+                                catalogue=catalogue)
                 for seed in range(5)]
         out["random"] = {key: float(np.mean([run[key] for run in runs])) for key in runs[0]}
         out["cold_items"] = int(test.candidates.size)
@@ -156,6 +214,12 @@ def evaluate_interactions(model: RecModel, popularity: np.ndarray, interactions:
         out["test_unmasked"] = evaluate_scorer(model_scorer(model), test, ks, False, batch_size)
         out["popularity_unmasked"] = evaluate_scorer(popularity_scorer(popularity), test, ks, False, batch_size)
     return out
+
+
+def training_catalogue(interactions: Interactions, num_items: int) -> Catalogue:
+    """Training interaction count per item index and the number of users with a training event."""
+    counts = np.bincount(interactions.items, minlength=num_items + 1).astype(np.float64)
+    return Catalogue(counts, int(np.unique(interactions.users).size))
 
 
 def run_metrics(config: PipelineConfig, data: PreparedData, result: TrainResult,

@@ -1,6 +1,6 @@
 """Evaluation metrics: full-ranking top-K, ranking metrics, rating metrics and significance tests.
 
-The top-K ranking metrics (Hit, MRR, Recall, Precision, NDCG) are defined identically to RecBole 1.2.1
+The top-K ranking metrics (Hit, MRR, Recall, Precision, NDCG, MAP) and GAUC are defined identically to RecBole 1.2.1
 (``recbole/evaluator/metrics.py``) so that numbers produced here can be compared with RecBole's. Like
 RecBole, every metric is computed from two arrays:
 
@@ -29,6 +29,9 @@ except ImportError:  # pragma: no cover
 __all__ = [
     "RANKING_METRICS",
     "PopularityBaseline",
+    "gauc",
+    "mask_scores",
+    "user_auc",
     "mean_std",
     "paired_test",
     "per_user_metric",
@@ -39,7 +42,7 @@ __all__ = [
 ]
 
 #: Names accepted by :func:`per_user_metric`, in the order :func:`ranking_metrics` reports them.
-RANKING_METRICS: tuple[str, ...] = ("recall", "ndcg", "hit", "mrr", "precision")
+RANKING_METRICS: tuple[str, ...] = ("recall", "ndcg", "hit", "mrr", "precision", "map")
 
 
 def _to_numpy(x: Any) -> np.ndarray:
@@ -69,8 +72,9 @@ def topk_from_scores(
     not depend on the backend's ``topk`` implementation; RecBole uses ``torch.topk``, whose order among
     exactly equal scores is unspecified -- the only place where the two can differ.
 
-    If a row has fewer than ``k`` items with a finite score (after exclusion), the remaining slots are
-    filled with ``-1``, which is never a positive; so excluded items and index 0 truly never appear.
+    If a row has fewer than ``k`` items with a finite score (after exclusion), or ``k`` exceeds the
+    catalogue, the remaining slots are filled with ``-1``, which is never a positive; so excluded
+    items and index 0 truly never appear.
     (RecBole would fill those slots with arbitrary ``-inf`` items instead.)
 
     Vectorised: ``torch.topk`` picks the candidates (rows with ties straddling the k-th place are
@@ -84,22 +88,13 @@ def topk_from_scores(
     b, n = s.shape
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    if k > n - 1:
-        raise ValueError(f"k={k} exceeds the number of rankable items ({n - 1}; column 0 is padding)")
+    if k > n - 1:  # K wider than the catalogue: every item is ranked, the rest of the list is -1
+        if n < 2:
+            raise ValueError(f"scores have {n} column(s): no rankable item (column 0 is padding)")
+        top = topk_from_scores(s, n - 1, exclude)
+        return np.concatenate([top, np.full((b, k - (n - 1)), -1, dtype=np.int64)], axis=1)
 
-    s = s.copy()
-    s[np.isnan(s)] = -np.inf
-    s[:, 0] = -np.inf
-    if exclude is not None:
-        if len(exclude) != b:
-            raise ValueError(f"exclude has {len(exclude)} rows but scores has {b}")
-        cols = [np.asarray(e, dtype=np.int64).ravel() for e in exclude]
-        lens = np.fromiter((c.size for c in cols), dtype=np.int64, count=b)
-        if lens.sum():
-            flat = np.concatenate(cols)
-            if flat.min() < 0 or flat.max() >= n:
-                raise ValueError(f"exclude holds item indices outside [0, {n})")
-            s[np.repeat(np.arange(b), lens), flat] = -np.inf
+    s = mask_scores(s, exclude)
 
     if torch is not None:
         # Fast path: torch.topk, then re-sort its k results by (score desc, index asc). This is exact
@@ -120,6 +115,28 @@ def topk_from_scores(
     top = np.take_along_axis(idx, order, axis=1)
     top[~np.isfinite(np.take_along_axis(vals, order, axis=1))] = -1
     return top
+
+
+def mask_scores(scores: np.ndarray, exclude: Sequence[np.ndarray] | None = None) -> np.ndarray:
+    """A copy of ``scores`` ``[B, N]`` with what is never ranked set to ``-inf``: NaN scores, column 0
+    (the padding item) and ``exclude[b]`` (e.g. user ``b``'s training items)."""
+    s = np.array(scores, copy=True)
+    if not np.issubdtype(s.dtype, np.floating):
+        s = s.astype(np.float64)
+    b, n = s.shape
+    s[np.isnan(s)] = -np.inf
+    s[:, 0] = -np.inf
+    if exclude is not None:
+        if len(exclude) != b:
+            raise ValueError(f"exclude has {len(exclude)} rows but scores has {b}")
+        cols = [np.asarray(e, dtype=np.int64).ravel() for e in exclude]
+        lens = np.fromiter((c.size for c in cols), dtype=np.int64, count=b)
+        if lens.sum():
+            flat = np.concatenate(cols)
+            if flat.min() < 0 or flat.max() >= n:
+                raise ValueError(f"exclude holds item indices outside [0, {n})")
+            s[np.repeat(np.arange(b), lens), flat] = -np.inf
+    return s
 
 
 def _exact_topk_candidates(s: np.ndarray, k: int) -> np.ndarray:
@@ -192,6 +209,11 @@ def _metric_from_pos(name: str, pos_index: np.ndarray, pos_len: np.ndarray, k: i
         dcg = hits @ disc
         idcg = np.cumsum(disc)[np.minimum(pos_len, k) - 1]
         return dcg / idcg
+    if name == "map":
+        # RecBole MAP: sum over hit ranks r <= k of precision@r, divided by min(pos_len, k) -- the
+        # most positives a list of k can hold.
+        precision_at = np.cumsum(hits, axis=1) / np.arange(1, k + 1)
+        return (precision_at * hits).sum(axis=1) / np.minimum(pos_len, k)
     raise ValueError(f"unknown ranking metric {name!r}; expected one of {RANKING_METRICS}")
 
 
@@ -241,18 +263,99 @@ def ranking_metrics(
 
 
 # ----------------------------------------------------------------------------------------------------
+# GAUC (RecBole 1.2.1): per-user AUC over the full ranking, weighted by the user's positives
+# ----------------------------------------------------------------------------------------------------
+
+
+def user_auc(scores: np.ndarray | torch.Tensor, positives: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Each user's AUC among the items it can be ranked against, and its number of positives.
+
+    ``scores`` is ``[B, N]`` with ``-inf`` where an item is not rankable (column 0, excluded and
+    non-candidate items: :func:`mask_scores`); ``positives[b]`` are user ``b``'s held-out items. The
+    AUC is the share of (positive, negative) pairs the scores order correctly, ties counting one
+    half -- RecBole's ``((n + 1)·P − P(P + 1)/2 − Σ rank(pos)) / (P·(n − P))`` over average ranks.
+    Negatives are the rankable items that are not positives; a positive that is not rankable counts
+    as ranked below every negative. Users without a positive or without a negative get NaN (RecBole
+    drops them, as :func:`gauc` does).
+    """
+    s = np.asarray(_to_numpy(scores), dtype=np.float64)
+    if s.ndim != 2:
+        raise ValueError(f"scores must be 2-D [B, N], got shape {s.shape}")
+    b, n = s.shape
+    if len(positives) != b:
+        raise ValueError(f"positives has {len(positives)} rows but scores has {b}")
+    pos = [np.unique(np.asarray(_to_numpy(p), dtype=np.int64).ravel()) for p in positives]
+    pos_len = np.fromiter((p.size for p in pos), dtype=np.int64, count=b)
+    widest = int(pos_len.max(initial=0))
+    if widest == 0:
+        return np.full(b, np.nan), pos_len
+    flat = np.concatenate(pos)
+    if flat.min() < 0 or flat.max() >= n:
+        raise ValueError(f"positives hold item indices outside [0, {n})")
+    slot = np.arange(widest)[None, :] < pos_len[:, None]  # [B, P]: which padded slots are real
+    index = np.zeros((b, widest), dtype=np.int64)
+    index[slot] = flat
+    rankable = np.isfinite(s)
+    pos_scores = np.where(slot, np.take_along_axis(s, index, axis=1), np.nan)
+    pos_scores[~np.isfinite(pos_scores)] = np.nan  # unrankable positives never win a pair
+    ranked = np.where(rankable, s, np.nan)
+    below, tied = _count_below_and_tied(ranked, pos_scores)
+    # take out the pairs a positive forms with the user's other positives (and with itself)
+    below -= (pos_scores[:, None, :] < pos_scores[:, :, None]).sum(axis=2)
+    tied -= (pos_scores[:, None, :] == pos_scores[:, :, None]).sum(axis=2)
+    negatives = rankable.sum(axis=1) - np.isfinite(pos_scores).sum(axis=1)
+    wins = np.where(np.isfinite(pos_scores), below + 0.5 * tied, 0.0).sum(axis=1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        auc = np.where((pos_len > 0) & (negatives > 0), wins / (pos_len * negatives), np.nan)
+    return auc, pos_len
+
+
+def _count_below_and_tied(ranked: np.ndarray, pos_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``[B, P]`` counts of each row's non-NaN items scored below / equal to each positive's score.
+
+    Few positives: compared column by column (O(N·P)); many: each row sorted once and searched."""
+    b, widest = pos_scores.shape
+    if widest <= 16:
+        below = np.stack([(ranked < pos_scores[:, j:j + 1]).sum(axis=1) for j in range(widest)], axis=1)
+        tied = np.stack([(ranked == pos_scores[:, j:j + 1]).sum(axis=1) for j in range(widest)], axis=1)
+        return below.astype(np.float64), tied.astype(np.float64)
+    ordered = np.sort(ranked, axis=1)  # NaN (unrankable) last, never counted below a finite score
+    below, tied = np.zeros((b, widest)), np.zeros((b, widest))
+    for row in range(b):
+        left = np.searchsorted(ordered[row], pos_scores[row], side="left")
+        right = np.searchsorted(ordered[row], pos_scores[row], side="right")
+        below[row], tied[row] = left, right - left
+    # a NaN positive score lands past the end: it neither wins nor ties
+    lost = np.isnan(pos_scores)
+    below[lost], tied[lost] = 0.0, 0.0
+    return below, tied
+
+
+def gauc(auc: np.ndarray, pos_len: np.ndarray) -> float:
+    """RecBole's GAUC: the users' AUCs averaged with their numbers of positives as weights.
+
+    Users whose AUC is undefined (NaN: no positive or no negative) are left out; NaN when none is left.
+    """
+    a, w = np.asarray(auc, dtype=np.float64), np.asarray(pos_len, dtype=np.float64)
+    keep = np.isfinite(a) & (w > 0)
+    return float((a[keep] * w[keep]).sum() / w[keep].sum()) if keep.any() else math.nan
+
+
+# ----------------------------------------------------------------------------------------------------
 # Significance, rating metrics, aggregation over seeds
 # ----------------------------------------------------------------------------------------------------
 
 
-def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+def paired_test(a: np.ndarray, b: np.ndarray, *, resamples: int = 2000, seed: int = 0) -> dict[str, float]:
     """Compare two models' per-user metric values on the same users (``a[i]`` and ``b[i]`` pair up).
 
     Returns ``mean_a``, ``mean_b``, ``mean_diff`` (a - b), ``n``, the two-sided paired t-test p-value
-    ``t_pvalue`` (``scipy.stats.ttest_rel``) and the Wilcoxon signed-rank p-value ``wilcoxon_pvalue``
+    ``t_pvalue`` (``scipy.stats.ttest_rel``), the Wilcoxon signed-rank p-value ``wilcoxon_pvalue``
     (``scipy.stats.wilcoxon``, zero differences dropped), since per-user ranking metrics are far from
-    normal. Degenerate cases are resolved instead of returning NaN: identical inputs give p = 1; a
-    constant non-zero difference gives t-test p = 0.
+    normal, and ``ci_low``/``ci_high``: a percentile bootstrap 95 % interval of the mean difference
+    (``scipy.stats.bootstrap``, ``resamples`` resamples of the users, seeded: the same inputs give the
+    same interval). Degenerate cases are resolved instead of returning NaN: identical inputs give
+    p = 1; a constant difference gives t-test p = 0 (or 1 when it is zero) and a zero-width interval.
     """
     from scipy import stats
 
@@ -265,8 +368,12 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
     d = x - y
     if np.all(d == d[0]):  # zero variance of the differences: the tests are undefined
         t_p = 1.0 if d[0] == 0 else 0.0
+        low = high = float(d[0])
     else:
         t_p = float(stats.ttest_rel(x, y).pvalue)
+        interval = stats.bootstrap((d,), np.mean, n_resamples=resamples, confidence_level=0.95,
+                                   method="percentile", rng=np.random.default_rng(seed)).confidence_interval
+        low, high = float(interval.low), float(interval.high)
     if np.all(d == 0):
         w_p = 1.0
     else:
@@ -278,6 +385,8 @@ def paired_test(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
         "n": float(x.size),
         "t_pvalue": t_p,
         "wilcoxon_pvalue": w_p,
+        "ci_low": low,
+        "ci_high": high,
     }
 
 

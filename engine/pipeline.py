@@ -19,6 +19,7 @@ from recengine.dataset import PreparedData, merged_event_weights, prepare
 from recengine.disk_space import disk_full_is_engine_error
 from recengine.evaluate import evaluate_interactions, run_metrics
 from recengine.plugin_manager import get_plugin_manager
+from recengine.split_record import split_record
 from recengine.store_access import readable_store
 from recengine.train import TrainResult, train
 from recengine.training_data import export_training_data
@@ -80,14 +81,16 @@ def finish_pipeline(store_path: str | Path, config: PipelineConfig, models: str 
         user_features=data.user_features, item_features=data.item_features, popularity=data.popularity,
         user_sequences=data.interactions.user_sequences(), item_frame=data.item_frame, metrics=metrics,
         extra_manifest={"store": str(Path(store_path).resolve()), "store_snapshot_version": snapshot_version,
+                        "split": split_record(config, data.interactions), "train_seed": config.train.seed,
                         "best_epoch": result.best_epoch, **extra_manifest},
     )
     return TrainedPipeline(bundle_path, metrics, result, data)
 
 
 def evaluate_bundle(bundle: Bundle, store_path: str | Path, protocol: str | None = None,
-                    ks: tuple[int, ...] = (10, 20)) -> dict[str, Any]:
-    """Re-evaluate a bundle on the store's current data with its own id maps and split seed."""
+                    ks: tuple[int, ...] = (10, 20), extended: bool = True) -> dict[str, Any]:
+    """Re-evaluate a bundle on the store's current data with its own id maps and split seed
+    (``extended``: with GAUC and the beyond-accuracy metrics)."""
     config = bundle.config
     protocol = protocol or config.train.protocol
     with readable_store(store_path) as store:
@@ -96,4 +99,5 @@ def evaluate_bundle(bundle: Bundle, store_path: str | Path, protocol: str | None
                                       merged_event_weights(config, domain_event_weights(config)),
                                       config.train.weight_by_value, config.model.max_history)
     popularity = np.bincount(interactions.items, minlength=len(bundle.items) + 1).astype(np.float32)
-    return {"protocol": protocol, **evaluate_interactions(bundle.model, popularity, interactions, ks)}
+    return {"protocol": protocol, **evaluate_interactions(bundle.model, popularity, interactions, ks,
+                                                          extended=extended)}

@@ -63,7 +63,7 @@ def test_hand_computed_first_hit_at_rank_2_and_cutoffs() -> None:
     positives = [np.array([6, 8])]
     m = ranking_metrics(topk, positives, ks=(1, 2, 4))
     # @1: nothing in the top 1
-    assert [m[f"{n}@1"] for n in RANKING_METRICS] == [0.0, 0.0, 0.0, 0.0, 0.0]
+    assert [m[f"{n}@1"] for n in RANKING_METRICS] == [0.0] * len(RANKING_METRICS)
     # @2: hit 1; mrr 1/2; recall 1/2; precision 1/2
     # ndcg: DCG = 1/log2(3); IDCG over min(2, 2) = 1 + 1/log2(3)
     assert m["hit@2"] == 1.0
@@ -153,6 +153,15 @@ def _recbole_reference(pos_index: np.ndarray, pos_len: np.ndarray) -> dict[str, 
         idcg[row, idx:] = idcg[row, idx - 1]
     dcg = np.cumsum(np.where(pos_index, 1.0 / np.log2(ranks + 1), 0), axis=1)
     out["ndcg"] = dcg / idcg
+    # MAP: RecBole's cumulative sum of precision at the hit ranks over min(pos_len, rank), row by row
+    pre = pos_index.cumsum(axis=1) / np.arange(1, k + 1)
+    sum_pre = np.cumsum(pre * pos_index.astype(np.float64), axis=1)
+    actual_len = np.where(pos_len > k, k, pos_len)
+    out["map"] = np.zeros((n, k))
+    for row, lens in enumerate(actual_len):
+        ranges = np.arange(1, k + 1)
+        ranges[lens:] = ranges[lens - 1]
+        out["map"][row] = sum_pre[row] / ranges
     return out
 
 
@@ -257,8 +266,10 @@ def test_topk_accepts_torch_tensors_and_validates() -> None:
     assert topk_from_scores(t, 2, [torch.tensor([2]), np.array([], dtype=np.int64)]).tolist() == [
         [3, 1], [1, 3]]
     assert topk_from_scores(np.array([[0, 3, 1, 2]]), 2).tolist() == [[1, 3]]  # integer scores
+    # K wider than the catalogue (3 rankable items): every item ranked, the rest padded with -1
+    assert topk_from_scores(np.array([[0.0, 0.1, 0.9, 0.5]]), 5).tolist() == [[2, 3, 1, -1, -1]]
     with pytest.raises(ValueError):
-        topk_from_scores(np.zeros((2, 4)), 4)  # only 3 rankable items
+        topk_from_scores(np.zeros((2, 1)), 1)  # only the padding column
     with pytest.raises(ValueError):
         topk_from_scores(np.zeros((2, 4)), 1, [np.array([4]), np.array([1])])  # out of range
     with pytest.raises(ValueError):

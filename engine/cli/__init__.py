@@ -12,6 +12,7 @@ from recengine.cli import (
     model_cmds,
     plugins_cmd,
     quickstart,
+    report_cmd,
     retrain_cmd,
     serve_cmd,
     store,
@@ -35,6 +36,7 @@ cli.add_command(data.data)
 cli.add_command(plugins_cmd.plugins)
 cli.add_command(model_cmds.train)
 cli.add_command(model_cmds.evaluate)
+cli.add_command(report_cmd.compare)
 cli.add_command(model_cmds.recommend)
 cli.add_command(model_cmds.models)
 cli.add_command(quickstart.quickstart)

@@ -11,6 +11,7 @@ import click
 from rich.table import Table
 
 from recengine.cli.common import console, friendly_errors, json_option, print_json, store_option
+from recengine.cli.report_cmd import labelled_bundles, print_report, report_options, run_report
 from recengine.errors import NotFoundError
 from recengine.feature_store.protocols import PROTOCOLS
 from recengine.retrieval import RETRIEVAL_KINDS
@@ -165,15 +166,36 @@ def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_
 @click.option("--version", type=int, help="Bundle version (default: latest).")
 @click.option("--protocol", type=click.Choice(PROTOCOLS), help="Default: the one it trained with.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the metrics as JSON here.")
+@click.option("--compare", "others", multiple=True,
+              help="Another bundle (name, name/version or directory) to rank the same split and pair "
+                   "user by user with this one (repeatable).")
+@report_options
 @json_option
 def evaluate(model: str, store_path: str, models_dir: str, version: int | None, protocol: str | None,
-             out: str | None, as_json: bool) -> None:
-    """Evaluate a bundle on the store (full ranking, RecBole metrics, popularity beside it)."""
+             out: str | None, others: tuple[str, ...], report_dir: str | None, segments: tuple[int, int],
+             tail_fraction: float, paired_metric: str, as_json: bool) -> None:
+    """Evaluate a bundle on the store (full ranking, RecBole metrics, GAUC and beyond-accuracy
+    metrics, popularity beside it).
+
+    With --report DIR: an HTML page with metric@K curves, the training curve, per-segment bars
+    and a popularity-bias plot; with --compare B: B on the same split, paired user by user.
+    """
     from recengine.bundle import load_bundle
     from recengine.pipeline import evaluate_bundle
 
     with friendly_errors():
         bundle = load_bundle(model, models_dir, version)
+        if report_dir or others:
+            bundles = [(f"{bundle.name}/{bundle.version}", bundle), *labelled_bundles(list(others), models_dir)]
+            data, page = run_report(bundles, store_path, protocol, report_dir, segments, tail_fraction,
+                                    paired_metric)
+            if out:
+                from recengine.report.page import report_json
+
+                tables = {run.label: run.table(tail_fraction=tail_fraction) for run in data.runs}
+                Path(out).write_text(json.dumps(report_json(data, tables, {}, ""), indent=2))
+            print_report(data, page, as_json)
+            return
         metrics = evaluate_bundle(bundle, store_path, protocol)
     if out:
         Path(out).write_text(json.dumps(metrics, indent=2))
