@@ -268,15 +268,18 @@ def ranking_metrics(
 
 
 def user_auc(scores: np.ndarray | torch.Tensor, positives: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
-    """Each user's AUC among the items it can be ranked against, and its number of positives.
+    """Each user's AUC among the items it can be ranked against, and its number of rankable positives.
 
     ``scores`` is ``[B, N]`` with ``-inf`` where an item is not rankable (column 0, excluded and
     non-candidate items: :func:`mask_scores`); ``positives[b]`` are user ``b``'s held-out items. The
     AUC is the share of (positive, negative) pairs the scores order correctly, ties counting one
     half -- RecBole's ``((n + 1)·P − P(P + 1)/2 − Σ rank(pos)) / (P·(n − P))`` over average ranks.
-    Negatives are the rankable items that are not positives; a positive that is not rankable counts
-    as ranked below every negative. Users without a positive or without a negative get NaN (RecBole
-    drops them, as :func:`gauc` does).
+    Negatives are the rankable items that are not positives. A positive that is not rankable (an
+    item the user already had, excluded from its ranking) says nothing about the ranking and is left
+    out: the returned count is of rankable positives, GAUC's weight. Where no positive is excluded
+    -- every dataset without repeat interactions, ml-100k among them -- this is RecBole's GAUC
+    exactly; RecBole would rank an excluded positive among the ``-inf`` scores instead. Users without
+    a rankable positive or without a negative get NaN (RecBole drops them, as :func:`gauc` does).
     """
     s = np.asarray(_to_numpy(scores), dtype=np.float64)
     if s.ndim != 2:
@@ -288,7 +291,7 @@ def user_auc(scores: np.ndarray | torch.Tensor, positives: Sequence[np.ndarray])
     pos_len = np.fromiter((p.size for p in pos), dtype=np.int64, count=b)
     widest = int(pos_len.max(initial=0))
     if widest == 0:
-        return np.full(b, np.nan), pos_len
+        return np.full(b, np.nan), np.zeros(b, dtype=np.int64)
     flat = np.concatenate(pos)
     if flat.min() < 0 or flat.max() >= n:
         raise ValueError(f"positives hold item indices outside [0, {n})")
@@ -303,11 +306,12 @@ def user_auc(scores: np.ndarray | torch.Tensor, positives: Sequence[np.ndarray])
     # take out the pairs a positive forms with the user's other positives (and with itself)
     below -= (pos_scores[:, None, :] < pos_scores[:, :, None]).sum(axis=2)
     tied -= (pos_scores[:, None, :] == pos_scores[:, :, None]).sum(axis=2)
-    negatives = rankable.sum(axis=1) - np.isfinite(pos_scores).sum(axis=1)
+    ranked_pos = np.isfinite(pos_scores).sum(axis=1)
+    negatives = rankable.sum(axis=1) - ranked_pos
     wins = np.where(np.isfinite(pos_scores), below + 0.5 * tied, 0.0).sum(axis=1)
     with np.errstate(divide="ignore", invalid="ignore"):
-        auc = np.where((pos_len > 0) & (negatives > 0), wins / (pos_len * negatives), np.nan)
-    return auc, pos_len
+        auc = np.where((ranked_pos > 0) & (negatives > 0), wins / (ranked_pos * negatives), np.nan)
+    return auc, ranked_pos
 
 
 def _count_below_and_tied(ranked: np.ndarray, pos_scores: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,8 @@ import recengine.metrics as metrics_module
 from recengine.metrics import (
     RANKING_METRICS,
     PopularityBaseline,
+    gauc,
+    mask_scores,
     mean_std,
     paired_test,
     per_user_metric,
@@ -19,6 +21,7 @@ from recengine.metrics import (
     ranking_metrics,
     rating_metrics,
     topk_from_scores,
+    user_auc,
 )
 
 
@@ -297,7 +300,8 @@ def test_paired_test_detects_clear_difference_not_null() -> None:
     # Identical inputs: nothing to detect, p = 1 (no NaN).
     r = paired_test(base, base)
     assert r == {"mean_a": pytest.approx(base.mean()), "mean_b": pytest.approx(base.mean()),
-                 "mean_diff": 0.0, "n": 500.0, "t_pvalue": 1.0, "wilcoxon_pvalue": 1.0}
+                 "mean_diff": 0.0, "n": 500.0, "t_pvalue": 1.0, "wilcoxon_pvalue": 1.0, "ci_low": 0.0,
+                 "ci_high": 0.0}
     with pytest.raises(ValueError):
         paired_test(base, base[:-1])
 
@@ -342,3 +346,107 @@ def test_popularity_baseline_ranks_like_a_model() -> None:
         PopularityBaseline().fit(np.array([6]), num_items=5)
     with pytest.raises(RuntimeError):
         PopularityBaseline().scores(1)
+
+
+# ---------------------------------------------------------------------------------------------------
+# MAP and GAUC (RecBole 1.2.1), hand-computed
+# ---------------------------------------------------------------------------------------------------
+
+
+def test_map_hand_computed() -> None:
+    # Top-5 [5, 6, 7, 8, 9]; positives {6, 8, 42}: hits at ranks 2 and 4, pos_len 3.
+    topk = np.array([[5, 6, 7, 8, 9]])
+    positives = [np.array([6, 8, 42])]
+    m = ranking_metrics(topk, positives, ks=(1, 2, 4, 5))
+    assert m["map@1"] == 0.0
+    assert m["map@2"] == pytest.approx((1 / 2) / 2)  # precision@2 at the hit, over min(3, 2)
+    assert m["map@4"] == pytest.approx((1 / 2 + 2 / 4) / 3)  # over min(3, 4) = 3
+    assert m["map@5"] == pytest.approx((1 / 2 + 2 / 4) / 3)
+
+
+def test_map_with_more_positives_than_k() -> None:
+    # Every slot a hit but the user has 5 positives: MAP@3 divides by min(5, 3) = 3 and is 1.
+    topk = np.array([[1, 2, 3]])
+    m = ranking_metrics(topk, [np.array([1, 2, 3, 4, 5])], ks=(3,))
+    assert m["map@3"] == pytest.approx(1.0)
+    assert m["recall@3"] == pytest.approx(3 / 5)
+    assert m["ndcg@3"] == pytest.approx(1.0)
+
+
+def test_metrics_when_k_exceeds_the_catalogue_and_lists_are_short() -> None:
+    # Three rankable items, K = 5: the list is padded with -1, which is never a positive.
+    scores = np.array([[0.0, 0.2, 0.9, 0.5]])
+    top = topk_from_scores(scores, 5)
+    assert top.tolist() == [[2, 3, 1, -1, -1]]
+    m = ranking_metrics(top, [np.array([1])], ks=(5,))
+    assert m["hit@5"] == 1.0 and m["recall@5"] == 1.0
+    assert m["mrr@5"] == pytest.approx(1 / 3)
+    assert m["precision@5"] == pytest.approx(1 / 5)  # precision still divides by K, as RecBole's
+    assert m["map@5"] == pytest.approx((1 / 3) / 1)
+    # a list shorter than K because the user's seen items were excluded
+    short = topk_from_scores(scores, 3, [np.array([2, 3])])
+    assert short.tolist() == [[1, -1, -1]]
+    assert ranking_metrics(short, [np.array([3])], ks=(3,))["hit@3"] == 0.0  # an excluded item never hits
+
+
+def test_user_auc_hand_computed_with_ties_and_masks() -> None:
+    inf = -np.inf
+    # one positive above 2 of 3 negatives
+    auc, pos_len = user_auc(np.array([[inf, 0.9, 0.8, 0.7, 0.6]]), [np.array([2])])
+    assert auc.tolist() == [pytest.approx(2 / 3)] and pos_len.tolist() == [1]
+    # a tie with one negative counts a half: positive 0.8 vs negatives 0.9, 0.8, 0.1 → (0 + 0.5 + 1) / 3
+    auc, _ = user_auc(np.array([[inf, 0.9, 0.8, 0.8, 0.1]]), [np.array([2])])
+    assert auc[0] == pytest.approx(1.5 / 3)
+    # two positives: 0.9 beats both negatives, 0.3 beats one → 3 of 4 pairs; masked items are not negatives
+    auc, pos_len = user_auc(np.array([[inf, 0.9, 0.5, inf, 0.3, 0.1]]), [np.array([1, 4])])
+    assert auc[0] == pytest.approx(3 / 4) and pos_len[0] == 2
+    # a masked (already seen, not rankable) positive is left out: 0.9 beats both negatives, weight 1
+    auc, pos_len = user_auc(np.array([[inf, 0.9, inf, 0.5, 0.3]]), [np.array([1, 2])])
+    assert auc[0] == pytest.approx(1.0) and pos_len[0] == 1
+    auc, pos_len = user_auc(np.array([[inf, inf, 0.5, 0.3]]), [np.array([1])])  # nothing left to judge
+    assert np.isnan(auc[0]) and pos_len[0] == 0
+    # no negative, or no positive: undefined, and GAUC leaves the user out
+    auc, pos_len = user_auc(np.array([[inf, 0.9, 0.5], [inf, 0.2, 0.1]]), [np.array([1, 2]), np.array([], int)])
+    assert np.isnan(auc).all() and pos_len.tolist() == [2, 0]  # (rankable positives: GAUC's weights)
+    assert math.isnan(gauc(auc, pos_len))
+
+
+def test_gauc_weights_users_by_positives() -> None:
+    assert gauc(np.array([1.0, 0.5, np.nan]), np.array([1, 3, 2])) == pytest.approx((1.0 * 1 + 0.5 * 3) / 4)
+
+
+def test_user_auc_matches_recbole_average_rank_formula() -> None:
+    """RecBole's GAUC from average ranks of the sorted scores, on tied integer scores, for few
+    positives (the column-by-column path) and many (the sorted path)."""
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(3)
+    for most in (3, 40):
+        scores = rng.integers(0, 15, size=(60, 120)).astype(float)
+        positives = [rng.choice(np.arange(1, 120), size=rng.integers(1, most + 1), replace=False)
+                     for _ in range(60)]
+        exclude = [np.setdiff1d(rng.choice(np.arange(1, 120), size=8, replace=False), p) for p in positives]
+        masked = mask_scores(scores, exclude)
+        auc, pos_len = user_auc(masked, positives)
+        reference, weights = [], []
+        for row, pos in zip(masked, positives):
+            n = int(np.isfinite(row).sum())
+            ranks = rankdata(-row, method="average")  # 1 = best, ties averaged
+            p = pos.size
+            reference.append(((n + 1) * p - p * (p + 1) / 2 - ranks[pos].sum()) / ((n - p) * p))
+            weights.append(p)
+        np.testing.assert_allclose(auc, reference, atol=1e-12)
+        assert gauc(auc, pos_len) == pytest.approx(np.average(reference, weights=weights), abs=1e-12)
+
+
+def test_paired_test_bootstrap_interval() -> None:
+    rng = np.random.default_rng(0)
+    a = rng.random(400)
+    b = a - 0.05 + rng.normal(0, 0.1, 400)
+    result = paired_test(a, b)
+    assert result["ci_low"] < result["mean_diff"] < result["ci_high"]
+    assert 0.03 < result["ci_low"] and result["ci_high"] < 0.07  # the true difference 0.05 inside
+    assert paired_test(a, b) == result  # seeded: the same interval every time
+    quarters = np.arange(10) / 4  # exact in binary: every difference is exactly -0.25
+    constant = paired_test(quarters, quarters + 0.25)
+    assert constant["ci_low"] == constant["ci_high"] == -0.25 and constant["t_pvalue"] == 0.0
