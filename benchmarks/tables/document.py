@@ -152,7 +152,10 @@ def build(folder: Path = RESULTS) -> Built:
     """The page and the README block for the results in ``folder``."""
     results = load_results(folder)
     names = [n for n in RENDERERS if n in results] + sorted(n for n in results if n not in RENDERERS)
-    sections, headlines, generic_names, stale = [], [], [], []
+    sections: list[tuple[Section, str]] = []
+    headlines: list[Headline] = []
+    generic_names: list[str] = []
+    stale: list[str] = []
     for name in names:
         data = results[name]
         section = _render(name, data)
