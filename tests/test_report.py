@@ -178,3 +178,62 @@ def test_report_on_ml100k(ml100k: Path, tmp_path: Path) -> None:
     # MF spreads its lists over far more of the catalogue than the popularity list does
     assert model["metrics"]["coverage@10"] > 2 * popularity["metrics"]["coverage@10"]
     assert model["metrics"]["novelty@10"] > popularity["metrics"]["novelty@10"]
+
+
+def test_report_page_loads_in_a_browser_fetching_only_its_own_figures(shop: Path, tmp_path: Path) -> None:
+    """Headless Chromium opens the page from a local static server that records every request:
+    each figure is fetched (200) and nothing else is asked for (no CDN, no script)."""
+    import functools
+    import http.server
+    import threading
+
+    from benchmarks.dashboard_screenshot import find_browser, run_browser
+
+    browser = find_browser()
+    if browser is None:
+        pytest.skip("needs a headless Chromium on PATH (Debian: apt-get install chromium; .ci/run has it)")
+    out = tmp_path / "report"
+    result = run(["evaluate", "mf", "--store", str(shop / "store.duckdb"), "--models", str(shop / "models"),
+                  "--report", str(out)])
+    assert result.exit_code == 0, result.output
+    requests: list[tuple[str, int]] = []
+
+    class Recording(http.server.SimpleHTTPRequestHandler):
+        def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+            requests.append((self.path, int(code)))
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
+                                             functools.partial(Recording, directory=str(out)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        dom = run_browser(browser, f"http://127.0.0.1:{server.server_port}/index.html", dump_dom=True,
+                          budget_ms=3000)
+    finally:
+        server.shutdown()
+    assert "Evaluation report: mf/1" in dom and "Paired comparison" in dom
+    asked = {path: code for path, code in requests if path != "/favicon.ico"}
+    expected = {"/index.html", *(f"/{name}" for name in (*FIGURES, "training-mf-1.png"))}
+    assert set(asked) == expected, f"the page fetched {sorted(asked)}"
+    assert all(code == 200 for code in asked.values()), asked
+
+
+def test_readme_quotes_the_recorded_ml100k_report() -> None:
+    """The README's report figures are the ones benchmarks/results/report-ml100k/report.json holds
+    (regenerate with `bash examples/ml100k/report.sh`, then update the sentence)."""
+    import re
+
+    root = Path(__file__).resolve().parents[1]
+    report = json.loads((root / "benchmarks/results/report-ml100k/report.json").read_text())
+    readme = (root / "README.md").read_text()
+    runs = {run["label"]: run["metrics"] for run in report["runs"]}
+    ndcg = [f"{runs[label]['ndcg@10']:.3f}" for label in ("ml-sasrec/1", "ml-dense/1", "popularity")]
+    coverage = [f"{round(runs[label]['coverage@10'] * 100)} %" for label in ("ml-sasrec/1", "ml-dense/1", "popularity")]
+    pvalues = [f"{row['t_pvalue']:.0e}".replace("e-0", "e-") for row in report["paired"]]
+    sentence = " ".join(re.search(r"SASRec reaches NDCG@10.*?head:", readme, re.S).group(0).split())
+    assert f"NDCG@10 {ndcg[0]} against {ndcg[1]} and {ndcg[2]}" in sentence, sentence
+    assert f"paired p = {pvalues[0]} and {pvalues[1]}" in sentence, sentence
+    assert f"{coverage[0]} of the catalogue in someone's top 10 against {coverage[1]} and {coverage[2]}" in sentence
+    for figure in ("curves.png", "deciles.png"):
+        assert f"benchmarks/results/report-ml100k/{figure}" in readme
+        assert (root / "benchmarks/results/report-ml100k" / figure).is_file()

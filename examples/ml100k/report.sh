@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The README's evaluation report: on MovieLens-100K, the SASRec-class pipeline against the dense
-# (MF-BPR) pipeline and popularity, on the same leave-one-out split. About 6 minutes on 2 cores.
+# (MF-BPR) pipeline and popularity, on the same leave-one-out split. About 5-10 minutes on 2 cores.
 #   bash examples/ml100k/report.sh [OUT]     (default OUT: benchmarks/results/report-ml100k)
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
