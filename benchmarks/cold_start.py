@@ -23,7 +23,7 @@ warm comparisons carry a paired per-user test so a difference can be told from n
    test NDCG@10 with item encoder ``text`` vs ``dense`` (both with ids + genre/year features;
    the text one adds the projected text vector). Target: warm NDCG@10 not worse with text.
 
-Results are printed as a rich table and a Markdown table for the README, and written to
+Results are printed as a rich table and a Markdown table, and written to
 ``benchmarks/results/cold_start.json``.
 """
 

@@ -31,7 +31,7 @@ measures, in a fresh worker process per (size, model) so peak RSS is that of ser
 4. Peak RSS of the worker, and its RSS once the recommender is built.
 
 Target (DESIGN §7): p99 under 10 ms at 100k items on the 2-core machine. Results are printed
-as rich tables and as a Markdown table for the README, and written to
+as rich tables and as a Markdown table, and written to
 ``benchmarks/results/recommend_latency.json``. ``--profile`` adds a cProfile of the requests
 (top functions by cumulative and own time) per configuration.
 """

@@ -28,7 +28,7 @@ Run ``python benchmarks/serve_latency.py`` (100k-item catalogue) or ``--quick`` 
    side are pooled across rounds;
 5. prints p50, p99 and QPS per level for both, the ratios ours / no-op (targets,
    DESIGN §7: p50 ≤ 1.5×, p99 ≤ 2×), the count of non-2xx answers (target: no 5xx at
-   32-way), the load average around each level, a Markdown table for the README, and
+   32-way), the load average around each level, a Markdown table, and
    writes ``benchmarks/results/serve_latency.json``;
 6. shuts Serve and Ray down.
 
