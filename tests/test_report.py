@@ -237,3 +237,17 @@ def test_readme_quotes_the_recorded_ml100k_report() -> None:
     for figure in ("curves.png", "deciles.png"):
         assert f"benchmarks/results/report-ml100k/{figure}" in readme
         assert (root / "benchmarks/results/report-ml100k" / figure).is_file()
+
+
+def test_sampled_users_are_the_same_for_every_run(shop: Path) -> None:
+    base = ["--store", str(shop / "store.duckdb"), "--models", str(shop / "models")]
+    first = run(["compare", "mf", "seq", *base, "--json", "--sample-users", "40"])
+    assert first.exit_code == 0, first.output
+    data = json.loads(first.output)
+    assert data["split"]["test_users"] == 40 and data["split"]["all_test_users"] > 40
+    assert any("sample of 40" in note for note in data["notes"])
+    assert all(row["users"] == 40 for row in data["paired"])  # every run ranked the same 40 users
+    again = json.loads(run(["compare", "mf", "seq", *base, "--json", "--sample-users", "40"]).output)
+    assert again["runs"][0]["metrics"] == data["runs"][0]["metrics"]  # seeded: the same sample
+    alone = run(["evaluate", "mf", *base, "--json", "--sample-users", "40"])
+    assert alone.exit_code == 0 and json.loads(alone.output)["split"]["test_users"] == 40

@@ -173,22 +173,23 @@ def train(store_path: str, models_dir: str, config_path: str | None, checkpoint_
 @json_option
 def evaluate(model: str, store_path: str, models_dir: str, version: int | None, protocol: str | None,
              out: str | None, others: tuple[str, ...], report_dir: str | None, segments: tuple[int, int],
-             tail_fraction: float, paired_metric: str, as_json: bool) -> None:
+             tail_fraction: float, paired_metric: str, sample_users: int | None, as_json: bool) -> None:
     """Evaluate a bundle on the store (full ranking, RecBole metrics, GAUC and beyond-accuracy
     metrics, popularity beside it).
 
     With --report DIR: an HTML page with metric@K curves, the training curve, per-segment bars
-    and a popularity-bias plot; with --compare B: B on the same split, paired user by user.
+    and a popularity-bias plot; with --compare B: B on the same split, paired user by user;
+    with --sample-users N: a seeded sample of N test users (large stores).
     """
     from recengine.bundle import load_bundle
     from recengine.pipeline import evaluate_bundle
 
     with friendly_errors():
         bundle = load_bundle(model, models_dir, version)
-        if report_dir or others:
+        if report_dir or others or sample_users:
             bundles = [(f"{bundle.name}/{bundle.version}", bundle), *labelled_bundles(list(others), models_dir)]
             data, page = run_report(bundles, store_path, protocol, report_dir, segments, tail_fraction,
-                                    paired_metric)
+                                    paired_metric, sample_users)
             if out:
                 from recengine.report.page import report_json
 

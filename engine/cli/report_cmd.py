@@ -54,6 +54,9 @@ def report_options(function: Command) -> Command:
                      help="The long tail: this least popular share of the catalogue."),
         click.option("--paired-metric", default="ndcg@10", show_default=True, callback=_paired_metric,
                      help="Per-user metric of the paired test."),
+        click.option("--sample-users", type=click.IntRange(min=2), default=None,
+                     help="Rank a seeded sample of this many test users (the same for every bundle): "
+                          "large stores."),
     ]
     for option in reversed(options):
         function = option(function)
@@ -90,13 +93,14 @@ def labelled_bundles(given: list[str], models_dir: str) -> list[tuple[str, Bundl
 
 
 def run_report(bundles: list[tuple[str, Bundle]], store_path: str, protocol: str | None, report_dir: str | None,
-               segments: tuple[int, int], tail_fraction: float, paired_metric: str) -> tuple[ReportData, Path | None]:
+               segments: tuple[int, int], tail_fraction: float, paired_metric: str,
+               sample_users: int | None = None) -> tuple[ReportData, Path | None]:
     """Rank, pair and (with ``report_dir``) write the report; returns the data and the page."""
     from recengine.report import collect, write_report
 
     with _progress() as start:
         data = collect(bundles, store_path, protocol=protocol, paired_metric=paired_metric, segment_edges=segments,
-                       tail_fraction=tail_fraction, progress=start)
+                       tail_fraction=tail_fraction, sample_users=sample_users, progress=start)
     if report_dir is None:
         return data, None
     command = "recengine " + " ".join(shlex.quote(arg) for arg in sys.argv[1:])
@@ -160,7 +164,7 @@ def print_report(data: ReportData, page: Path | None, as_json: bool) -> None:
 @json_option
 def compare(bundles: tuple[str, ...], store_path: str, models_dir: str, protocol: str | None,
             report_dir: str | None, segments: tuple[int, int], tail_fraction: float, paired_metric: str,
-            as_json: bool) -> None:
+            sample_users: int | None, as_json: bool) -> None:
     """Compare bundles (name, name/version or directory) on the first one's split, beside popularity.
 
     Every bundle ranks the same test users; each is paired user by user with the first
@@ -171,5 +175,5 @@ def compare(bundles: tuple[str, ...], store_path: str, models_dir: str, protocol
             raise ConfigError("compare needs two or more bundles "
                               "(for one, use `recengine evaluate MODEL --report DIR`)")
         data, page = run_report(labelled_bundles(list(bundles), models_dir), store_path, protocol, report_dir,
-                                segments, tail_fraction, paired_metric)
+                                segments, tail_fraction, paired_metric, sample_users)
     print_report(data, page, as_json)

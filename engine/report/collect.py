@@ -21,13 +21,14 @@ from recengine.bundle import Bundle
 from recengine.data import build_interactions
 from recengine.dataset import merged_event_weights
 from recengine.errors import DataError
+from recengine.eval_sample import sample_user_ids, subset_eval_set
 from recengine.evaluate import model_scorer, popularity_scorer, rank_eval_set, training_catalogue
 from recengine.metrics import paired_test
 from recengine.pipeline import domain_event_weights
 from recengine.report.evaluation import RankedRun
 from recengine.split_record import split_fingerprint
 from recengine.store_access import readable_store
-from recengine.training_data import Interactions
+from recengine.training_data import EvalSet, Interactions
 
 __all__ = ["K_MAX", "Progress", "ReportData", "collect"]
 
@@ -85,10 +86,18 @@ def _split_check(bundle: Bundle, interactions: Interactions, protocol: str) -> d
             "verdict": verdict}
 
 
-def _bundle_run(bundle: Bundle, label: str, split: Any, protocol: str, k_max: int,
-                progress: Progress | None) -> tuple[RankedRun, Interactions]:
-    interactions = _interactions(bundle, split, protocol)
-    test = interactions.test
+def _sampled(bundle: Bundle, test: EvalSet, sample: set[str] | None) -> EvalSet:
+    if sample is None:
+        return test
+    ids = bundle.users.decode(test.users)
+    return subset_eval_set(test, np.array([row for row, user in enumerate(ids) if user in sample], dtype=np.int64))
+
+
+def _bundle_run(bundle: Bundle, label: str, split: Any, protocol: str, k_max: int, progress: Progress | None,
+                sample: set[str] | None = None,
+                interactions: Interactions | None = None) -> tuple[RankedRun, Interactions, EvalSet]:
+    interactions = interactions or _interactions(bundle, split, protocol)
+    test = _sampled(bundle, interactions.test, sample)
     if len(test) == 0:
         raise DataError(f"{label}: no test user of this split is known to the bundle: nothing to evaluate")
     advance = progress(label, len(test)) if progress else None
@@ -108,12 +117,10 @@ def _bundle_run(bundle: Bundle, label: str, split: Any, protocol: str, k_max: in
                     history_lengths=_history_lengths(interactions, test.users), catalogue=catalogue,
                     history=list(bundle.metrics.get("history", [])), best_epoch=bundle.metrics.get("best_epoch"),
                     info=info)
-    return run, interactions
+    return run, interactions, test
 
 
-def _popularity_run(first: RankedRun, bundle: Bundle, interactions: Interactions, k_max: int,
-                    progress: Progress | None) -> RankedRun:
-    test = interactions.test
+def _popularity_run(first: RankedRun, test: EvalSet, k_max: int, progress: Progress | None) -> RankedRun:
     advance = progress("popularity", len(test)) if progress else None
     ranking = rank_eval_set(popularity_scorer(first.catalogue.popularity), test, k_max, with_auc=True,
                             advance=advance)
@@ -134,8 +141,10 @@ def _paired(first: RankedRun, other: RankedRun, metric: str) -> dict[str, Any]:
 
 def collect(bundles: Sequence[tuple[str, Bundle]], store_path: str | Path, *, protocol: str | None = None,
             paired_metric: str = "ndcg@10", segment_edges: tuple[int, int] = (10, 50), tail_fraction: float = 0.8,
-            k_max: int = K_MAX, progress: Progress | None = None) -> ReportData:
-    """Rank the first bundle's split with every bundle and popularity; pair each run with the first."""
+            k_max: int = K_MAX, sample_users: int | None = None, progress: Progress | None = None) -> ReportData:
+    """Rank the first bundle's split with every bundle and popularity; pair each run with the first.
+    ``sample_users``: rank only that many of the first bundle's test users (seeded, the same users
+    for every run)."""
     if not bundles:
         raise DataError("a report needs at least one bundle")
     first_label, first_bundle = bundles[0]
@@ -146,20 +155,28 @@ def collect(bundles: Sequence[tuple[str, Bundle]], store_path: str | Path, *, pr
     with readable_store(store_path) as store:
         split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
     runs, notes = [], []
-    first, first_interactions = _bundle_run(first_bundle, first_label, split, protocol, k_max, progress)
+    first_interactions = _interactions(first_bundle, split, protocol)
+    all_users = len(first_interactions.test)
+    sample = None
+    if sample_users is not None and sample_users < all_users:
+        sample = sample_user_ids(first_bundle.users.decode(first_interactions.test.users), sample_users)
+        notes.append(f"a seeded sample of {len(sample):,} of the {all_users:,} test users (seed 0), the same "
+                     f"users for every run")
+    first, _, first_test = _bundle_run(first_bundle, first_label, split, protocol, k_max, progress, sample,
+                                       first_interactions)
     runs.append(first)
     for label, bundle in bundles[1:]:
-        run, _ = _bundle_run(bundle, label, split, protocol, k_max, progress)
+        run, _, _ = _bundle_run(bundle, label, split, protocol, k_max, progress, sample)
         runs.append(run)
         if bundle.config.train.protocol != protocol:
             notes.append(f"{label} was trained for protocol {bundle.config.train.protocol}; "
                          f"it is evaluated on {first_label}'s {protocol} split here")
-    runs.append(_popularity_run(first, first_bundle, first_interactions, k_max, progress))
+    runs.append(_popularity_run(first, first_test, k_max, progress))
     if first.k_max < k_max:
         notes.append(f"the catalogue ranks {first.num_items} items: curves stop at K = {first.k_max}")
     paired = [_paired(first, run, paired_metric) for run in runs[1:]]
     split_info = {"protocol": protocol, "seed": config.train.split_seed, "fold": config.train.fold,
-                  "folds": config.train.folds, "test_users": len(first_interactions.test),
+                  "folds": config.train.folds, "test_users": len(first_test), "all_test_users": all_users,
                   "train_events": int(first_interactions.users.size)}
     return ReportData(runs=runs, paired=paired, split=split_info, store=str(Path(store_path).resolve()),
                       paired_metric=paired_metric, segment_edges=segment_edges, tail_fraction=tail_fraction,
