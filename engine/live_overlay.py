@@ -33,11 +33,11 @@ class LiveEvents:
     times: list[datetime] = field(default_factory=list)
     version: int = 0  # bumped on every new event: a cached user vector older than this is stale
 
-    def added(self, item: str, event_type: str, ts: datetime, limit: int) -> LiveEvents:
-        """These events and one more (a new object: a request reading the old one sees
-        aligned lists)."""
-        return LiveEvents((self.items + [item])[-limit:], (self.event_types + [event_type])[-limit:],
-                          (self.times + [ts])[-limit:], self.version + 1)
+    def added(self, items: list[str], event_types: list[str], times: list[datetime], limit: int) -> LiveEvents:
+        """These events and the given newer ones, the last ``limit`` kept (a new object: a
+        request reading the old one sees aligned lists)."""
+        return LiveEvents((self.items + items)[-limit:], (self.event_types + event_types)[-limit:],
+                          (self.times + times)[-limit:], self.version + len(items))
 
 
 @dataclass
@@ -87,15 +87,22 @@ class LiveOverlay:
         return Applied(users, items)
 
     def _add_events(self, frame: pl.DataFrame) -> set[str]:
-        touched = set()
-        for user_id, item_id, event_type, ts in frame.select("user_id", "item_id", "event_type", "ts").iter_rows():
+        """A batch's events, grouped by user first: each user's lists are copied once per
+        batch, not once per event (columns read as Python lists: no polars query per batch)."""
+        by_user: dict[str, tuple[list[str], list[str], list[datetime]]] = {}
+        columns = (frame.get_column(name).to_list() for name in ("user_id", "item_id", "event_type", "ts"))
+        for user_id, item_id, event_type, ts in zip(*columns, strict=True):
+            items, types, times = by_user.get(user_id) or by_user.setdefault(user_id, ([], [], []))
+            items.append(item_id)
+            types.append(event_type)
+            times.append(ts)
+        for user_id, (items, types, times) in by_user.items():
             events = self._events.get(user_id) or LiveEvents()
-            self._events[user_id] = events.added(item_id, event_type, ts, self.max_events_per_user)
+            self._events[user_id] = events.added(items, types, times, self.max_events_per_user)
             self._events.move_to_end(user_id)
-            touched.add(user_id)
         while len(self._events) > self.max_users:
             self._events.popitem(last=False)
-        return touched
+        return set(by_user)
 
     def events(self, user_id: str) -> LiveEvents | None:
         return self._events.get(user_id)

@@ -30,6 +30,7 @@ from recengine.feature_store.errors import (
     UnknownEntitiesError,
     is_disk_full,
 )
+from recengine.feature_store.known_ids import KnownIds
 from recengine.feature_store.live_log import LiveAck, LiveBatch, LiveChange, LiveState
 from recengine.feature_store.readers import RawTable, expand_paths, read_source
 from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM, ColumnType, StoreSchema, table_columns
@@ -82,6 +83,7 @@ class FeatureStore:
         self.con = _connect(self.path, read_only)
         self._lock = threading.RLock()
         self._pending_log: list[LiveChange] = []  # log entries of the live transaction under way
+        self._known_ids = KnownIds()  # stored user/item ids: live batches skip the table scan for them
         if not read_only:
             self._create_tables(schema)
             live_log.create_tables(self.con)  # also in stores created before the live log
@@ -257,7 +259,7 @@ class FeatureStore:
             frame = self._keep_stored_values(kind, frame)
         with registered(con, "staged", frame):
             if kind == "events":
-                created = self._add_missing_entities(item.raw, create)
+                created = self._add_missing_entities(item.raw, create, frame if live else None)
                 added = self._insert_live_events() if live else self._insert_events(frame)
             else:
                 created = 0
@@ -299,9 +301,14 @@ class FeatureStore:
         run(self.con, f"INSERT INTO {kind} ({quoted}) SELECT {quoted} FROM staged")
         return int(changed)
 
-    def _add_missing_entities(self, raw: RawTable, create: Collection[str]) -> int:
+    def _add_missing_entities(self, raw: RawTable, create: Collection[str], live: pl.DataFrame | None = None) -> int:
+        """Create the users/items ``staged`` names that the store lacks (kinds in ``create``),
+        else refuse them; ``live``: the staged frame of live batches, whose ids known to be
+        stored skip the check (``KnownIds``)."""
         created = 0
         for kind, column in (("users", USER_ID), ("items", ITEM_ID)):
+            if live is not None and self._known_ids.hold(kind, live.get_column(column)):
+                continue
             missing = f"SELECT DISTINCT s.{column} AS id FROM staged s ANTI JOIN {kind} t ON s.{column} = t.{column}"
             count, examples = single_row(self.con,
                 f"SELECT count(*), list(id ORDER BY id)[1:5] FROM ({missing})")
@@ -357,10 +364,10 @@ class FeatureStore:
     def _insert_live_events(self) -> int:
         """Append the staged events of an HTTP batch (sequence numbers after the stored ones)."""
         start = single_row(self.con, "SELECT coalesce(max(seq), 0) + 1 FROM events")[0]
-        run(self.con, f"""
+        inserted = single_row(self.con, f"""
             INSERT INTO events (user_id, item_id, event_type, value, ts, request_id, seq, occurrence)
             SELECT user_id, item_id, event_type, value, ts, request_id, {start} + _row, 0 FROM staged ORDER BY _row""")
-        return int(single_row(self.con, "SELECT count(*) FROM staged")[0])
+        return int(inserted[0])  # DuckDB answers an INSERT with its row count
 
     # -- the live log (HTTP writes) ----------------------------------------------------
     def append_live(self, batches: list[LiveBatch], now: datetime | None = None,
@@ -385,6 +392,7 @@ class FeatureStore:
         answers: list[LiveAck | Exception | None] = [None] * len(batches)
         staged = self._stage_live(batches, now, answers)
         with self._lock:
+            self._known_ids.load(self.con)  # once; outside the transaction: committed ids only
             self._pending_log = []
             try:
                 with _disk_full_is_store_error(self.path, "nothing of these batches was stored"), self.transaction():
@@ -412,6 +420,7 @@ class FeatureStore:
                         answers[i] = _unknown_in_batch(batches[i], exc)
                     except (StoreError, duckdb.Error) as exc:  # this batch alone (a duckdb.Error: a bug, a 500)
                         answers[i] = exc
+            self._known_ids.learn(committed)
         if logged is not None:
             logged.extend(sorted(committed, key=lambda change: change.seq))
         return [answer if answer is not None else StoreError("batch not processed") for answer in answers]
@@ -482,7 +491,7 @@ class FeatureStore:
         combined = pl.concat(frames).with_row_index("_row")
         first = next(iter(staged.values()))[0].raw
         with registered(self.con, "staged", combined):
-            self._add_missing_entities(first, ("users",))
+            self._add_missing_entities(first, ("users",), combined)
             self._insert_live_events()
         base = live_log.meta_int(self.con, "live_seq")
         order = list(kept_ids)

@@ -8,13 +8,17 @@ A log such as Kafka would be a third implementation.
 :class:`Follower` is the replica's thread that long-polls the log and merges what it returns
 into the service (:meth:`RecommendService.apply_changes`): the bound from acknowledgement to
 visible is one poll round trip plus the merge (measured in ``benchmarks/live_events.py``).
+It then wakes the writes waiting for that merge (:class:`AppliedSignal`), so a write waits
+for its batch without polling on the event loop the replica's reads share.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
 
 from recengine.errors import EngineError
@@ -28,6 +32,7 @@ logger = logging.getLogger("recengine.serve")
 
 POLL_WAIT_S = 1.0  # a follower's long poll: answered at once when a batch commits
 RETRY_S = 0.5  # pause after the writer could not be reached (it is restarting)
+RECHECK_S = 0.05  # a waiting write looks again this often (a merge that did not signal: a swap)
 
 
 class WriterUnavailable(EngineError):
@@ -116,6 +121,56 @@ class RayLog:
             raise WriterUnavailable(f"the writer is restarting: {type(exc).__name__}") from None
 
 
+class AppliedSignal:
+    """Wakes the coroutines waiting until the service has merged a sequence number
+    (:meth:`wait`) when the follower thread merges it (:meth:`notify`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._waiting: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    async def wait(self, seq: int, applied: Callable[[], int], timeout_s: float) -> bool:
+        """Return once ``applied()`` reaches ``seq`` (True) or after ``timeout_s`` (False).
+        Woken by :meth:`notify`; looks again every RECHECK_S besides."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        while applied() < seq:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            entry = (seq, loop, loop.create_future())
+            with self._lock:
+                self._waiting.append(entry)
+            try:
+                if applied() < seq:  # not merged between the check and the registration
+                    await asyncio.wait_for(entry[2], min(left, RECHECK_S))
+            except TimeoutError:
+                pass
+            finally:
+                with self._lock:
+                    if entry in self._waiting:
+                        self._waiting.remove(entry)
+        return True
+
+    def notify(self, applied: int) -> None:
+        """The service has merged everything up to ``applied`` (from any thread)."""
+        with self._lock:
+            ready = [entry for entry in self._waiting if entry[0] <= applied]
+            if not ready:
+                return
+            self._waiting = [entry for entry in self._waiting if entry[0] > applied]
+        for _, loop, future in ready:
+            try:
+                loop.call_soon_threadsafe(_settle, future)
+            except RuntimeError:  # that loop has closed: nobody waits on it any more
+                pass
+
+
+def _settle(future: asyncio.Future[None]) -> None:
+    if not future.done():  # a wait that timed out has cancelled it
+        future.set_result(None)
+
+
 class Follower:
     """Long-polls the log and applies new batches (and newer published snapshots) to ``service``."""
 
@@ -165,8 +220,10 @@ class Follower:
             except Exception:  # a damaged snapshot: keep serving the one loaded, and say so once
                 self._unloadable = published
                 logger.exception("published snapshot v%d cannot be loaded; serving the previous one", published)
+            self.service.applied.notify(self.service.live_seq() or 0)
             return 0
         if found.changes:
             self.service.apply_changes(found.changes)
+            self.service.applied.notify(self.service.live_seq() or 0)
         self.service.follow_experiment(found.experiment)
         return len(found.changes)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,7 +25,7 @@ from recengine.online.routing import Answer, Arms
 from recengine.online.routing import answer as answer_in_experiment
 from recengine.online.schemas import ArmSpec, ExperimentReport, ExperimentSpec, OnlineSummary
 from recengine.recommender import Recommender, Request
-from recengine.serve.live import Follower, LiveLog, WriterUnavailable
+from recengine.serve.live import AppliedSignal, Follower, LiveLog, WriterUnavailable
 from recengine.serve.metrics import metrics_for
 from recengine.serve.schemas import (
     Health,
@@ -93,6 +92,7 @@ class RecommendService:
         self._swap = threading.Lock()
         self.log = log  # the writer's log (writes, and what replicas follow); None: read-only
         self.follower: Follower | None = None
+        self.applied = AppliedSignal()  # wakes writes waiting for their batch to be merged here
         self._keys: ApiKeys | None = None
         self._arms: Arms | None = None  # the running experiment's recommenders
         self._experiment_key: tuple[str, str | None] | None = None  # (id, stopped_at) last followed
@@ -255,9 +255,7 @@ class RecommendService:
         if isinstance(answer, Exception):
             raise answer
         metrics_for(self.domain).record_write(kind, answer.accepted)
-        deadline = time.monotonic() + VISIBLE_WAIT_S
-        while (self.live_seq() or 0) < answer.seq and time.monotonic() < deadline:
-            await asyncio.sleep(0.002)
+        await self.applied.wait(answer.seq, lambda: self.live_seq() or 0, VISIBLE_WAIT_S)
         return answer
 
     # -- online figures and experiment control (through the writer) ---------------------
