@@ -38,6 +38,7 @@ FAMILIES = ("encoders", "interactors", "rankers", "domains")
 DEFAULT_PLUGINS: tuple[str, ...] = (
     "recengine.plugins.encoders.dense",
     "recengine.plugins.encoders.transformer",
+    "recengine.plugins.encoders.hstu",
     "recengine.plugins.encoders.ease",
     "recengine.plugins.encoders.text",
     "recengine.plugins.interactors.dot",

@@ -70,6 +70,31 @@ def _paired_table(data: Mapping[str, Any]) -> str:
     return table(["protocol", "best", "vs popularity (Wilcoxon, per user)", "runner-up", "vs runner-up"], rows)
 
 
+def _comparisons_table(data: Mapping[str, Any]) -> str:
+    """Pipelines tested against the ones their entry names (``paired_with``: hstu against sasrec)."""
+    rows = []
+    for c in data.get("comparisons", []):
+        for which, label in (("first_seed", "seed 0"), ("seed_mean", "per user, mean over seeds")):
+            p = c[which]
+            rows.append([f"P-{c['protocol']} ({c['convention']})", f"{c['a']} vs {c['b']}", label,
+                         f"{p['mean_a']:.4f} vs {p['mean_b']:.4f}", f"{p['mean_diff']:+.4f}",
+                         f"[{p['ci_low']:+.4f}, {p['ci_high']:+.4f}]", pvalue(p["t_pvalue"]),
+                         pvalue(p["wilcoxon_pvalue"])])
+    return table(["protocol", "pipelines", "NDCG@10 per user", "means", "difference", "95% bootstrap interval",
+                  "t-test p", "Wilcoxon p"], rows, "lllrrrrr")
+
+
+def _merged_note(data: Mapping[str, Any]) -> str:
+    merged = data.get("merged")
+    if not merged:
+        return ""
+    return (f"A partial re-run (`--merge`): {', '.join(merged['ran'])} ran in the run dated above; "
+            f"{', '.join(merged['kept'])} are kept unchanged from the run of "
+            f"{merged['kept_from_run'][:16].replace('T', ' ')} UTC (load average "
+            f"{merged['kept_run_machine']['load_average_start'][0]:.2f} at its start). Paired tests of a protocol "
+            "compare only the pipelines run in the same run.")
+
+
 def _targets_table(data: Mapping[str, Any]) -> str:
     rows = [[t["target"], fixed(t["value"], 4), fixed(t["threshold"], 4), verdict(t["met"])]
             for t in data["targets"]]
@@ -97,15 +122,18 @@ def _headline(data: Mapping[str, Any]) -> tuple[Headline, ...]:
 
 def render(data: Mapping[str, Any]) -> Section:
     seeds = ",".join(str(s) for s in data["seeds"])
-    body = "\n\n".join([
+    parts = [
         f"Test metrics, mean ± std over training seeds {seeds}; {data['budget']['total_minutes']:.0f} min in all, "
         f"{data['machine']['torch_threads']} torch thread. RecBole rows are references measured elsewhere "
         "(DESIGN §6), not in this run; popularity is this run's.",
+        _merged_note(data),
         f"**{TITLES['gen']}**", _gen_table(data),
         f"**{TITLES['seq']}**", _seq_table(data),
         "**Paired tests** (per-user NDCG@10, seed 0)", _paired_table(data),
-        "**Targets**", _targets_table(data),
-    ])
+    ]
+    if data.get("comparisons"):
+        parts += ["**Named paired tests** (a pipeline against the one its entry names)", _comparisons_table(data)]
+    body = "\n\n".join([*(part for part in parts if part), "**Targets**", _targets_table(data)])
     return Section(
         title="Quality on MovieLens-100K",
         measures="Full-ranking test metrics (RecBole's definitions) of every sensible built-in pipeline on "

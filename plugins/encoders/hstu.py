@@ -1,0 +1,168 @@
+"""``hstu``: Hierarchical Sequential Transduction Units over the user's item history.
+
+Written from the description in Zhai et al. 2024, "Actions Speak Louder than Words:
+Trillion-Parameter Sequential Transducers for Generative Recommendations" (ICML). Each layer
+(pre-norm, residual) computes::
+
+    U, V, Q, K = split(SiLU(f1(Norm(X))))
+    A = SiLU(Q Kᵀ + rab) / n          causal: position t attends to real items at positions <= t
+    X = X + f2(Norm(A V) ⊙ U)
+
+What sets it apart from the ``transformer`` encoder:
+
+- *pointwise aggregated attention*: SiLU instead of softmax, divided by a fixed n
+  (``context.max_history``, not the row's sum), so a row's weights need not sum to one and
+  how much a user has done stays in the signal, which a softmax normalises away;
+- *gating*: the attended values are multiplied by U, which replaces the feed-forward block;
+- *relative attention bias* ``rab``: a learned bias per head and relative distance t - s
+  (distances from ``relative_distance`` on share the last bias) instead of absolute
+  positions, so a history encodes the same whatever its left padding.
+
+The paper adds a relative *time* bias (bucketed log time gaps between events). The engine
+feeds encoders item indices only, so ``time_bias = true`` is refused until event times reach
+training, evaluation and serving alike (:func:`time_gap_buckets` is the bucketing it will use).
+
+Like the transformer, history items are embedded by the item tower (input and output share
+one representation) and position t's output predicts item t+1, so sequence mode trains every
+position at once; ``vector`` is the newest position's output.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field, field_validator
+from torch import Tensor, nn
+
+from recengine import hookimpl
+from recengine.components import ComponentConfig, Encoded, Encoder, EncoderContext
+from recengine.errors import ConfigError
+
+TIME_BIAS_NOT_WIRED = "time bias needs event timestamps: not yet wired"
+
+
+class HSTUConfig(ComponentConfig):
+    layers: int = Field(2, ge=1, description="Stacked HSTU layers.")
+    heads: int = Field(2, ge=1, description="Attention heads; dim must be divisible by it.")
+    dropout: float = Field(0.2, ge=0, lt=1, description="Dropout on the input embeddings and each layer's output.")
+    relative_distance: int = Field(64, ge=1, description="Relative distances with their own learned bias per head "
+                                                         "(0 .. relative_distance - 1); longer ones share the last.")
+    time_bias: bool = Field(False, description="Add the paper's bucketed log-time-gap bias; refused until the "
+                                               "engine passes event timestamps to encoders.")
+    time_buckets: int = Field(32, ge=2, description="Log2 time-gap buckets of the time bias.")
+
+    @field_validator("time_bias")
+    @classmethod
+    def _time_bias_needs_timestamps(cls, value: bool) -> bool:
+        if value:  # training with times and serving without them would skew silently: refuse outright
+            raise ConfigError(TIME_BIAS_NOT_WIRED)
+        return value
+
+
+def pointwise_attention(q: Tensor, k: Tensor, v: Tensor, bias: Tensor, allowed: Tensor, n: int) -> Tensor:
+    """HSTU's attention: ``SiLU(q kᵀ + bias) / n`` on the ``allowed`` pairs, applied to ``v``.
+
+    ``q``, ``k``, ``v`` are [B, H, L, d_head], ``bias`` broadcasts to [B, H, L, L] and
+    ``allowed`` is a bool [B, 1, L, L] (query row, key column). No softmax: a row's
+    weights are independent of each other and do not sum to one.
+    """
+    weights = F.silu(q @ k.transpose(-1, -2) + bias) * allowed / n
+    return weights @ v
+
+
+def relative_distances(length: int, device: torch.device) -> Tensor:
+    """[L, L] distance ``query - key`` (>= 0 where a query may attend, negative above the diagonal)."""
+    positions = torch.arange(length, device=device)
+    return positions[:, None] - positions[None, :]
+
+
+def time_gap_buckets(query_times: Tensor, key_times: Tensor, buckets: int) -> Tensor:
+    """Bucket index ``min(floor(log2(1 + |gap in seconds|)), buckets - 1)`` of every (query, key)
+    pair: [B, L] and [B, L] epoch seconds → [B, L, L] int64. Gaps of a second, a minute, an
+    hour and a day land in buckets 1, 5, 11 and 16."""
+    gaps = (query_times[:, :, None] - key_times[:, None, :]).abs().double()
+    return torch.log2(1 + gaps).floor().clamp(max=buckets - 1).long()
+
+
+class RelativePositionBias(nn.Module):
+    """``rab^p``: one learned bias per head and relative distance, shared past ``distance``."""
+
+    def __init__(self, heads: int, distance: int) -> None:
+        super().__init__()
+        self.distance = distance
+        self.bias = nn.Embedding(distance, heads)
+        nn.init.zeros_(self.bias.weight)  # start as plain pointwise attention
+
+    def forward(self, distances: Tensor) -> Tensor:
+        """[L, L] distances → [H, L, L] biases (negative distances are masked by the caller)."""
+        return self.bias(distances.clamp(0, self.distance - 1)).permute(2, 0, 1)
+
+
+class HSTULayer(nn.Module):
+    """One HSTU layer: gated pointwise attention with a relative position bias, pre-norm, residual."""
+
+    def __init__(self, dim: int, heads: int, dropout: float, relative_distance: int, n: int) -> None:
+        super().__init__()
+        if dim % heads:
+            raise ConfigError(f"dim {dim} is not divisible by heads {heads}")
+        self.heads = heads
+        self.n = n
+        self.input_norm = nn.LayerNorm(dim)
+        self.f1 = nn.Linear(dim, 4 * dim)  # U, V, Q, K
+        self.attended_norm = nn.LayerNorm(dim)
+        self.f2 = nn.Linear(dim, dim)
+        self.position_bias = RelativePositionBias(heads, relative_distance)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: Tensor, allowed: Tensor, distances: Tensor) -> Tensor:
+        batch, length, dim = x.shape
+        u, v, q, k = F.silu(self.f1(self.input_norm(x))).chunk(4, dim=-1)
+
+        def heads(t: Tensor) -> Tensor:  # [B, L, dim] → [B, H, L, dim / H]
+            return t.view(batch, length, self.heads, dim // self.heads).transpose(1, 2)
+
+        attended = pointwise_attention(heads(q), heads(k), heads(v), self.position_bias(distances), allowed, self.n)
+        attended = attended.transpose(1, 2).reshape(batch, length, dim)
+        return x + self.dropout(self.f2(self.attended_norm(attended) * u))
+
+
+class HSTUEncoder(Encoder):
+    """Causal HSTU over ``batch["history"]`` [B, L] (right-aligned, 0 = padding)."""
+
+    Config = HSTUConfig
+    produces_sequence = True
+    roles = ("user",)
+
+    def __init__(self, context: EncoderContext, config: HSTUConfig) -> None:
+        super().__init__(context, config)
+        if context.embed_items is None:
+            raise ConfigError("the hstu encoder embeds history items: use it as the user encoder")
+        self.input_dropout = nn.Dropout(config.dropout)
+        self.layers = nn.ModuleList(
+            HSTULayer(context.dim, config.heads, config.dropout, config.relative_distance, context.max_history)
+            for _ in range(config.layers)
+        )
+        self.final_norm = nn.LayerNorm(context.dim)
+
+    def forward(self, batch: dict[str, Tensor]) -> Encoded:
+        history = batch["history"][:, -self.context.max_history:]
+        mask = history > 0
+        length = history.shape[1]
+        embed_items = self.context.embed_items
+        assert embed_items is not None  # __init__ refuses a context without it
+        x = self.input_dropout(embed_items(history) * math.sqrt(self.context.dim)) * mask.unsqueeze(-1)
+        distances = relative_distances(length, history.device)
+        # a query attends to real items at or before it; padding rows attend to nothing (output 0 + bias)
+        allowed = ((distances >= 0) & mask.unsqueeze(1)).unsqueeze(1)  # [B, 1, L, L], broadcast over heads
+        for layer in self.layers:
+            x = layer(x, allowed, distances)
+        sequence = self.final_norm(x) * mask.unsqueeze(-1)
+        return Encoded(vector=sequence[:, -1], sequence=sequence, mask=mask)
+
+
+@hookimpl
+def register_encoders(register: Callable[[str, type[Encoder]], None]) -> None:
+    register("hstu", HSTUEncoder)
