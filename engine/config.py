@@ -7,7 +7,7 @@ import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from recengine.errors import ConfigError
 from recengine.feature_store.protocols import SplitProtocol
@@ -48,7 +48,34 @@ class TrainConfig(Strict):
     batch_size: int = Field(256, ge=1)
     lr: float = Field(1e-3, gt=0)
     weight_decay: float = Field(0.0, ge=0)
-    negatives: int = Field(0, ge=0, description="Sampled negatives per step; 0 = full softmax over all items.")
+    negatives: int = Field(0, ge=0, description="Sampled negatives of the softmax objective (BPR: per row); 0 = the "
+                                                "full softmax over all items (or in-batch negatives alone).")
+    sampling: Literal["per_row", "shared"] = Field(
+        "per_row", description="per_row: every training position draws and embeds its own negatives; shared: one draw "
+                               "of `negatives` items per step, embedded once and scored against every position "
+                               "with one matrix product (accidental hits masked per position).")
+    in_batch_negatives: bool = Field(
+        False, description="Also use the step's other targets (each distinct item once) as negatives; a position's "
+                           "own target among them is masked.")
+    sampler: Literal["uniform", "popularity"] = Field(
+        "uniform", description="Distribution of sampled negatives: uniform over the catalogue, or training "
+                               "popularity^sampler_power (items without training events are never drawn).")
+    sampler_power: float = Field(0.75, gt=0, le=1, description="Smoothing exponent of the popularity sampler.")
+    logq_correction: bool = Field(
+        True, description="Subtract log Q(i) from every candidate logit (the target's too), Q(i) the expected count "
+                          "of item i among the step's candidates: negatives·q(i) for sampled ones, 1-(1-p(i))^P for "
+                          "the distinct in-batch targets (p: training frequency, P: positions in the step). A "
+                          "constant, so no change, for uniform sampled negatives alone.")
+    normalize: bool = Field(
+        False, description="L2-normalise user and item vectors (training, ranking and serving alike): scores are "
+                           "cosines and the softmax logits cosine / temperature. Needs the dot interactor.")
+    temperature: float | Literal["learn"] | None = Field(
+        None, description="Softmax temperature of the cosine logits (normalize = true only): a number, or 'learn' "
+                          "(a trained scalar, started at 0.1, kept >= 0.01); None = 0.1.")
+    softmax_chunk: int | None = Field(
+        None, ge=1, description="Compute the full softmax over chunks of this many items with a streaming "
+                                "logsumexp (the same loss and gradients), so memory is bounded by positions x chunk "
+                                "instead of positions x catalogue; full softmax only (negatives = 0, no in-batch).")
     patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     seed: int = 0
     split_seed: int = 2020
@@ -60,6 +87,15 @@ class TrainConfig(Strict):
     event_weights: dict[str, float] = Field(default_factory=dict)
     weight_by_value: bool = False
     eval_batch: int = Field(512, ge=1)
+    valid_users: int | None = Field(
+        None, ge=1, description="Validate after each epoch on a sample of this many validation users, drawn with "
+                                "split_seed: the same users every epoch (and every run of the split); None = all. "
+                                "Each validation user ranks the whole catalogue, so at a million users and items "
+                                "the full validation costs more than the epoch.")
+    test_users: int | None = Field(
+        None, ge=1, description="Test the finished model on a sample of this many test users, the ones `recengine "
+                                "evaluate --sample-users N` ranks (seed 0); None = all. The bundle's metrics "
+                                "record the sample (test_users) and the split's whole count (all_test_users).")
     threads: int | None = Field(None, ge=1, description="torch intra-op threads (None: torch's default, one per core); "
                                                        "1 is often faster on a shared or oversubscribed machine.")
 
@@ -69,6 +105,30 @@ class TrainConfig(Strict):
         if value not in ("auto", "cpu") and not value.startswith("cuda"):
             raise ValueError(f"device must be auto, cpu or cuda[:N], got {value!r}")
         return value
+
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, value: float | str | None) -> float | str | None:
+        if isinstance(value, float) and not value > 0:
+            raise ValueError(f"temperature must be > 0 (or 'learn'), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _softmax_recipe(self) -> TrainConfig:
+        """Option combinations that would be silently meaningless are refused with the reason."""
+        sampled = self.negatives > 0
+        if self.objective != "softmax" and (self.in_batch_negatives or self.normalize or self.softmax_chunk
+                                            or self.sampling == "shared"):
+            raise ValueError(f"sampling = 'shared', in_batch_negatives, normalize and softmax_chunk are options of "
+                             f"the softmax objective, not {self.objective!r}")
+        if self.sampler == "popularity" and not sampled:
+            raise ValueError("sampler = 'popularity' draws sampled negatives: set negatives > 0")
+        if self.softmax_chunk is not None and (sampled or self.in_batch_negatives):
+            raise ValueError("softmax_chunk chunks the full softmax: it needs negatives = 0 and no in-batch negatives")
+        if self.temperature is not None and not self.normalize:
+            raise ValueError("temperature scales cosine logits: set normalize = true (raw dot logits learn their "
+                             "own scale through the vectors' norms)")
+        return self
 
 
 class RankingConfig(Strict):

@@ -44,14 +44,31 @@ class Ranking:
     pos_len: np.ndarray | None = None  # [U] distinct positives per user
 
 
+#: Scores one evaluation block may hold (float32: 32 MiB; masking and top-K make a few copies):
+#: the users per block shrink as the catalogue grows, so 1M items rank 8 users at a time.
+EVAL_BLOCK_SCORES = 1 << 23
+
+
+def block_users(columns: int, batch_size: int, max_scores: int = EVAL_BLOCK_SCORES) -> int:
+    """Users per evaluation block: ``batch_size``, fewer when their scores would pass ``max_scores``."""
+    return max(1, min(batch_size, max_scores // max(columns, 1)))
+
+
 def rank_eval_set(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool = True, batch_size: int = 512, *,
-                  with_auc: bool = False, advance: Callable[[int], None] | None = None) -> Ranking:
-    """Score every item for every user of ``eval_set`` in batches and keep the top ``k`` (padded
-    with -1 past the rankable catalogue); ``with_auc`` also computes each user's AUC on the same
-    masked scores (GAUC); ``advance(n)`` is told of each finished batch of ``n`` users."""
+                  with_auc: bool = False, advance: Callable[[int], None] | None = None,
+                  max_scores: int = EVAL_BLOCK_SCORES) -> Ranking:
+    """Score every item for every user of ``eval_set`` in blocks of users and keep the top ``k``
+    (padded with -1 past the rankable catalogue); ``with_auc`` also computes each user's AUC on
+    the same masked scores (GAUC); ``advance(n)`` is told of each finished block of ``n`` users.
+
+    Memory is bounded by ``max_scores``: the first block is one user, whose row gives the
+    catalogue's width, and every later block holds at most ``batch_size`` users and
+    ``max_scores`` scores. Rows are independent, so the lists are the same for any block size.
+    """
     blocks, aucs, lens = [], [], []
-    for begin in range(0, len(eval_set), batch_size):
-        end = begin + batch_size
+    begin, rows = 0, 1
+    while begin < len(eval_set):
+        end = begin + rows
         scores = score_fn(eval_set.users[begin:end], eval_set.histories[begin:end])
         if eval_set.candidates is not None:
             allowed = np.zeros(scores.shape[1], dtype=bool)
@@ -65,6 +82,7 @@ def rank_eval_set(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool = T
             lens.append(pos_len)
         if advance is not None:
             advance(masked_scores.shape[0])
+        begin, rows = end, block_users(scores.shape[1], batch_size, max_scores)
     top = np.concatenate(blocks) if blocks else np.zeros((0, k), dtype=np.int64)
     if not with_auc:
         return Ranking(top)
@@ -77,14 +95,18 @@ def _topk(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool, batch_size
 
 
 def model_scorer(model: RecModel, max_history: int | None = None) -> ScoreFn:
-    """Scores of all items [B, N+1] for users and their histories, without gradients."""
+    """Scores of all items [B, N+1] for users and their histories, without gradients. The item
+    matrix is computed once, at the first call: a scorer serves one evaluation of fixed weights."""
     length = max_history or model.config.max_history
+    cached: list[torch.Tensor] = []
 
     @torch.no_grad()
     def score(users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
         model.eval()
         device = model.device
-        items = model.item_matrix()
+        if not cached:
+            cached.append(model.item_matrix())
+        items = cached[0]
         encoded = model.encode_users(torch.as_tensor(users, device=device),
                                      torch.as_tensor(pad_histories(histories, length), device=device))
         return model.interactor.score_all(encoded, items).float().cpu().numpy()

@@ -6,8 +6,11 @@ carries everything it needs to encode users and items at serving time.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recengine.components import Encoded, EncoderContext, FeatureSpec, InteractorContext
@@ -35,7 +38,8 @@ class RecModel(nn.Module):
 
     def __init__(self, config: ModelConfig, user_spec: FeatureSpec, item_spec: FeatureSpec,
                  user_arrays: dict[str, np.ndarray], item_arrays: dict[str, np.ndarray],
-                 manager: PluginManager | None = None, known_items: np.ndarray | None = None) -> None:
+                 manager: PluginManager | None = None, known_items: np.ndarray | None = None,
+                 normalize: bool = False) -> None:
         super().__init__()
         manager = manager or get_plugin_manager()
         self.config = config
@@ -57,6 +61,10 @@ class RecModel(nn.Module):
             where="model.user_encoder")
         self.interactor = manager.build("interactors", config.interactor, InteractorContext(config.dim),
                                         where="model.interactor")
+        self.normalize = normalize
+        if normalize:  # TrainConfig.normalize: a hook, so every caller of either tower gets unit vectors
+            self.user_encoder.register_forward_hook(_unit_vectors)
+            self.item_encoder.register_forward_hook(_unit_vectors)
 
     @property
     def device(self) -> torch.device:
@@ -86,6 +94,12 @@ class RecModel(nn.Module):
         """Scores of ``items`` ([B] or [B, K]) for a batch of users."""
         encoded = self.encode_users(users, history)
         return self.interactor.score(encoded, self.embed_items(items))
+
+
+def _unit_vectors(module: nn.Module, inputs: object, output: Encoded) -> Encoded:
+    """An encoder's output L2-normalised (its vector and every sequence position): dot scores become cosines."""
+    sequence = None if output.sequence is None else F.normalize(output.sequence, dim=-1)
+    return replace(output, vector=F.normalize(output.vector, dim=-1), sequence=sequence)
 
 
 def resolve_device(name: str) -> torch.device:

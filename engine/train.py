@@ -22,12 +22,21 @@ import torch.nn.functional as F
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
-from recengine.components import seed_everything
+from recengine.components import Encoded, seed_everything
 from recengine.config import PipelineConfig
 from recengine.disk_space import disk_full_is_engine_error
 from recengine.errors import ConfigError
+from recengine.eval_sample import sampled_for_validation
 from recengine.evaluate import validation_score
 from recengine.model import RecModel, resolve_device
+from recengine.softmax import (
+    CandidateCounts,
+    NegativeSampler,
+    Temperature,
+    chunked_full_softmax_loss,
+    full_softmax_loss,
+    sampled_softmax_loss,
+)
 from recengine.training_data import PreparedData
 
 EpochReport = Callable[[dict[str, Any], "RecModel"], None]
@@ -52,6 +61,7 @@ def build_model(config: PipelineConfig, data: PreparedData) -> RecModel:
         config.model,
         data.user_features.spec(len(data.users)), data.item_features.spec(len(data.items)),
         data.user_features.to_arrays(), data.item_features.to_arrays(), known_items=data.popularity > 0,
+        normalize=config.train.normalize,
     )
 
 
@@ -145,20 +155,7 @@ class SequenceBatches:
 # ---------------------------------------------------------------------------------------
 
 
-def _softmax_loss(model: RecModel, user, targets: torch.Tensor, weights: torch.Tensor, negatives: int,
-                  generator: torch.Generator) -> torch.Tensor:
-    """Cross-entropy of the target against all items (negatives=0) or shared sampled ones."""
-    if negatives == 0:
-        logits = model.interactor.score_all(user, model.item_matrix())
-        logits[:, 0] = float("-inf")
-        loss = F.cross_entropy(logits, targets, reduction="none")
-    else:
-        sampled = torch.randint(1, model.num_items + 1, (targets.shape[0], negatives), generator=generator,
-                                device=targets.device)
-        candidates = torch.cat([targets.unsqueeze(1), sampled], dim=1)
-        logits = model.interactor.score(user, model.embed_items(candidates))
-        logits[:, 1:] = logits[:, 1:].masked_fill(sampled == targets.unsqueeze(1), float("-inf"))
-        loss = F.cross_entropy(logits, torch.zeros_like(targets), reduction="none")
+def _weighted_mean(loss: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (loss * weights).sum() / weights.sum().clamp(min=1e-6)
 
 
@@ -169,44 +166,97 @@ def _bpr_loss(model: RecModel, user, targets: torch.Tensor, weights: torch.Tenso
                             device=targets.device)
     scores = model.interactor.score(user, model.embed_items(torch.cat([targets.unsqueeze(1), sampled], 1)))
     loss = -F.logsigmoid(scores[:, :1] - scores[:, 1:]).mean(1)
-    return (loss * weights).sum() / weights.sum().clamp(min=1e-6)
-
-
-def _pair_step(model: RecModel, config: PipelineConfig, batch, device, generator) -> torch.Tensor:
-    users, history, items, weights, values = (torch.as_tensor(x, device=device) for x in batch)
-    user = model.encode_users(users, history)
-    objective, negatives = config.train.objective, config.train.negatives
-    if objective == "mse":
-        predicted = model.interactor.score(user, model.embed_items(items))
-        return (weights * (predicted - values) ** 2).sum() / weights.sum().clamp(min=1e-6)
-    if objective == "bpr":
-        return _bpr_loss(model, user, items, weights, negatives, generator)
-    return _softmax_loss(model, user, items, weights, negatives, generator)
-
-
-def _sequence_step(model: RecModel, config: PipelineConfig, batch, device, generator) -> torch.Tensor:
-    owners, inputs, targets, weights = (torch.as_tensor(x, device=device) for x in batch)
-    encoded = model.encode_users(owners, inputs)
-    real = targets > 0
-    assert encoded.sequence is not None  # train() runs mode "sequence" only with a sequence encoder
-    flat_user = type(encoded)(vector=encoded.sequence[real])
-    return _softmax_loss(model, flat_user, targets[real], weights[real], config.train.negatives, generator)
+    return _weighted_mean(loss, weights)
 
 
 class LossModule(torch.nn.Module):
     """The model plus its training objective as one module, so ``forward(batch)`` returns the
     loss: data-parallel wrappers (DDP via Ray Train's ``prepare_model``) see every parameter
-    used in the forward pass and average gradients in ``backward``."""
+    used in the forward pass (a learnt temperature too) and average gradients in ``backward``.
 
-    def __init__(self, model: RecModel, config: PipelineConfig, mode: str, generator: torch.Generator) -> None:
+    The softmax objective follows ``TrainConfig``'s recipe (see :mod:`recengine.softmax`):
+    full or chunked full softmax, or sampled negatives per row or shared per step, in-batch
+    negatives, a uniform or popularity sampler, the logQ correction and the temperature.
+    """
+
+    def __init__(self, model: RecModel, config: PipelineConfig, mode: str, generator: torch.Generator,
+                 popularity: np.ndarray | None = None) -> None:
         super().__init__()
+        settings = config.train
         self.model = model
         self.config = config
-        self.step = _sequence_step if mode == "sequence" else _pair_step
+        self.mode = mode
         self.generator = generator
+        self.temperature = Temperature(settings.temperature, settings.normalize)
+        device = model.device
+        if settings.sampler == "popularity" and popularity is None:
+            raise ConfigError("sampler 'popularity' needs the training popularity of every item")
+        self.sampler = NegativeSampler(model.num_items, popularity if settings.sampler == "popularity" else None,
+                                       settings.sampler_power, device)
+        self.frequency: torch.Tensor | None = None
+        if settings.in_batch_negatives and settings.logq_correction:
+            if popularity is None:
+                raise ConfigError("the logQ correction of in-batch negatives needs the training popularity")
+            counts = torch.as_tensor(np.asarray(popularity, dtype=np.float64), device=device)
+            self.frequency = (counts / counts.sum().clamp(min=1)).float()
 
     def forward(self, batch: tuple) -> torch.Tensor:
-        return self.step(self.model, self.config, batch, self.model.device, self.generator)
+        return self._sequence_step(batch) if self.mode == "sequence" else self._pair_step(batch)
+
+    def _pair_step(self, batch: tuple) -> torch.Tensor:
+        model, settings = self.model, self.config.train
+        users, history, items, weights, values = (torch.as_tensor(x, device=model.device) for x in batch)
+        user = model.encode_users(users, history)
+        if settings.objective == "mse":
+            predicted = model.interactor.score(user, model.embed_items(items))
+            return _weighted_mean((predicted - values) ** 2, weights)
+        if settings.objective == "bpr":
+            return _bpr_loss(model, user, items, weights, settings.negatives, self.generator)
+        return _weighted_mean(self.softmax_loss(user, items), weights)
+
+    def _sequence_step(self, batch: tuple) -> torch.Tensor:
+        owners, inputs, targets, weights = (torch.as_tensor(x, device=self.model.device) for x in batch)
+        encoded = self.model.encode_users(owners, inputs)
+        real = targets > 0
+        assert encoded.sequence is not None  # train() runs mode "sequence" only with a sequence encoder
+        flat_user = type(encoded)(vector=encoded.sequence[real])
+        return _weighted_mean(self.softmax_loss(flat_user, targets[real]), weights[real])
+
+    def softmax_loss(self, user: Encoded, targets: torch.Tensor) -> torch.Tensor:
+        """Per-position cross-entropy of ``targets`` [P] under the configured softmax recipe."""
+        model, settings, temperature = self.model, self.config.train, self.temperature()
+        if settings.negatives == 0 and not settings.in_batch_negatives:
+            items = model.item_matrix()
+            if settings.softmax_chunk:
+                return chunked_full_softmax_loss(model.interactor, user, items, targets, settings.softmax_chunk,
+                                                 temperature)
+            return full_softmax_loss(model.interactor, user, items, targets, temperature)
+        negatives = negative_vectors = in_batch = in_batch_vectors = None
+        if settings.negatives:
+            shape = (settings.negatives,) if settings.sampling == "shared" else (targets.shape[0], settings.negatives)
+            negatives = self.sampler.draw(shape, self.generator)
+            negative_vectors = model.embed_items(negatives)
+        if settings.in_batch_negatives:
+            in_batch = torch.unique(targets)
+            in_batch_vectors = model.embed_items(in_batch)
+        counts = None
+        if settings.logq_correction:
+            counts = CandidateCounts(self.sampler, settings.negatives, self.frequency, targets.shape[0])
+        return sampled_softmax_loss(model.interactor, user, targets, model.embed_items(targets), negatives,
+                                    negative_vectors, in_batch=in_batch, in_batch_vectors=in_batch_vectors,
+                                    counts=counts, temperature=temperature)
+
+
+def check_recipe(config: PipelineConfig, closed_form: bool = False) -> None:
+    """Refuse softmax options the model cannot honour (``ConfigError`` with the reason)."""
+    if not config.train.normalize:
+        return
+    if config.model.interactor.name != "dot":
+        raise ConfigError(f"normalize = true makes scores cosines of user and item vectors: it needs the dot "
+                          f"interactor, not {config.model.interactor.name!r}")
+    if closed_form:
+        raise ConfigError(f"normalize = true rescales trained vectors; {config.model.user_encoder.name!r} is "
+                          f"fitted in closed form and would only have its scores changed")
 
 
 def mixed_precision(precision: str, device: torch.device) -> tuple[Callable[[], Any], torch.amp.GradScaler]:
@@ -287,7 +337,7 @@ def _closed_form_result(config: PipelineConfig, data: PreparedData, model: RecMo
                         report: EpochReport | None) -> TrainResult:
     """A model with nothing to train by gradient: evaluate it once as its single "epoch"."""
     model.eval()
-    _, valid = validation_score(model, data.interactions, config.train.eval_batch)
+    _, valid = validation_score(model, sampled_for_validation(data.interactions, config.train), config.train.eval_batch)
     record = {"epoch": 1, "loss": 0.0, "seconds": seconds,
               "samples_per_second": data.interactions.items.size / max(seconds, 1e-9),
               **{f"valid_{k}": v for k, v in valid.items()}}
@@ -317,9 +367,10 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     fit_started = time.perf_counter()
     for component in (model.user_encoder, model.item_encoder, model.interactor):  # closed form (EASE); else a no-op
         component.fit(data.interactions.users, data.interactions.items)
-    if not any(p.requires_grad for p in model.parameters()):
+    closed_form = not any(p.requires_grad for p in model.parameters())
+    check_recipe(config, closed_form)
+    if closed_form:
         return _closed_form_result(config, data, model, time.perf_counter() - fit_started, report)
-    optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     autocast, scaler = mixed_precision(settings.precision, device)
     mode = training_mode(config, model)
     if mode == "sequence" and not model.user_encoder.produces_sequence:
@@ -329,8 +380,13 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
         data, history_length)
     generator = torch.Generator(device=device).manual_seed(settings.seed + shard[0])  # negatives differ per worker
     rng = np.random.default_rng(settings.seed)  # the shuffle every worker shares
-    objective = LossModule(model, config, mode, generator)
+    objective = LossModule(model, config, mode, generator, data.popularity)
     trainable = wrap_model(objective) if wrap_model else objective
+    # a learnt temperature is no weight: weight decay would pull it towards 1
+    groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
+    if learnt := list(objective.temperature.parameters()):
+        groups.append({"params": learnt, "weight_decay": 0.0})
+    optimizer = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
 
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir else None
     state: dict[str, Any] = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_valid": {}, "history": [],
@@ -340,10 +396,12 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
         restored = load_checkpoint(checkpoint_path, model, optimizer)
         if restored:
             state = restored
+            objective.temperature.restore(state.get("temperature"))
             best_file = checkpoint_path / "best.safetensors"
             if best_file.exists():
                 best_state = load_file(str(best_file), device=str(device))
             rng = np.random.default_rng([settings.seed, state["epoch"]])
+    validation = sampled_for_validation(data.interactions, settings)  # the same users every epoch
     started = time.perf_counter()
     # batch_size is the global batch: each of ``world`` workers takes its share, so a
     # data-parallel run makes the same optimiser steps per epoch as a local one
@@ -369,11 +427,13 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
             bar.remove_task(task)
             seconds = time.perf_counter() - epoch_start
             model.eval()
-            score, valid = validation_score(model, data.interactions, settings.eval_batch)
+            score, valid = validation_score(model, validation, settings.eval_batch)
             record = {"epoch": epoch, "loss": total / max(count, 1), "seconds": seconds,
                       "elapsed": time.perf_counter() - started,  # training + validation so far
                       "samples_per_second": len(batches) / max(seconds, 1e-9), "workers": shard[1],
                       **{f"valid_{k}": v for k, v in valid.items()}}
+            if settings.normalize:
+                record["temperature"] = state["temperature"] = objective.temperature.value()
             state["history"].append(record)
             state["epoch"] = epoch
             if score > state["best_score"]:
