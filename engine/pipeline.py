@@ -17,6 +17,7 @@ from recengine.config import PipelineConfig, validate_components
 from recengine.data import build_interactions
 from recengine.dataset import PreparedData, merged_event_weights, prepare
 from recengine.disk_space import disk_full_is_engine_error
+from recengine.eval_sample import sampled_for_test
 from recengine.evaluate import evaluate_interactions, run_metrics
 from recengine.plugin_manager import get_plugin_manager
 from recengine.split_record import split_record
@@ -75,7 +76,7 @@ def finish_pipeline(store_path: str | Path, config: PipelineConfig, models: str 
                     extra_manifest: dict[str, Any]) -> TrainedPipeline:
     """Evaluate a trained model beside its baselines and write its bundle (local or Ray runs)."""
     assert data.item_frame is not None  # prepared from the store (prepare_training), not an exported snapshot
-    metrics = run_metrics(config, data, result, train_seconds)
+    metrics = final_metrics(config, data, result, train_seconds)
     bundle_path = save_bundle(
         models, config, result.model, users=data.users, items=data.items,
         user_features=data.user_features, item_features=data.item_features, popularity=data.popularity,
@@ -85,6 +86,16 @@ def finish_pipeline(store_path: str | Path, config: PipelineConfig, models: str 
                         "best_epoch": result.best_epoch, **extra_manifest},
     )
     return TrainedPipeline(bundle_path, metrics, result, data)
+
+
+def final_metrics(config: PipelineConfig, data: PreparedData, result: TrainResult,
+                 train_seconds: float) -> dict[str, Any]:
+    """``run_metrics`` on ``train.test_users`` sampled test users (all without a sample), with the
+    split's whole count beside the sample's (``all_test_users``) so a report can say which it is."""
+    metrics = run_metrics(config, sampled_for_test(data, config.train), result, train_seconds)
+    if config.train.test_users is not None and data.interactions.test_pairs is None:
+        metrics["all_test_users"] = len(data.interactions.test)
+    return metrics
 
 
 def evaluate_bundle(bundle: Bundle, store_path: str | Path, protocol: str | None = None,

@@ -23,6 +23,7 @@ from safetensors.torch import save_file
 
 from recengine.config import PipelineConfig
 from recengine.errors import DataError, EngineError
+from recengine.eval_sample import sampled_for_test
 from recengine.evaluate import run_metrics
 from recengine.model import resolve_device
 from recengine.train import train
@@ -42,7 +43,7 @@ def run(snapshot: str | Path, out: str | Path | None = None, overrides: dict | N
     started = time.perf_counter()
     result = train(config, data, progress=progress)
     seconds = time.perf_counter() - started
-    metrics = {**run_metrics(config, data, result, seconds),
+    metrics = {**run_metrics(config, sampled_for_test(data, config.train), result, seconds),
                "device": str(resolve_device(config.train.device)), "precision": config.train.precision}
     target = Path(out) if out else source / "result"
     target.mkdir(parents=True, exist_ok=True)
