@@ -9,10 +9,16 @@ from recengine.errors import ClusterError
 
 
 def ray_environment() -> None:
-    """Defaults for local clusters: no usage stats, and token auth stated explicitly
-    (Ray 2.60 turns it on for local clusters otherwise). Values already set win."""
+    """Defaults for local clusters: no usage stats, token auth stated explicitly (Ray 2.60
+    turns it on for local clusters otherwise), and Serve proxies that answer their own errors
+    in the API's JSON shape (``recengine.serve.proxy_errors``; every worker inherits the node's
+    environment, so no runtime env is needed). Values already set win."""
+    from recengine.serve.proxy_errors import proxy_env_vars
+
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    for name, value in proxy_env_vars().items():
+        os.environ.setdefault(name, value)
 
 
 def init_ray(address: str | None = None, num_cpus: int | None = None, **kwargs: Any) -> None:

@@ -7,6 +7,7 @@ Most tests answer from a stand-in service (no model needed): what is tested is t
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any
 
@@ -201,7 +202,7 @@ def test_openapi_documents_the_error_model() -> None:
     for path, method in (("/recommend", "post"), ("/similar/{item_id}", "get"), ("/model", "get"),
                          ("/events", "post"), ("/items", "post"), ("/users", "post")):
         responses = schema["paths"][path][method]["responses"]
-        assert {"400", "404", "413", "422", "500", "503"} <= set(responses), path
+        assert {"400", "404", "408", "413", "422", "500", "503"} <= set(responses), path
         assert responses["422"]["content"]["application/json"]["schema"]["$ref"].endswith("/ErrorBody")
 
 
@@ -231,3 +232,176 @@ def test_access_log_is_off_unless_asked_for(project: Path, tmp_path: Path) -> No
         assert config["logging_config"]["enable_access_log"] is expected
         assert all(d["logging_config"]["enable_access_log"] is expected
                    for app in config["applications"] for d in app["deployments"])
+
+
+# -- the proxy's own answers (recengine.serve.proxy_errors, in front of Ray's real pieces) ----
+def _proxy(*outcomes: BaseException | Any | None, seen: list[dict[str, str]] | None = None) -> TestClient:
+    """Ray's proxy stand-in wrapped as Ray wraps it (its RequestIdMiddleware inside ours), one
+    of ``outcomes`` per request (the last one from then on): an exception is answered by Ray's
+    own code, a Starlette response is the replica's, None is no answer at all (Ray's case for a
+    replica that died)."""
+    left = list(outcomes)
+    from ray.serve._private.http_util import (
+        _apply_middlewares,
+        get_http_response_status,
+        send_http_response_on_exception,
+    )
+
+    from recengine.serve.proxy_errors import proxy_middlewares
+
+    async def proxy(scope: Any, receive: Any, send: Any) -> None:
+        headers = {k.decode(): v.decode() for k, v in scope["headers"]}
+        if seen is not None:
+            seen.append(headers)
+        outcome = left.pop(0) if len(left) > 1 else left[0]
+        if isinstance(outcome, BaseException):
+            status = get_http_response_status(outcome, 5.0, headers["x-request-id"])
+            for message in send_http_response_on_exception(status, response_started=False):
+                await send(message)
+        elif outcome is not None:
+            await outcome(scope, receive, send)
+
+    return TestClient(_apply_middlewares(proxy, proxy_middlewares()))
+
+
+def _assert_proxy_error(response: Any, status: int, code: str) -> dict[str, Any]:
+    from recengine.serve.schemas import ErrorBody
+
+    body = _assert_error_shape(response, status, code)
+    ErrorBody.model_validate(body)
+    assert response.headers.get_list("x-request-id") == [body["request_id"]]  # one id, the proxy's
+    return body
+
+
+def test_the_proxys_timeout_and_refusals_are_json() -> None:
+    from ray.exceptions import RayActorError
+    from ray.serve._private.common import DeploymentID
+    from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+    body = _assert_proxy_error(_proxy(TimeoutError()).get("/shop/recommend", headers={"X-Request-ID": "r-1"}),
+                               408, "timeout")
+    assert body["request_id"] == "r-1" and "within 5.0 s" in body["detail"]
+    full = _proxy(BackPressureError(num_queued_requests=128, max_queued_requests=128)).post("/shop/recommend")
+    _assert_proxy_error(full, 503, "overloaded")
+    assert full.headers["retry-after"] == "1"
+    told = _proxy(BackPressureError(num_queued_requests=1, max_queued_requests=1, retry_after_s=5)).get("/shop/x")
+    assert told.headers["retry-after"] == "5"  # the deployment's own backpressure_config wins
+    _assert_proxy_error(_proxy(DeploymentUnavailableError(DeploymentID("recommender", "shop"))).get("/shop/x"),
+                        503, "unavailable")
+    died = _assert_proxy_error(_proxy(RayActorError()).post("/shop/events"), 500, "replica_failed")
+    assert "may or may not have been applied" in died["detail"]
+    _assert_proxy_error(_proxy(None).get("/shop/recommend"), 500, "replica_failed")
+
+
+def test_a_domains_health_with_no_replica_answers_503_starting_as_a_health_body() -> None:
+    from recengine.serve.proxy_errors import HEALTH_TIMEOUT_S
+    from recengine.serve.schemas import ErrorBody, Health
+
+    seen: list[dict[str, str]] = []
+    client = _proxy(TimeoutError(), seen=seen)
+    response = client.get("/shop/health", headers={"x-request-timeout-seconds": "0"})
+    assert seen[0]["x-request-timeout-seconds"] == str(HEALTH_TIMEOUT_S)  # Ray's own deadline, not the client's
+    assert response.status_code == 503 and response.headers["retry-after"] == "1"
+    body = response.json()
+    assert body["status"] == body["code"] == "starting" and body["domain"] == "shop"
+    Health.model_validate(body)
+    ErrorBody.model_validate(body)
+
+
+def test_a_domain_that_is_answering_keeps_the_full_timeout_on_health() -> None:
+    """A 1 s deadline would fail the /health of a busy, healthy domain: it is only for a domain
+    no replica answered lately."""
+    from fastapi.responses import JSONResponse
+
+    seen: list[dict[str, str]] = []
+    client = _proxy(JSONResponse({"items": []}), TimeoutError(), seen=seen)
+    assert client.get("/shop/recommend").status_code == 200  # a replica of shop answered
+    late = client.get("/shop/health")
+    assert "x-request-timeout-seconds" not in seen[1]
+    assert late.status_code == 503 and late.json()["code"] == "timeout" and late.json()["domain"] == "shop"
+    client.get("/news/health")  # another domain, never answered: the short deadline
+    assert seen[2]["x-request-timeout-seconds"] == "1.0"
+
+
+def test_the_replicas_own_responses_pass_untouched() -> None:
+    from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
+
+    from recengine.serve.http_errors import error_response
+
+    mine = _proxy(error_response(404, "unknown item 'i9'", "r-2")).get("/shop/similar/i9")
+    assert mine.status_code == 404 and mine.json()["detail"] == "unknown item 'i9'"
+    plain = _proxy(PlainTextResponse("metrics are off", status_code=503)).get("/shop/metrics")
+    assert plain.status_code == 503 and plain.text == "metrics are off"  # has a length: a replica's
+    ok = _proxy(JSONResponse({"status": "ok", "domain": "shop"})).get("/shop/health")
+    assert ok.status_code == 200 and ok.json() == {"status": "ok", "domain": "shop"}
+
+    async def chunks() -> Any:
+        for part in (b"a", b"b", b"c"):
+            yield part
+
+    streamed = _proxy(StreamingResponse(chunks(), media_type="text/plain")).get("/shop/export")
+    assert streamed.status_code == 200 and streamed.text == "abc"
+
+
+def test_clients_cannot_set_rays_control_headers_and_unusable_ids_are_replaced() -> None:
+    from fastapi.responses import JSONResponse
+
+    seen: list[dict[str, str]] = []
+    client = _proxy(JSONResponse({}), seen=seen)
+    client.get("/shop/recommend", headers={"x-request-timeout-seconds": "0", "x-request-disconnect-disabled": "?1",
+                                           "X-Request-ID": "x" * 65})
+    assert "x-request-timeout-seconds" not in seen[0] and "x-request-disconnect-disabled" not in seen[0]
+    assert seen[0]["x-request-id"] != "x" * 65  # Ray made a fresh one
+    client.get("/shop/recommend", headers={"X-Request-ID": "abc.123"})
+    assert seen[1]["x-request-id"] == "abc.123"
+    from recengine.serve.proxy_errors import _SANE_REQUEST_ID
+
+    for given in ("abc.123", "x" * 64, "x" * 65, "has space", "", "a\u00e9"):
+        assert bool(_SANE_REQUEST_ID.fullmatch(given.encode())) == (sane_request_id(given) == given), given
+
+
+def test_a_client_that_went_away_gets_nothing() -> None:
+    import asyncio
+
+    from recengine.serve.proxy_errors import ProxyErrors
+
+    async def proxy(scope: Any, receive: Any, send: Any) -> None:
+        await receive()  # the disconnect; Ray then answers nothing (499 in its log)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.disconnect"}
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/shop/recommend", "headers": []}
+    asyncio.run(ProxyErrors(proxy)(scope, receive, send))
+    assert sent == []
+
+
+def test_rays_proxy_accepts_the_callback() -> None:
+    from ray.serve._private.http_util import validate_http_proxy_callback_return
+    from ray.serve._private.utils import call_function_from_import_path
+
+    from recengine.serve.deployment import serve_options
+    from recengine.serve.proxy_errors import CALLBACK_ENV, CALLBACK_PATH
+
+    middlewares = validate_http_proxy_callback_return(call_function_from_import_path(CALLBACK_PATH))
+    assert len(middlewares) == 1
+    assert "controller_options" not in serve_options("127.0.0.1", 8000)  # a local cluster has it in its environment
+    options = serve_options("127.0.0.1", 8000, via_controller=True)
+    assert options["controller_options"]["runtime_env"]["env_vars"] == {CALLBACK_ENV: CALLBACK_PATH}
+
+
+def test_local_clusters_start_with_the_proxy_callback_in_their_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from recengine.ray_env import ray_environment
+    from recengine.serve.proxy_errors import CALLBACK_ENV, CALLBACK_PATH
+
+    monkeypatch.delenv(CALLBACK_ENV, raising=False)
+    ray_environment()
+    assert os.environ[CALLBACK_ENV] == CALLBACK_PATH
+    monkeypatch.setenv(CALLBACK_ENV, "mine:callback")
+    ray_environment()
+    assert os.environ[CALLBACK_ENV] == "mine:callback"  # a value already set wins

@@ -22,7 +22,10 @@ pytestmark = pytest.mark.ray
 def served(project: Path, ray_cluster):  # type: ignore[no-untyped-def]
     from ray import serve
 
+    serve.shutdown()  # Serve keeps the HTTP port of its first start: drop one another module left running
     port = free_port()
+    # no request timeout (a swap restarts the replica: ~10 s here); the proxy's JSON errors come
+    # with the local cluster's environment (recengine.ray_env)
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     for target in resolve_targets(project, list(ALL_DOMAINS)):
         serve.run(domain_application(target.domain, target.bundle, target.snapshot),
@@ -35,12 +38,18 @@ def served(project: Path, ray_cluster):  # type: ignore[no-untyped-def]
 def test_every_domain_answers_over_http(served: str) -> None:
     with httpx.Client(base_url=served, timeout=30) as client:
         for domain in ALL_DOMAINS:
-            assert client.get(f"/{domain}/health").json()["status"] == "ok"
             ok = client.post(f"/{domain}/recommend", json={"user_id": "u0000001", "k": 5})
             assert ok.status_code == 200 and len(ok.json()["items"]) >= 1, ok.text
+            # after an answer the domain's /health has the full timeout (before any, it has 1 s: on
+            # two oversubscribed cores a fresh replica's first answer can take longer, a 503 "starting")
+            assert client.get(f"/{domain}/health").json()["status"] == "ok"
             bad = client.post(f"/{domain}/recommend", json={"user_id": "u0000001", "k": -1})
-            assert bad.status_code == 422
-            assert client.get(f"/{domain}/similar/definitely-not-an-item").status_code == 404
+            assert bad.status_code == 422 and bad.json()["code"] == "validation_error"  # the replica's own
+            missing = client.get(f"/{domain}/similar/definitely-not-an-item")
+            assert missing.status_code == 404 and missing.json()["detail"].startswith("unknown item"), missing.text
+        nowhere = client.get("/no-such-domain/recommend")  # the proxy's own 404 (no root app here), in JSON
+        assert nowhere.status_code == 404 and nowhere.json()["code"] == "not_found", nowhere.text
+        assert nowhere.json()["request_id"] == nowhere.headers["x-request-id"]
 
 
 def test_new_bundle_is_picked_up_under_load_without_failures(served: str, project: Path) -> None:

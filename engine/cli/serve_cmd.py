@@ -72,7 +72,7 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
 
     from recengine.live_writer import start_writer
     from recengine.ray_env import init_ray
-    from recengine.serve.deployment import domain_application, http_options
+    from recengine.serve.deployment import domain_application, serve_options
     from recengine.serve.root import root_application
     from recengine.serve_state import ServeState, write_state
 
@@ -84,7 +84,9 @@ def serve(ctx: click.Context, project: str, domains: str | None, host: str, port
     writers = []  # the writer actors live as long as this process holds their handles
     signal.signal(signal.SIGTERM, _stop_on_sigterm)  # `kill`, docker stop, systemd: the same clean stop as Ctrl-C
     try:
-        ray_serve.start(http_options=http_options(host, port), logging_config={"enable_access_log": access_log})
+        # a cluster joined may lack the proxies' JSON errors in its environment: name them to its controller
+        ray_serve.start(**serve_options(host, port, via_controller=address is not None),
+                        logging_config={"enable_access_log": access_log})
         for target in targets:
             with friendly_errors():
                 writers.append(start_writer(target.store))  # holds the store; the CLI reaches it through it
@@ -152,12 +154,12 @@ def serve_config(project: str, domains: str | None, out: str, host: str, port: i
     import yaml
 
     from recengine.project import resolve_targets
-    from recengine.serve.deployment import MAX_QUEUED_REQUESTS, http_options
+    from recengine.serve.deployment import MAX_QUEUED_REQUESTS, serve_options
 
     with friendly_errors():
         targets = resolve_targets(project, _domains(domains))
     config = {
-        "http_options": http_options(host, port),
+        **serve_options(host, port, via_controller=True),  # HTTP options, and the env that makes the proxies JSON
         "logging_config": {"enable_access_log": access_log},
         "applications": [
             {

@@ -5,7 +5,9 @@ Client mistakes: 400 (a body that is not UTF-8 JSON, or nested too deep), 404 (a
 or route), 413 (a body over the size limit), 422 (a request the models reject, or a
 ``RequestError`` such as a filter on an unknown column). 503: no model loaded yet. Anything
 else is a bug: 500, logged with its traceback (``recengine.serve.guard``). Error details never
-echo much of the input: strings in them are cut to :data:`MAX_ECHO_CHARS`.
+echo much of the input: strings in them are cut to :data:`MAX_ECHO_CHARS`. Ray Serve's proxy
+answers some failures itself (408 timeout, 503 overloaded, 500 replica_failed): those get the
+same shape from ``recengine.serve.proxy_errors``, and are documented here with the rest.
 """
 
 from __future__ import annotations
@@ -41,10 +43,13 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorBody, "description": description} for status, description in {
         400: "Malformed request: the body is not valid UTF-8 JSON, or is nested too deep.",
         404: "Unknown item (or route).",
+        408: "Not answered within the server's time limit (code timeout): the domain is restarting or overloaded.",
         413: "Request body over the size limit.",
         422: "Invalid request: a field the models reject, or a filter the catalogue cannot apply.",
-        500: "A bug on the server; the request id finds it in the server log.",
-        503: "No model loaded yet.",
+        500: "A bug on the server (the request id finds it in the server log), or the replica answering the "
+             "request died before it answered (code replica_failed).",
+        503: "No model loaded yet (not_ready), or too many requests already waiting for a replica of the domain "
+             "(overloaded; Retry-After says when to retry).",
     }.items()
 }
 """The error responses documented on every route (FastAPI ``responses=``)."""
