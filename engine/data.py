@@ -7,12 +7,11 @@ run 1..N and user indices 1..M.
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import polars as pl
 
 from recengine.errors import ConfigError
+from recengine.eval_sets import PHASES, build_eval_set
 from recengine.training_data import EvalSet, FeatureTable, IdMap, Interactions, PairSet, pad_histories
 
 __all__ = ["EvalSet", "FeatureTable", "IdMap", "Interactions", "PairSet", "pad_histories", "auto_feature_columns",
@@ -124,9 +123,11 @@ def build_interactions(split: pl.DataFrame, users: IdMap, items: IdMap, protocol
         weight = weight * pl.col("value")
     frame = frame.with_columns(weight.cast(pl.Float32).alias("w"))
     train = frame.filter(pl.col("split") == "train")
-    by_user = _group_items(frame)
-    valid = _eval_set(by_user, "valid", protocol, max_history)
-    test = _eval_set(by_user, "test", protocol, max_history)
+    codes = dict(zip(PHASES, range(len(PHASES))))
+    phases = frame["split"].replace_strict(codes, default=len(PHASES), return_dtype=pl.Int8).to_numpy()
+    rows = frame["u"].to_numpy(), frame["i"].to_numpy()
+    valid = build_eval_set(*rows, phases, "valid", protocol, max_history)
+    test = build_eval_set(*rows, phases, "test", protocol, max_history)
     if protocol == "cold":  # held-out items are ranked among themselves, for the users who had them
         test.candidates = np.unique(frame.filter(pl.col("split") == "test")["i"].to_numpy()).astype(np.int64)
     pairs = _pair_sets(frame, max_history) if protocol == "rating" else {}
@@ -162,42 +163,3 @@ def _pair_sets(frame: pl.DataFrame, max_history: int) -> dict[str, PairSet]:
                       np.asarray([r[3] for r in rows], dtype=np.float32))
         for name, rows in out.items()
     }
-
-
-def _group_items(frame: pl.DataFrame) -> dict[int, dict[str, np.ndarray]]:
-    grouped = frame.group_by("u", maintain_order=True).agg(pl.col("i"), pl.col("split"))
-    out = {}
-    for user, item_list, split_list in grouped.iter_rows():
-        items = np.asarray(item_list, dtype=np.int64)
-        splits = np.asarray(split_list)
-        out[user] = {name: items[splits == name] for name in ("train", "valid", "test")}
-        out[user]["order"] = items
-        out[user]["splits"] = splits
-    return out
-
-
-def _eval_set(by_user: dict[int, dict[str, Any]], which: str, protocol: str, max_history: int) -> EvalSet:
-    """Histories, positives and exclusions for the ``valid`` or ``test`` phase.
-
-    P-seq: history = every earlier event in time order (valid's target joins test's history).
-    P-gen / P-cold: history = training items (plus valid ones for test), which are also
-    excluded from ranking, as RecBole does (its test phase masks train and valid items).
-    """
-    users, histories, positives, exclude = [], [], [], []
-    for user, parts in by_user.items():
-        targets = parts[which]
-        if targets.size == 0:
-            continue
-        if protocol == "seq":
-            order, splits = parts["order"], parts["splits"]
-            first_target = int(np.flatnonzero(splits == which)[0])
-            history = order[:first_target]
-            seen = np.setdiff1d(history, targets)
-        else:
-            history = parts["train"] if which == "valid" else np.concatenate([parts["train"], parts["valid"]])
-            seen = history
-        users.append(user)
-        histories.append(history[-max_history:])
-        positives.append(np.unique(targets))
-        exclude.append(np.unique(seen))
-    return EvalSet(np.asarray(users, dtype=np.int64), histories, positives, exclude)

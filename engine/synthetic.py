@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import polars as pl
-from pydantic import BaseModel, ConfigDict, Field
 
 from recengine.errors import ConfigError
 
@@ -64,28 +63,136 @@ START_US = to_us(SPAN_START)
 END_US = to_us(SPAN_END)
 
 
-class SyntheticData(BaseModel):
-    """Generated users, items and events of one domain, ready to ingest."""
+EventSink = Callable[[pl.DataFrame], None]
+"""Takes one chunk of a streamed generator's events (the events table's columns, in order)."""
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+Build = Callable[[EventSink], tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]]
+"""A streamed generator: hands its events to the sink chunk by chunk, then returns
+``(users, items, truth)`` (items come last: their ``created_at`` depends on every event)."""
 
-    users: pl.DataFrame
-    items: pl.DataFrame
-    events: pl.DataFrame
-    truth: dict[str, Any] = Field(default_factory=dict, exclude=True,
-                                  description="What the generator knows and a model must learn (e.g. each user's "
-                                              "taste over categories): for click simulators, never ingested.")
 
+class SyntheticData:
+    """Generated users, items and events of one domain, ready to ingest.
+
+    Built either from whole frames (``SyntheticData(users=..., items=..., events=...)``) or,
+    for event counts that would not fit in memory twice over, from a generator that streams
+    its events in chunks (:meth:`streamed`): :meth:`write` then sends each chunk straight to
+    ``events.parquet``, so peak memory follows the chunk size, not the number of events. The
+    frames (``.users``, ``.items``, ``.events``, ``.truth``) are built on first access; for a
+    streamed source that runs the generator (again, after a write: it is seeded, so the
+    frames equal the files).
+    """
+
+    def __init__(self, users: pl.DataFrame, items: pl.DataFrame, events: pl.DataFrame,
+                 truth: dict[str, Any] | None = None) -> None:
+        """``truth``: what the generator knows and a model must learn (e.g. each user's taste over
+        categories), for click simulators; never ingested."""
+        self._users: pl.DataFrame | None = users
+        self._items: pl.DataFrame | None = items
+        self._events: pl.DataFrame | None = events
+        self._truth: dict[str, Any] | None = dict(truth or {})
+        self._build: Build | None = None
+        self._event_rows: int | None = events.height
+
+    @classmethod
+    def streamed(cls, build: Build) -> SyntheticData:
+        """Data whose events ``build`` produces in chunks; nothing runs until it is written or read."""
+        data = cls.__new__(cls)
+        data._users = data._items = data._events = data._truth = None
+        data._build, data._event_rows = build, None
+        return data
+
+    # -- the frames ------------------------------------------------------------------------
+    @property
+    def users(self) -> pl.DataFrame:
+        if self._users is None:
+            self._materialise()
+        assert self._users is not None
+        return self._users
+
+    @property
+    def items(self) -> pl.DataFrame:
+        if self._items is None:
+            self._materialise()
+        assert self._items is not None
+        return self._items
+
+    @property
+    def events(self) -> pl.DataFrame:
+        if self._events is None:
+            self._materialise()
+        assert self._events is not None
+        return self._events
+
+    @property
+    def truth(self) -> dict[str, Any]:
+        if self._truth is None:
+            self._materialise()
+        assert self._truth is not None
+        return self._truth
+
+    def sizes(self) -> dict[str, int]:
+        """Rows of users, items and events, without building frames a write already counted."""
+        if self._event_rows is None:
+            self._materialise()
+        assert self._event_rows is not None
+        return {"users": self.users.height, "items": self.items.height, "events": self._event_rows}
+
+    def _materialise(self) -> None:
+        """Run a streamed generator with every chunk kept in memory."""
+        assert self._build is not None
+        chunks: list[pl.DataFrame] = []
+        self._users, self._items, self._truth = self._build(chunks.append)
+        self._events = pl.concat(chunks, rechunk=True) if len(chunks) != 1 else chunks[0]
+        self._event_rows = self._events.height
+
+    # -- files -----------------------------------------------------------------------------
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``users.parquet``, ``items.parquet`` and ``events.parquet`` into ``out_dir``."""
+        """Write ``users.parquet``, ``items.parquet`` and ``events.parquet`` into ``out_dir``.
+
+        Events of a streamed source go to the file chunk by chunk (one row group or more per
+        chunk) through ``events.parquet.partial``, renamed once complete, so a failed run
+        never leaves a truncated file that looks whole.
+        """
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
-        paths = {}
-        for kind in ("users", "items", "events"):
-            path = out / f"{kind}.parquet"
-            getattr(self, kind).write_parquet(path)
-            paths[kind] = path
+        paths = {kind: out / f"{kind}.parquet" for kind in ("users", "items", "events")}
+        if self._events is None:
+            self._stream_events(paths["events"])
+        else:
+            self._events.write_parquet(paths["events"])
+        for kind in ("users", "items"):
+            getattr(self, kind).write_parquet(paths[kind])
         return paths
+
+    def _stream_events(self, path: Path) -> None:
+        import pyarrow.parquet as pq
+
+        assert self._build is not None
+        partial = path.with_name(path.name + ".partial")
+        writer: pq.ParquetWriter | None = None
+        rows = 0
+
+        def sink(chunk: pl.DataFrame) -> None:
+            nonlocal writer, rows
+            table = chunk.to_arrow()
+            if writer is None:
+                writer = pq.ParquetWriter(partial, table.schema)
+            writer.write_table(table)
+            rows += chunk.height
+
+        try:
+            self._users, self._items, self._truth = self._build(sink)
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            partial.unlink(missing_ok=True)
+            raise
+        if writer is None:  # no event at all: an empty table of the schema
+            raise ValueError("a streamed generator produced no event chunk")
+        writer.close()
+        partial.replace(path)
+        self._event_rows = rows
 
 
 # -- validation and ids ---------------------------------------------------------------------
@@ -308,6 +415,33 @@ def sequence_starts(counts: npt.ArrayLike) -> npt.NDArray[np.bool_]:
     return starts
 
 
+def user_chunks(counts: npt.ArrayLike, chunk_events: int) -> list[tuple[int, int]]:
+    """Contiguous user ranges ``[start, stop)`` holding at most ``chunk_events`` events each (a
+    user with more is a chunk alone): a streamed generator makes one range's events at a time."""
+    ends = np.cumsum(np.asarray(counts, dtype=np.int64))
+    chunks, start = [], 0
+    while start < len(ends):
+        before = int(ends[start - 1]) if start else 0
+        stop = max(int(np.searchsorted(ends, before + chunk_events, side="right")), start + 1)
+        chunks.append((start, stop))
+        start = stop
+    return chunks
+
+
+def apportion(total: int, weights: npt.ArrayLike) -> IntArray:
+    """``total`` split into integer parts proportional to ``weights`` with an exact sum (largest
+    remainders; ties to the earlier part): e.g. a chunk's share of the carts."""
+    weights = np.asarray(weights, dtype=np.float64)
+    if total == 0 or weights.sum() <= 0:
+        return np.zeros(len(weights), dtype=np.int64)
+    exact = total * weights / weights.sum()
+    parts = np.floor(exact).astype(np.int64)
+    short = total - int(parts.sum())
+    if short > 0:
+        parts[np.argsort(-(exact - parts), kind="stable")[:short]] += 1
+    return parts
+
+
 def sticky(
     rng: np.random.Generator,
     fresh: npt.ArrayLike,
@@ -379,6 +513,35 @@ def truncated_exponential(
     return np.minimum(draws, upper)
 
 
+NO_EVENT = np.iinfo(np.int64).max  # an item's first-event time before it has any event
+
+
+def first_event_times(
+    n_items: int, item: npt.ArrayLike, ts_us: npt.ArrayLike, first: IntArray | None = None
+) -> IntArray:
+    """Each item's earliest event time (``NO_EVENT`` for none); pass ``first`` back in to fold in
+    another chunk of events (a streamed generator keeps one array, not every event)."""
+    if first is None:
+        first = np.full(n_items, NO_EVENT, dtype=np.int64)
+    np.minimum.at(first, np.asarray(item, dtype=np.int64), np.asarray(ts_us, dtype=np.int64))
+    return first
+
+
+def created_before(
+    rng: np.random.Generator,
+    planned_us: npt.ArrayLike,
+    first_us: IntArray,
+    lead_us: tuple[int, int] = (US_PER_HOUR, 7 * US_PER_DAY),
+) -> IntArray:
+    """Item creation times: ``planned`` pulled back a random ``lead`` before the item's first
+    event (``first_us``, from :func:`first_event_times`) where it would come after it."""
+    created = np.asarray(planned_us, dtype=np.int64).copy()
+    used = first_us < NO_EVENT
+    lead = rng.integers(lead_us[0], lead_us[1], size=len(created), dtype=np.int64)
+    created[used] = np.minimum(created[used], first_us[used] - lead[used])
+    return created
+
+
 def created_before_first_event(
     rng: np.random.Generator,
     planned_us: npt.ArrayLike,
@@ -391,13 +554,8 @@ def created_before_first_event(
     New items get events from the moment they exist; an item whose planned creation would
     come after its first event is created a random ``lead`` before it instead.
     """
-    created = np.asarray(planned_us, dtype=np.int64).copy()
-    first = np.full(len(created), np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(first, np.asarray(item, dtype=np.int64), np.asarray(ts_us, dtype=np.int64))
-    used = first < np.iinfo(np.int64).max
-    lead = rng.integers(lead_us[0], lead_us[1], size=len(created), dtype=np.int64)
-    created[used] = np.minimum(created[used], first[used] - lead[used])
-    return created
+    planned = np.asarray(planned_us, dtype=np.int64)
+    return created_before(rng, planned, first_event_times(len(planned), item, ts_us), lead_us)
 
 
 def unique_pairs(

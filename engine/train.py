@@ -37,7 +37,9 @@ from recengine.softmax import (
     full_softmax_loss,
     sampled_softmax_loss,
 )
+from recengine.sparse_rows import make_optimizer
 from recengine.training_data import PreparedData
+from recengine.windows import sequence_windows
 
 EpochReport = Callable[[dict[str, Any], "RecModel"], None]
 
@@ -117,24 +119,9 @@ class SequenceBatches:
     """Windows of each user's training sequence: inputs [L] and next-item targets [L]."""
 
     def __init__(self, data: PreparedData, max_history: int) -> None:
-        inputs, targets, weights, owners = [], [], [], []
-        sequences = data.interactions.user_sequences()
-        bounds = np.searchsorted(data.interactions.users, np.arange(len(sequences) + 1))
-        for user, sequence in enumerate(sequences):
-            w = data.interactions.weights[bounds[user]:bounds[user + 1]]
-            # non-overlapping windows from the end, so every target is trained once per epoch
-            for end in range(sequence.size, 1, -max_history):
-                begin = max(0, end - max_history - 1)
-                window, window_w = sequence[begin:end], w[begin:end]
-                pad = max_history + 1 - window.size
-                inputs.append(np.pad(window[:-1], (pad, 0)))
-                targets.append(np.pad(window[1:], (pad, 0)))
-                weights.append(np.pad(window_w[1:], (pad, 0)))
-                owners.append(user)
-        self.inputs = np.asarray(inputs, dtype=np.int64).reshape(-1, max_history)
-        self.targets = np.asarray(targets, dtype=np.int64).reshape(-1, max_history)
-        self.weights = np.asarray(weights, dtype=np.float32).reshape(-1, max_history)
-        self.owners = np.asarray(owners, dtype=np.int64)
+        inter = data.interactions
+        self.inputs, self.targets, self.weights, self.owners = sequence_windows(inter.users, inter.items,
+                                                                                 inter.weights, max_history)
 
     def __len__(self) -> int:
         return int((self.targets > 0).sum())
@@ -386,7 +373,9 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     groups: list[dict[str, Any]] = [{"params": list(model.parameters())}]
     if learnt := list(objective.temperature.parameters()):
         groups.append({"params": learnt, "weight_decay": 0.0})
-    optimizer = torch.optim.Adam(groups, lr=settings.lr, weight_decay=settings.weight_decay)
+    # tables of a million ids update only their batch's rows (one process; DDP and fp16 keep dense Adam)
+    optimizer = make_optimizer(model, groups, settings.lr, settings.weight_decay,
+                               allow_sparse=wrap_model is None and shard[1] == 1 and settings.precision != "fp16")
 
     checkpoint_path = Path(checkpoint_dir) if checkpoint_dir else None
     state: dict[str, Any] = {"epoch": 0, "best_epoch": 0, "best_score": -math.inf, "best_valid": {}, "history": [],

@@ -28,6 +28,8 @@ def generate(domain: str, users: int, items: int, events: int, seed: int, out: s
     Users have latent tastes, items have popularity skew and text that carries their
     category, events are time-ordered and of the domain's types. Writes users.parquet,
     items.parquet and events.parquet into OUT, ready for `recengine store ingest OUT`.
+    Generators that stream (ecommerce) write events in blocks of users as they make them, so
+    memory stays flat however many events are asked for; each block is in time order.
     """
     from recengine.plugin_manager import get_plugin_manager
 
@@ -40,8 +42,8 @@ def generate(domain: str, users: int, items: int, events: int, seed: int, out: s
             generated = preset.generate(users, items, events, seed)
             paths = generated.write(out)
     elapsed = time.perf_counter() - started
+    sizes = generated.sizes()  # counted while writing: a streamed generator's events are not kept
     console.print(
-        f"Wrote {generated.users.height:,} users, {generated.items.height:,} items and "
-        f"{generated.events.height:,} events to [bold]{out}[/] in {elapsed:.1f}s "
-        f"({', '.join(p.name for p in paths.values())})."
+        f"Wrote {sizes['users']:,} users, {sizes['items']:,} items and {sizes['events']:,} events to "
+        f"[bold]{out}[/] in {elapsed:.1f}s ({', '.join(p.name for p in paths.values())})."
     )

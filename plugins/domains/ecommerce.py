@@ -9,6 +9,7 @@ purchases follow carts, both more often for products of the shopper's favourite 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -139,11 +140,25 @@ AGE_BANDS = np.array([25, 40, 60])  # segment boundaries: <25, 25-39, 40-59, 60+
 CART_RATE = 0.3  # carts per view
 PURCHASE_RATE = 0.4  # purchases per cart
 STICKINESS = 0.6  # chance a view stays in the previous view's category
+CHUNK_EVENTS = 1_000_000  # views made (and written) at a time: peak memory follows this, not the event count
 
 
-def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
-    """Shoppers, products and a view -> cart -> purchase funnel of exactly ``events`` events."""
-    syn.check_positive(users=users, items=items, events=events)
+def generate(users: int, items: int, events: int, seed: int, chunk_events: int = CHUNK_EVENTS) -> SyntheticData:
+    """Shoppers, products and a view -> cart -> purchase funnel of exactly ``events`` events.
+
+    Events are made for one block of users at a time (about ``chunk_events`` views each) and
+    streamed: ``write`` sends each block to events.parquet as it is made. Within a block
+    events are in time order; with a single block (up to ``chunk_events`` views) the whole
+    table is, and the data equals what the unchunked generator made for the same seed.
+    """
+    syn.check_positive(users=users, items=items, events=events, chunk_events=chunk_events)
+    return SyntheticData.streamed(lambda sink: _build(users, items, events, seed, chunk_events, sink))
+
+
+def _build(users: int, items: int, events: int, seed: int, chunk_events: int,
+           sink: syn.EventSink) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+    """The users, then the events block by block into ``sink``, then the items (their creation
+    times depend on every event): the draws of :func:`generate`."""
     rng = np.random.default_rng(seed)
     names = list(CATEGORIES)
 
@@ -172,29 +187,20 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
     popularity = syn.zipf_within_groups(rng, category, exponent=1.0)
     sampler = syn.GroupSampler(category, popularity, len(names))
 
-    # Views: categories follow taste in sticky sessions; carts and purchases select views.
+    # Events, one block of users at a time; each block gets its share of the carts and purchases.
     n_cart = int(events * CART_RATE / (1 + CART_RATE + CART_RATE * PURCHASE_RATE))
     n_purchase = int(n_cart * PURCHASE_RATE)
-    n_view = events - n_cart - n_purchase
-    counts = syn.skewed_counts(rng, n_view, users)
-    view_user, view_category = syn.taste_categories(rng, tastes, counts, STICKINESS)
-    view_item = sampler.sample(rng, view_category)
-    view_ts = syn.sorted_times(rng, counts)
-    affinity = tastes[view_user, category[view_item]]
-    carted = syn.weighted_subset(rng, affinity, n_cart)
-    cart_ts = _later(rng, view_ts[carted], 20 * syn.US_PER_MINUTE)
-    bought = syn.weighted_subset(rng, affinity[carted], n_purchase)
-    purchase_ts = _later(rng, cart_ts[bought], 2 * syn.US_PER_HOUR)
-    quantity = rng.geometric(0.75, n_purchase).astype(np.float64)
-
-    user = np.concatenate([view_user, view_user[carted], view_user[carted][bought]])
-    item = np.concatenate([view_item, view_item[carted], view_item[carted][bought]])
-    ts = np.concatenate([view_ts, cart_ts, purchase_ts])
-    kind = np.repeat(np.arange(3), [n_view, n_cart, n_purchase])
-    value = np.concatenate([np.ones(n_view + n_cart), quantity])
+    counts = syn.skewed_counts(rng, events - n_cart - n_purchase, users)
+    blocks = syn.user_chunks(counts, chunk_events)
+    carts = syn.apportion(n_cart, [counts[a:b].sum() for a, b in blocks])
+    purchases = syn.apportion(n_purchase, carts)
     item_ids = syn.make_ids("i", items)
-    events_frame = syn.events_frame(
-        user_ids, item_ids, user, item, EVENT_TYPES, kind, value, ts)
+    first = None
+    for (start, stop), block_carts, block_purchases in zip(blocks, carts, purchases):
+        user, item, kind, value, ts = _funnel(rng, counts[start:stop], tastes[start:stop], category, sampler,
+                                              int(block_carts), int(block_purchases))
+        first = syn.first_event_times(items, item, ts, first)
+        sink(syn.events_frame(user_ids, item_ids, user + start, item, EVENT_TYPES, kind, value, ts))
 
     # Most products predate the span; new arrivals appear in it, never after their first event.
     planned = np.where(
@@ -202,7 +208,8 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
         syn.START_US - rng.integers(0, 730 * syn.US_PER_DAY, items),
         syn.uniform_times(rng, items),
     )
-    created = syn.created_before_first_event(rng, planned, item, ts)
+    assert first is not None  # at least one block: users >= 1
+    created = syn.created_before(rng, planned, first)
     median_price = np.array([CATEGORIES[name][0] for name in names])
     brand_premium = rng.lognormal(0.0, 0.3, len(brand_names))
     price = median_price[category] * brand_premium[brand] * rng.lognormal(0.0, 0.5, items)
@@ -218,7 +225,33 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
     )
     truth = {"user_category_taste": tastes, "item_category": category, "item_appeal": popularity,
              "categories": names}
-    return SyntheticData(users=users_frame, items=items_frame, events=events_frame, truth=truth)
+    return users_frame, items_frame, truth
+
+
+def _funnel(rng: np.random.Generator, counts: np.ndarray, tastes: np.ndarray, category: np.ndarray,
+            sampler: syn.GroupSampler, n_cart: int,
+            n_purchase: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One block's events: (user within the block, item, event code, value, time).
+
+    Views follow taste in sticky sessions; carts select views of favoured categories, and
+    purchases select carts, each a short delay later.
+    """
+    view_user, view_category = syn.taste_categories(rng, tastes, counts, STICKINESS)
+    view_item = sampler.sample(rng, view_category)
+    view_ts = syn.sorted_times(rng, counts)
+    affinity = tastes[view_user, category[view_item]]
+    carted = syn.weighted_subset(rng, affinity, n_cart)
+    cart_ts = _later(rng, view_ts[carted], 20 * syn.US_PER_MINUTE)
+    bought = syn.weighted_subset(rng, affinity[carted], n_purchase)
+    purchase_ts = _later(rng, cart_ts[bought], 2 * syn.US_PER_HOUR)
+    quantity = rng.geometric(0.75, n_purchase).astype(np.float64)
+    n_view = view_user.size
+    user = np.concatenate([view_user, view_user[carted], view_user[carted][bought]])
+    item = np.concatenate([view_item, view_item[carted], view_item[carted][bought]])
+    ts = np.concatenate([view_ts, cart_ts, purchase_ts])
+    kind = np.repeat(np.arange(3), [n_view, n_cart, n_purchase])
+    value = np.concatenate([np.ones(n_view + n_cart), quantity])
+    return user, item, kind, value, ts
 
 
 def _later(rng: np.random.Generator, ts: np.ndarray, mean_delay_us: float) -> np.ndarray:
