@@ -6,7 +6,10 @@ check it runs). Options: ``--seeds 0,1,2``, ``--protocols gen,seq``, ``--pipelin
 ease,sasrec`` (names in ``PIPELINES``), ``--store`` (reuse an ml-100k store instead of
 ingesting ``--data`` into a temporary one), ``--threads`` (torch intra-op threads), ``--merge``
 (keep the other pipelines' entries of an existing ``--out`` file: a partial re-run updates
-only the pipelines it ran).
+only the pipelines it ran), ``--time-caps`` (apply each pipeline's ``train.max_minutes``: off by
+default, because a minutes cap stops a run at whichever epoch the machine's load allowed, so a
+seeded run stopped reproducing under load; without it every run stops by its epochs and
+patience, and the same seeds give the same figures on the same machine).
 
 Protocols (DESIGN §6): P-gen, RecBole's default per-user random 80/10/10 split (split seed
 2020), full ranking with training items excluded; P-seq, leave-last-two-out by time,
@@ -277,9 +280,15 @@ def choose_ease_l2(
     return best, scores
 
 
+def _without_time_cap(overrides: dict[str, Any]) -> dict[str, Any]:
+    """A recorded run stops by its epochs and patience alone: a minutes cap ends it at whichever epoch the
+    machine's load allowed, so the same seed gave different best epochs (and figures) from run to run."""
+    return {k: v for k, v in overrides.items() if k != "train.max_minutes"}
+
+
 def run_pipeline(store: Path, name: str, pipeline: Pipeline, seeds: list[int], quick: bool,
-                 models: Path) -> dict[str, Any]:
-    overrides = dict(pipeline.overrides)
+                 models: Path, time_caps: bool = False) -> dict[str, Any]:
+    overrides = dict(pipeline.overrides) if time_caps else _without_time_cap(pipeline.overrides)
     record: dict[str, Any] = {"protocol": pipeline.protocol, "description": pipeline.description,
                               "neural": pipeline.neural, "tuning": pipeline.tuning, "runs": []}
     if pipeline.l2_grid:
@@ -579,6 +588,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--store", help="an existing store holding ml-100k (default: ingest --data into a temp one)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (default 1, see docstring)")
     parser.add_argument("--out", default=str(RESULTS))
+    parser.add_argument("--time-caps", action="store_true",
+                        help="keep each pipeline's train.max_minutes (faster under load, but the epoch a run stops "
+                             "at then depends on the load: figures stop reproducing); off by default")
     parser.add_argument("--merge", action="store_true",
                         help="keep the entries of --out for pipelines this run does not run (same seeds required)")
     args = parser.parse_args(argv)
@@ -593,7 +605,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown pipeline(s) {unknown}; choose from {list(PIPELINES)}")
     names = [n for n in names if PIPELINES[n].protocol in protocols]
-    caps = sum((0.3 if args.quick else PIPELINES[n].overrides.get("train.max_minutes", 0.0)) for n in names)
+    caps = sum((0.3 if args.quick else PIPELINES[n].overrides.get("train.max_minutes", 0.0) if args.time_caps
+                else 0.0) for n in names)
     earlier = earlier_results(Path(args.out), seeds, args.quick, names) if args.merge else None
     if isinstance(earlier, str):
         parser.error(earlier)
@@ -601,8 +614,9 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     load_start = os.getloadavg()
     console.print(f"[bold]quality benchmark[/]: pipelines {names}, seeds {seeds}, torch threads {args.threads}, "
-                  f"budget {caps * len(seeds):.1f} min of training caps (+ one epoch over a cap, + evaluation); "
-                  f"load average {load_start[0]:.1f}")
+                  + (f"budget {caps * len(seeds):.1f} min of training caps (+ one epoch over a cap, + evaluation); "
+                     if args.time_caps or args.quick else "no time caps (each run stops by its epochs and patience); ")
+                  + f"load average {load_start[0]:.1f}")
     records: dict[str, dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="recengine-quality-") as tmp:
         store = Path(args.store) if args.store else Path(tmp) / "ml-100k.duckdb"
@@ -617,7 +631,7 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             console.print(f"[bold]{name}[/] ({PIPELINES[name].protocol}): {PIPELINES[name].description}")
             begin = time.perf_counter()
-            records[name] = run_pipeline(store, name, PIPELINES[name], seeds, args.quick, models)
+            records[name] = run_pipeline(store, name, PIPELINES[name], seeds, args.quick, models, args.time_caps)
             records[name]["wall_seconds"] = time.perf_counter() - begin
     total = time.perf_counter() - started
     ran = dict(records)
@@ -654,7 +668,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{load_start[0]:.1f} at start, {load_end[0]:.1f} at end (shared machine: timings are noisy)")
     kept = [n for n in records if n not in ran]
     total_all = total + sum(records[n].get("wall_seconds", 0.0) for n in kept)  # minutes behind every figure
-    caps_all = caps + sum(PIPELINES[n].overrides.get("train.max_minutes", 0.0) for n in kept if n in PIPELINES)
+    caps_all = caps + sum(PIPELINES[n].overrides.get("train.max_minutes", 0.0) for n in kept
+                          if n in PIPELINES and args.time_caps)
     md = markdown(records, seeds, total_all / 60)
     console.print("\n[bold]Markdown for the README[/]\n")
     print(md)
@@ -663,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "quality", "dataset": "ml-100k",
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "quick": args.quick, "seeds": seeds, "protocols": protocols, "pipelines": list(records),
+        "time_caps": bool(args.time_caps or args.quick),
         "machine": {"platform": platform.platform(), "python": platform.python_version(), "torch": torch.__version__,
                     "cpus": os.cpu_count(), "torch_threads": args.threads,
                     "load_average_start": load_start, "load_average_end": load_end},

@@ -161,13 +161,20 @@ CATALOGUE_PIPELINE: dict[str, Any] = {
     "model.interactor": ComponentRef(name="dot").model_dump(),
     "train.objective": "softmax", "train.protocol": "seq", "train.mode": "sequence",
 }
-#: label -> overrides; the first is the baseline (today's per-row sampling)
+LENGTH_BUCKETS = 50  # batches per length-sorted pool (train.length_buckets)
+#: label -> overrides; the first is the baseline (today's per-row sampling, every batch at max_history)
 CATALOGUE_RUNS: dict[str, dict[str, Any]] = {
-    "per-row negatives (today)": {"train.negatives": 100, "train.sampling": "per_row"},
-    "shared negatives": {"train.negatives": 100, "train.sampling": "shared"},
-    "shared ×10 negatives": {"train.negatives": 1000, "train.sampling": "shared"},
+    "per-row negatives (today)": {"train.negatives": 100, "train.sampling": "per_row", "train.trim_padding": False},
+    "shared negatives": {"train.negatives": 100, "train.sampling": "shared", "train.trim_padding": False},
+    "shared ×10 negatives": {"train.negatives": 1000, "train.sampling": "shared", "train.trim_padding": False},
     "shared ×10 + in-batch + logQ": {"train.negatives": 1000, "train.sampling": "shared",
-                                     "train.in_batch_negatives": True},
+                                     "train.in_batch_negatives": True, "train.trim_padding": False},
+    "per-row, batches cut to their longest window": {"train.negatives": 100, "train.sampling": "per_row"},
+    "shared ×10 + in-batch + logQ, cut batches": {"train.negatives": 1000, "train.sampling": "shared",
+                                                  "train.in_batch_negatives": True},
+    "shared ×10 + in-batch + logQ, cut, length buckets": {"train.negatives": 1000, "train.sampling": "shared",
+                                                          "train.in_batch_negatives": True,
+                                                          "train.length_buckets": LENGTH_BUCKETS},
 }
 #: label -> overrides of benchmarks/quality.py's tuned sasrec pipeline; the first is the baseline
 RECIPE_RUNS: dict[str, dict[str, Any]] = {
@@ -194,7 +201,8 @@ def recipe_run(label: str, config: PipelineConfig, data: PreparedData) -> dict[s
     return {
         "label": label, "settings": {k: v for k, v in config.train.model_dump().items()
                                      if k in ("negatives", "sampling", "in_batch_negatives", "sampler",
-                                              "logq_correction", "normalize", "temperature", "softmax_chunk")},
+                                              "logq_correction", "normalize", "temperature", "softmax_chunk",
+                                              "trim_padding", "length_buckets")},
         "epochs": len(history), "best_epoch": result.best_epoch, "wall_seconds": wall,
         "samples_per_second_median": statistics.median(h["samples_per_second"] for h in steady),
         "samples_per_second": [h["samples_per_second"] for h in history],

@@ -83,7 +83,8 @@ class Encoder(nn.Module):
 
     ``forward(batch)`` takes a dict of tensors: ``ids`` [B] (dense indices, 0 = unknown),
     ``history`` [B, L] item indices (user side; 0 = padding), and feature tensors named
-    ``cat:<field>``, ``num:<field>``, ``vec:<name>``. It returns :class:`Encoded`.
+    ``cat:<field>``, ``num:<field>``, ``vec:<name>``; ``history_ts`` and ``query_ts`` only
+    for encoders whose :meth:`reads_event_times` says so. It returns :class:`Encoded`.
     Encoders that need the representation of history items call ``context.embed_items``.
     """
 
@@ -91,6 +92,10 @@ class Encoder(nn.Module):
     # True for sequence encoders (``Encoded.sequence``/``mask``): enables sequence training
     # and the attention interactor
     produces_sequence: ClassVar[bool] = False
+    # True when a history's outputs at its real positions do not depend on how much left padding
+    # it has (positions numbered from the newest item, or relative ones): sequence training then
+    # drops a batch's all-padding columns, so short histories cost what they hold, not max_history
+    padding_invariant: ClassVar[bool] = False
     roles: ClassVar[tuple[str, ...]] = ("user", "item")  # which tower(s) it can be
     # True when the class implements ``embed_texts`` (a pretrained text model):
     # ``recengine vectors build --encoder NAME`` accepts only such encoders
@@ -119,6 +124,14 @@ class Encoder(nn.Module):
         from the store with the items. Default: none (vectors named in
         ``model.item_vectors`` are loaded anyway)."""
         return []
+
+    @classmethod
+    def reads_event_times(cls, params: dict[str, Any]) -> bool:
+        """Whether this encoder, with these ``params``, reads event timestamps: its batches then
+        also hold ``history_ts`` [B, L] and ``query_ts`` [B] (int64 epoch seconds; see
+        :mod:`recengine.event_times`) in training, evaluation and serving. Default False:
+        nobody gathers times for it."""
+        return False
 
     @classmethod
     def embed_texts(cls, texts: list[str], batch_size: int = 64) -> np.ndarray:

@@ -76,6 +76,16 @@ class TrainConfig(Strict):
         None, ge=1, description="Compute the full softmax over chunks of this many items with a streaming "
                                 "logsumexp (the same loss and gradients), so memory is bounded by positions x chunk "
                                 "instead of positions x catalogue; full softmax only (negatives = 0, no in-batch).")
+    trim_padding: bool = Field(
+        True, description="Sequence mode with a padding-invariant user encoder (transformer, hstu): cut each batch "
+                          "to its longest window, so all-padding columns cost nothing (the same outputs; only "
+                          "dropout's draws differ). False computes every batch at max_history, as before.")
+    length_buckets: int = Field(
+        0, ge=0, description="Sequence mode: group windows of similar length into batches, sorting pools of this "
+                             "many random batches by length (0 = off: batches are uniformly random). With a "
+                             "padding-invariant user encoder (transformer, hstu) every batch drops its "
+                             "all-padding columns anyway; bucketing makes that cut deep when most histories are "
+                             "much shorter than max_history. Batches stay in random order.")
     patience: int = Field(5, ge=1, description="Epochs without a better validation NDCG@10 before stopping.")
     seed: int = 0
     split_seed: int = 2020

@@ -118,10 +118,15 @@ class PairBatches:
 class SequenceBatches:
     """Windows of each user's training sequence: inputs [L] and next-item targets [L]."""
 
-    def __init__(self, data: PreparedData, max_history: int) -> None:
+    def __init__(self, data: PreparedData, max_history: int, trim: bool = False, length_buckets: int = 0) -> None:
+        """``trim``: cut each batch to its longest window (the user encoder is padding-invariant);
+        ``length_buckets``: sort pools of that many random batches by window length first."""
         inter = data.interactions
         self.inputs, self.targets, self.weights, self.owners = sequence_windows(inter.users, inter.items,
                                                                                  inter.weights, max_history)
+        self.trim = trim
+        self.length_buckets = length_buckets
+        self.lengths = (self.targets > 0).sum(axis=1)  # real positions of each (left-padded) window
 
     def __len__(self) -> int:
         return int((self.targets > 0).sum())
@@ -132,9 +137,25 @@ class SequenceBatches:
 
     def batches(self, batch_size: int, rng: np.random.Generator, shard: tuple[int, int] = (0, 1)):
         order = _shard(rng.permutation(self.owners.size), shard)
-        for begin in range(0, order.size, batch_size):
+        starts = list(range(0, order.size, batch_size))
+        if self.length_buckets:
+            order = _sorted_pools(order, self.lengths, batch_size * self.length_buckets)
+            starts = rng.permutation(starts).tolist()  # similar lengths within a batch, batches in random order
+        for begin in starts:
             rows = order[begin:begin + batch_size]
-            yield self.owners[rows], self.inputs[rows], self.targets[rows], self.weights[rows]
+            # a padding-invariant encoder gives the same outputs without the all-padding columns
+            width = int(self.lengths[rows].max()) if self.trim else self.inputs.shape[1]
+            cols = slice(self.inputs.shape[1] - width, None)
+            yield self.owners[rows], self.inputs[rows, cols], self.targets[rows, cols], self.weights[rows, cols]
+
+
+def _sorted_pools(order: np.ndarray, lengths: np.ndarray, pool: int) -> np.ndarray:
+    """``order`` with each consecutive pool of ``pool`` rows sorted by descending length (stable)."""
+    out = order.copy()
+    for begin in range(0, order.size, pool):
+        part = order[begin:begin + pool]
+        out[begin:begin + pool] = part[np.argsort(-lengths[part], kind="stable")]
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -363,8 +384,9 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     if mode == "sequence" and not model.user_encoder.produces_sequence:
         raise ConfigError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
     history_length = config.model.max_history if model.user_encoder.uses_history else 0
-    batches = SequenceBatches(data, config.model.max_history) if mode == "sequence" else PairBatches(
-        data, history_length)
+    trim = settings.trim_padding and model.user_encoder.padding_invariant
+    batches = SequenceBatches(data, config.model.max_history, trim=trim, length_buckets=settings.length_buckets) \
+        if mode == "sequence" else PairBatches(data, history_length)
     generator = torch.Generator(device=device).manual_seed(settings.seed + shard[0])  # negatives differ per worker
     rng = np.random.default_rng(settings.seed)  # the shuffle every worker shares
     objective = LossModule(model, config, mode, generator, data.popularity)

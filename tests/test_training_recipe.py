@@ -291,3 +291,69 @@ def test_a_million_item_catalogue_ranks_in_bounded_memory() -> None:
         tracemalloc.stop()
     assert ranking.top.shape == (users, 10) and (ranking.top > 0).all()
     assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+# -- batches cut to their longest window, and length buckets -----------------------------------
+@pytest.mark.parametrize("encoder", ["transformer", "hstu"])
+def test_padding_invariant_encoders_give_the_same_outputs_without_the_padding_columns(encoder: str,
+                                                                                      data: PreparedData) -> None:
+    """What lets sequence training cut a batch to its longest window: the real positions' outputs
+    of a history at max_history and of the same history without its all-padding columns agree."""
+    config = PipelineConfig(name="recipe").with_overrides(
+        {**SEQUENCE, "model.user_encoder": {"name": encoder, "params": {"layers": 2, "heads": 2, "dropout": 0.1}}})
+    model = build_model(config, data).eval()
+    assert model.user_encoder.padding_invariant
+    history = torch.zeros(3, 20, dtype=torch.long)
+    history[0, -3:], history[1, -5:], history[2, -1:] = torch.tensor([4, 9, 2]), torch.arange(10, 15), 7
+    owners = torch.tensor([1, 2, 3])
+    with torch.no_grad():
+        full = model.encode_users(owners, history)
+        cut = model.encode_users(owners, history[:, -5:])
+    assert full.sequence is not None and cut.sequence is not None
+    torch.testing.assert_close(cut.sequence, full.sequence[:, -5:], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(cut.vector, full.vector, rtol=1e-5, atol=1e-6)
+    assert not full.sequence[:, :-5].any()  # the columns cut away held nothing
+
+
+def _batches(data: PreparedData, **options: Any) -> list[tuple[np.ndarray, ...]]:
+    batches = SequenceBatches(data, 20, **options)
+    return list(batches.batches(32, np.random.default_rng(3)))
+
+
+@pytest.mark.parametrize("buckets", [0, 4])
+def test_cut_batches_drop_only_padding_and_keep_every_target_once(data: PreparedData, buckets: int) -> None:
+    full = SequenceBatches(data, 20)
+    batches = _batches(data, trim=True, length_buckets=buckets)
+    seen = []
+    for owners, inputs, targets, weights in batches:
+        assert inputs.shape == targets.shape == weights.shape and inputs.shape[1] <= 20
+        assert (targets[:, 0] > 0).any()  # cut to the longest window: its first column is real
+        seen.append(np.column_stack([owners.repeat(targets.shape[1]), targets.ravel()])[targets.ravel() > 0])
+    got = np.concatenate(seen)
+    want = np.column_stack([full.owners.repeat(20), full.targets.ravel()])[full.targets.ravel() > 0]
+    assert len(got) == len(full)
+    assert sorted(map(tuple, got.tolist())) == sorted(map(tuple, want.tolist()))
+
+
+def test_length_buckets_make_batches_of_similar_length(data: PreparedData) -> None:
+    def spread(batches: list[tuple[np.ndarray, ...]]) -> float:
+        return float(np.mean([np.ptp((t > 0).sum(axis=1)) for _, _, t, _ in batches]))
+
+    random_batches, bucketed = _batches(data, trim=True), _batches(data, trim=True, length_buckets=8)
+    assert spread(bucketed) < spread(random_batches) / 2, (spread(bucketed), spread(random_batches))
+    padded = sum(t.size for _, _, t, _ in bucketed)
+    assert padded < sum(t.size for _, _, t, _ in random_batches)  # fewer positions computed for the same targets
+
+
+def test_cutting_the_padding_trains_the_same_model(data: PreparedData) -> None:
+    """Without dropout the cut batches give the same losses and the same weights, step for step."""
+    exact = {**SEQUENCE["model.user_encoder"], "params": {"layers": 1, "heads": 1, "dropout": 0.0}}
+    results = []
+    for trim in (False, True):
+        config = _config(trim_padding=trim, epochs=2, negatives=30, sampling="shared").with_overrides(
+            {"model.user_encoder": exact})
+        results.append(train(config, data, progress=False))
+    losses = [[h["loss"] for h in r.history] for r in results]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    for name, value in results[0].model.state_dict().items():
+        torch.testing.assert_close(results[1].model.state_dict()[name], value, rtol=1e-3, atol=1e-5)

@@ -134,6 +134,7 @@ class HSTUEncoder(Encoder):
 
     Config = HSTUConfig
     produces_sequence = True
+    padding_invariant = True  # relative positions only, and n is max_history, not the row's width
     roles = ("user",)
 
     def __init__(self, context: EncoderContext, config: HSTUConfig) -> None:

@@ -60,6 +60,7 @@ class TransformerEncoder(Encoder):
 
     Config = TransformerConfig
     produces_sequence = True
+    padding_invariant = True  # padding keys are masked and positions are numbered from the newest item
     roles = ("user",)
 
     def __init__(self, context: EncoderContext, config: TransformerConfig) -> None:
@@ -78,7 +79,9 @@ class TransformerEncoder(Encoder):
         history = batch["history"][:, -self.context.max_history:]
         mask = history > 0
         length = history.shape[1]
-        positions = torch.arange(length, device=history.device)
+        # numbered from the newest item (max_history - 1) back, so a history shorter than max_history
+        # (a batch cut to its longest window) gets the positions it has inside a full-width one
+        positions = torch.arange(self.context.max_history - length, self.context.max_history, device=history.device)
         embed_items = self.context.embed_items
         assert embed_items is not None  # __init__ refuses a context without it
         x = embed_items(history) * (self.context.dim ** 0.5)
