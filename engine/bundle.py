@@ -60,6 +60,8 @@ class Bundle:
     item_frame: pl.DataFrame
     metrics: dict[str, Any]
     manifest: dict[str, Any]
+    # [M+1, L] epoch seconds aligned with ``histories``; only for user encoders that read event times
+    history_times: np.ndarray | None = None
 
     @property
     def name(self) -> str:
@@ -100,8 +102,11 @@ def _new_version(base: Path) -> Iterator[tuple[Path, int]]:
 def save_bundle(root: str | Path | None, config: PipelineConfig, model: RecModel, *, users: IdMap, items: IdMap,
                 user_features: FeatureTable, item_features: FeatureTable, popularity: np.ndarray,
                 user_sequences: list[np.ndarray], item_frame: pl.DataFrame, metrics: dict[str, Any],
-                extra_manifest: dict[str, Any] | None = None) -> Path:
+                extra_manifest: dict[str, Any] | None = None,
+                user_sequence_times: list[np.ndarray] | None = None) -> Path:
     """Write a new version of bundle ``config.name``; returns its directory.
+    ``user_sequence_times`` (epoch seconds aligned with ``user_sequences``) is kept for a user
+    encoder that reads event times, so the bundle serves without a snapshot too.
 
     The files go into a hidden staging folder beside the versions, renamed into place once
     complete: a failure (a full disk raises ``DiskFullError`` naming the folder) removes it,
@@ -114,7 +119,9 @@ def save_bundle(root: str | Path | None, config: PipelineConfig, model: RecModel
         feature_arrays.update({f"item.{k}": v for k, v in item_features.to_arrays().items()})
         unseen = [np.zeros(0, dtype=np.int64)] * (len(users) + 1 - len(user_sequences))
         histories = pad_histories(user_sequences + unseen, config.model.max_history)
-        save_numpy({"popularity": popularity.astype(np.float32), "histories": histories,
+        times = {} if user_sequence_times is None else {
+            "history_times": pad_histories(user_sequence_times + unseen, config.model.max_history)}
+        save_numpy({"popularity": popularity.astype(np.float32), "histories": histories, **times,
                     **{k: np.ascontiguousarray(v) for k, v in feature_arrays.items()}},
                    str(staging / "extras.safetensors"))
         (staging / "config.json").write_text(config.model_dump_json(indent=2))
@@ -275,6 +282,7 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
         extras = load_numpy(str(path / "extras.safetensors"))
         user_table, item_table = _table(meta["user"], extras, "user"), _table(meta["item"], extras, "item")
         popularity, histories = extras["popularity"], extras["histories"]
+        history_times = extras.get("history_times")
     with _building(path):
         # the model's components as training checks them (names, parameters, roles, the sequence an
         # interactor needs); not the rankers: the recommender builds those, and evaluation needs none
@@ -294,7 +302,7 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
     return Bundle(
         path=path, config=config, model=model, users=users, items=items,
         popularity=popularity, histories=histories, item_table=item_table,
-        item_frame=item_frame, metrics=metrics, manifest=manifest,
+        item_frame=item_frame, metrics=metrics, manifest=manifest, history_times=history_times,
     )
 
 

@@ -110,9 +110,10 @@ def encode_rows(frame: pl.DataFrame, table: FeatureTable, vectors: dict[str, tup
 
 def build_interactions(split: pl.DataFrame, users: IdMap, items: IdMap, protocol: str,
                        event_weights: dict[str, float] | None = None, weight_by_value: bool = False,
-                       max_history: int = 50) -> Interactions:
+                       max_history: int = 50, with_times: bool = False) -> Interactions:
     """Arrays for training and evaluation from a store split (columns user_id, item_id, ...,
-    split), ordered by user then (ts, seq) so sequences keep the store's stable time order."""
+    split), ordered by user then (ts, seq) so sequences keep the store's stable time order.
+    ``with_times``: also the events' epoch seconds (for user encoders that read event times)."""
     frame = split.with_columns(
         pl.Series("u", users.encode(split["user_id"])), pl.Series("i", items.encode(split["item_id"]))
     ).filter((pl.col("u") > 0) & (pl.col("i") > 0)).sort("u", "ts", "seq")
@@ -126,11 +127,12 @@ def build_interactions(split: pl.DataFrame, users: IdMap, items: IdMap, protocol
     codes = dict(zip(PHASES, range(len(PHASES))))
     phases = frame["split"].replace_strict(codes, default=len(PHASES), return_dtype=pl.Int8).to_numpy()
     rows = frame["u"].to_numpy(), frame["i"].to_numpy()
-    valid = build_eval_set(*rows, phases, "valid", protocol, max_history)
-    test = build_eval_set(*rows, phases, "test", protocol, max_history)
+    times = frame["ts"].dt.epoch("s").to_numpy().astype(np.int64) if with_times else None
+    valid = build_eval_set(*rows, phases, "valid", protocol, max_history, times)
+    test = build_eval_set(*rows, phases, "test", protocol, max_history, times)
     if protocol == "cold":  # held-out items are ranked among themselves, for the users who had them
         test.candidates = np.unique(frame.filter(pl.col("split") == "test")["i"].to_numpy()).astype(np.int64)
-    pairs = _pair_sets(frame, max_history) if protocol == "rating" else {}
+    pairs = _pair_sets(frame, max_history, times) if protocol == "rating" else {}
     return Interactions(
         users=train["u"].to_numpy().astype(np.int64),
         items=train["i"].to_numpy().astype(np.int64),
@@ -138,28 +140,36 @@ def build_interactions(split: pl.DataFrame, users: IdMap, items: IdMap, protocol
         values=train["value"].cast(pl.Float32).to_numpy(),
         valid=valid, test=test, test_unmasked=protocol == "seq",
         valid_pairs=pairs.get("valid"), test_pairs=pairs.get("test"),
+        times=None if times is None else times[(frame["split"] == "train").to_numpy()],
     )
 
 
-def _pair_sets(frame: pl.DataFrame, max_history: int) -> dict[str, PairSet]:
-    """Valid/test rows with each row's history: the user's training items before it in time."""
+def _pair_sets(frame: pl.DataFrame, max_history: int, times: np.ndarray | None = None) -> dict[str, PairSet]:
+    """Valid/test rows with each row's history: the user's training items before it in time
+    (with ``times``: the history's and the row's epoch seconds too)."""
     users = frame["u"].to_numpy()
     items = frame["i"].to_numpy()
     splits = frame["split"].to_numpy()
     values = frame["value"].cast(pl.Float32).to_numpy()
+    stamps = np.zeros(users.size, dtype=np.int64) if times is None else times
     out: dict[str, list] = {"valid": [], "test": []}
     trained: list[int] = []
+    trained_at: list[int] = []
     for row in range(users.size):
         if row and users[row] != users[row - 1]:
-            trained = []
+            trained, trained_at = [], []
         if splits[row] == "train":
             trained.append(items[row])
+            trained_at.append(stamps[row])
         elif splits[row] in out:
             history = np.asarray(trained[-max_history:], dtype=np.int64)
-            out[splits[row]].append((users[row], history, items[row], values[row]))
+            history_at = np.asarray(trained_at[-max_history:], dtype=np.int64)
+            out[splits[row]].append((users[row], history, items[row], values[row], history_at, stamps[row]))
     return {
         name: PairSet(np.asarray([r[0] for r in rows], dtype=np.int64), [r[1] for r in rows],
                       np.asarray([r[2] for r in rows], dtype=np.int64),
-                      np.asarray([r[3] for r in rows], dtype=np.float32))
+                      np.asarray([r[3] for r in rows], dtype=np.float32),
+                      history_times=None if times is None else [r[4] for r in rows],
+                      times=None if times is None else np.asarray([r[5] for r in rows], dtype=np.int64))
         for name, rows in out.items()
     }

@@ -24,7 +24,7 @@ def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str
     items = IdMap(sorted(items_frame["item_id"].to_list()))
     weights = merged_event_weights(config, event_weights)
     interactions = build_interactions(split, users, items, train.protocol, weights, train.weight_by_value,
-                                      config.model.max_history)
+                                      config.model.max_history, with_times=reads_event_times(config))
     if interactions.items.size == 0:
         raise DataError("the split left no training events")
     user_columns = _columns(config.model.user_features, users_frame, "user_id")
@@ -63,3 +63,12 @@ def required_vectors(config: PipelineConfig) -> list[str]:
     encoder = get_plugin_manager().get("encoders", ref.name)
     needed = encoder.required_vectors(ref.params)
     return list(dict.fromkeys([*config.model.item_vectors, *needed]))
+
+
+def reads_event_times(config: PipelineConfig) -> bool:
+    """Whether the configured user encoder reads event timestamps (``Encoder.reads_event_times``):
+    only then are the events' times gathered for training, evaluation and the bundle."""
+    from recengine.plugin_manager import get_plugin_manager
+
+    ref = config.model.user_encoder
+    return get_plugin_manager().get("encoders", ref.name).reads_event_times(ref.params)

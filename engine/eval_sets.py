@@ -42,32 +42,45 @@ def _unique_pairs(users: np.ndarray, items: np.ndarray, base: int) -> np.ndarray
 
 
 def build_eval_set(users: np.ndarray, items: np.ndarray, phases: np.ndarray, which: str, protocol: str,
-                   max_history: int) -> EvalSet:
+                   max_history: int, times: np.ndarray | None = None) -> EvalSet:
     """The ``which`` phase's eval set from rows sorted by user then time (``phases``: codes of
-    :data:`PHASES`); users without a target in that phase are left out, the rest ascend."""
+    :data:`PHASES`); users without a target in that phase are left out, the rest ascend.
+
+    With ``times`` (epoch seconds per row) the set also carries each history's times and each
+    user's query time, the time of the user's first target event of the phase."""
     users = np.asarray(users, dtype=np.int64)
     items = np.asarray(items, dtype=np.int64)
     code = PHASES.index(which)
     is_target = phases == code
     target_users = np.unique(users[is_target])
     if target_users.size == 0:
-        return EvalSet(np.zeros(0, dtype=np.int64), [], [], [])
+        empty = None if times is None else np.zeros(0, dtype=np.int64)
+        return EvalSet(np.zeros(0, dtype=np.int64), [], [], [], history_times=None if times is None else [],
+                       query_times=empty)
     size = int(users.max()) + 1
     base = int(items.max()) + 1
     target_keys = _unique_pairs(users[is_target], items[is_target], base)
     positives = _per_user(target_keys // base, target_keys % base, target_users, size)
     if protocol == "seq":
-        histories, exclude = _sequential(users, items, is_target, target_keys, target_users, size, base, max_history)
+        histories, exclude, rows = _sequential(users, items, is_target, target_keys, target_users, size, base,
+                                               max_history)
     else:
-        histories, exclude = _trained(users, items, phases, code, target_users, size, base, max_history)
-    return EvalSet(target_users, histories, positives, exclude)
+        histories, exclude, rows = _trained(users, items, phases, code, target_users, size, base, max_history)
+    eval_set = EvalSet(target_users, histories, positives, exclude)
+    if times is not None:
+        times = np.asarray(times, dtype=np.int64)
+        target_rows = np.flatnonzero(is_target)
+        first = target_rows[np.r_[True, users[target_rows][1:] != users[target_rows][:-1]]]  # one per target user
+        eval_set.history_times = _per_user(users[rows], times[rows], target_users, size)
+        eval_set.query_times = times[first]
+    return eval_set
 
 
 def _sequential(users: np.ndarray, items: np.ndarray, is_target: np.ndarray, target_keys: np.ndarray,
                 target_users: np.ndarray, size: int, base: int,
-                max_history: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+                max_history: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """P-seq: the rows before each user's first target; their last ``max_history`` items, and
-    their distinct items that are not targets of the phase."""
+    their distinct items that are not targets of the phase (and the histories' row numbers)."""
     rows = np.arange(users.size)
     position = rows - np.searchsorted(users, users, side="left")  # index within the user's rows
     target_rows = np.flatnonzero(is_target)
@@ -79,13 +92,13 @@ def _sequential(users: np.ndarray, items: np.ndarray, is_target: np.ndarray, tar
     histories = _per_user(users[recent], items[recent], target_users, size)
     seen = _unique_pairs(users[before], items[before], base)
     seen = seen[~np.isin(seen, target_keys, assume_unique=True)]
-    return histories, _per_user(seen // base, seen % base, target_users, size)
+    return histories, _per_user(seen // base, seen % base, target_users, size), np.flatnonzero(recent)
 
 
 def _trained(users: np.ndarray, items: np.ndarray, phases: np.ndarray, code: int, target_users: np.ndarray,
-             size: int, base: int, max_history: int) -> tuple[list[np.ndarray], list[np.ndarray]]:
+             size: int, base: int, max_history: int) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray]:
     """P-gen and kin: the training rows (for test, then the validation rows) of each user with a
-    target; their last ``max_history`` items, and their distinct items."""
+    target; their last ``max_history`` items, and their distinct items (and the histories' rows)."""
     wanted = np.zeros(size, dtype=bool)
     wanted[target_users] = True
     kept = wanted[users] & ((phases == 0) | ((phases == 1) & (code == 2)))
@@ -98,4 +111,4 @@ def _trained(users: np.ndarray, items: np.ndarray, phases: np.ndarray, code: int
     recent = from_end <= max_history
     histories = _per_user(history_users[recent], history_items[recent], target_users, size)
     seen = _unique_pairs(history_users, history_items, base)
-    return histories, _per_user(seen // base, seen % base, target_users, size)
+    return histories, _per_user(seen // base, seen % base, target_users, size), rows[recent]

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from recengine.beyond_accuracy import beyond_accuracy
-from recengine.errors import DataError
+from recengine.errors import ConfigError, DataError
+from recengine.event_times import TIMES_MISSING
 from recengine.metrics import (
     gauc,
     mask_scores,
@@ -32,7 +33,11 @@ if TYPE_CHECKING:  # annotations only: recengine.train imports this module
     from recengine.model import RecModel
     from recengine.train import TrainResult
 
-ScoreFn = Callable[[np.ndarray, list[np.ndarray]], np.ndarray]
+ScoreFn = Callable[..., np.ndarray]
+"""``score(users, histories)`` → [B, N+1] scores; when the eval set carries event times (a
+time-reading user encoder's, :mod:`recengine.event_times`) ``rank_eval_set`` also passes
+``times=(history_times, query_times)``, which the engine's scorers accept."""
+EventTimes = tuple[list[np.ndarray], np.ndarray]  # per-user history times, query time per user
 
 
 @dataclass
@@ -69,7 +74,11 @@ def rank_eval_set(score_fn: ScoreFn, eval_set: EvalSet, k: int, masked: bool = T
     begin, rows = 0, 1
     while begin < len(eval_set):
         end = begin + rows
-        scores = score_fn(eval_set.users[begin:end], eval_set.histories[begin:end])
+        if eval_set.history_times is not None and eval_set.query_times is not None:
+            scores = score_fn(eval_set.users[begin:end], eval_set.histories[begin:end],
+                              times=(eval_set.history_times[begin:end], eval_set.query_times[begin:end]))
+        else:
+            scores = score_fn(eval_set.users[begin:end], eval_set.histories[begin:end])
         if eval_set.candidates is not None:
             allowed = np.zeros(scores.shape[1], dtype=bool)
             allowed[eval_set.candidates] = True
@@ -101,24 +110,38 @@ def model_scorer(model: RecModel, max_history: int | None = None) -> ScoreFn:
     cached: list[torch.Tensor] = []
 
     @torch.no_grad()
-    def score(users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    def score(users: np.ndarray, histories: list[np.ndarray], times: EventTimes | None = None) -> np.ndarray:
         model.eval()
         device = model.device
         if not cached:
             cached.append(model.item_matrix())
         items = cached[0]
         encoded = model.encode_users(torch.as_tensor(users, device=device),
-                                     torch.as_tensor(pad_histories(histories, length), device=device))
+                                     torch.as_tensor(pad_histories(histories, length), device=device),
+                                     time_tensors(model, times, length))
         return model.interactor.score_all(encoded, items).float().cpu().numpy()
 
     return score
+
+
+def time_tensors(model: RecModel, times: EventTimes | None,
+                 length: int) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """``encode_users``' times for a time-reading model (None for the others, whatever is given);
+    a ``ConfigError`` when it reads times and the evaluation data has none."""
+    if not model.reads_event_times:
+        return None
+    if times is None:
+        raise ConfigError(f"model.user_encoder ({model.config.user_encoder.name!r}): {TIMES_MISSING}")
+    history_times, query_times = times
+    return (torch.as_tensor(pad_histories(history_times, length), device=model.device),
+            torch.as_tensor(np.asarray(query_times, dtype=np.int64), device=model.device))
 
 
 def random_scorer(num_items: int, seed: int = 0) -> ScoreFn:
     """Uniformly random scores: the chance baseline (cold items have no popularity)."""
     rng = np.random.default_rng(seed)
 
-    def score(users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    def score(users: np.ndarray, histories: list[np.ndarray], times: EventTimes | None = None) -> np.ndarray:
         return rng.random((users.shape[0], num_items + 1), dtype=np.float32)
 
     return score
@@ -127,7 +150,7 @@ def random_scorer(num_items: int, seed: int = 0) -> ScoreFn:
 def popularity_scorer(popularity: np.ndarray) -> ScoreFn:
     row = popularity.astype(np.float32)
 
-    def score(users: np.ndarray, histories: list[np.ndarray]) -> np.ndarray:
+    def score(users: np.ndarray, histories: list[np.ndarray], times: EventTimes | None = None) -> np.ndarray:
         return np.broadcast_to(row, (users.shape[0], row.shape[0])).copy()
 
     return score
@@ -183,8 +206,11 @@ def predict_pairs(model: RecModel, pairs: PairSet, batch_size: int = 2048) -> np
     out = []
     for begin in range(0, len(pairs), batch_size):
         end = begin + batch_size
+        times = None if pairs.history_times is None or pairs.times is None else (
+            pairs.history_times[begin:end], pairs.times[begin:end])
         encoded = model.encode_users(torch.as_tensor(pairs.users[begin:end], device=device),
-                                     torch.as_tensor(pad_histories(pairs.histories[begin:end], length), device=device))
+                                     torch.as_tensor(pad_histories(pairs.histories[begin:end], length), device=device),
+                                     time_tensors(model, times, length))
         items = model.embed_items(torch.as_tensor(pairs.items[begin:end], device=device))
         out.append(model.interactor.score(encoded, items).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)

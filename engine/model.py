@@ -15,6 +15,7 @@ from torch import Tensor, nn
 
 from recengine.components import Encoded, EncoderContext, FeatureSpec, InteractorContext
 from recengine.config import ModelConfig
+from recengine.event_times import HISTORY_TS, QUERY_TS
 from recengine.plugin_manager import PluginManager, get_plugin_manager
 
 
@@ -61,6 +62,8 @@ class RecModel(nn.Module):
             where="model.user_encoder")
         self.interactor = manager.build("interactors", config.interactor, InteractorContext(config.dim),
                                         where="model.interactor")
+        # whether the user encoder reads event times: callers then pass ``times`` to encode_users
+        self.reads_event_times = type(self.user_encoder).reads_event_times(config.user_encoder.params)
         self.normalize = normalize
         if normalize:  # TrainConfig.normalize: a hook, so every caller of either tower gets unit vectors
             self.user_encoder.register_forward_hook(_unit_vectors)
@@ -86,8 +89,12 @@ class RecModel(nn.Module):
         index = torch.arange(self.num_items + 1, device=self.device)
         return torch.cat([self.embed_items(part) for part in index.split(chunk)])
 
-    def encode_users(self, users: Tensor, history: Tensor) -> Encoded:
+    def encode_users(self, users: Tensor, history: Tensor, times: tuple[Tensor, Tensor] | None = None) -> Encoded:
+        """The user tower over ``history`` [B, L]; ``times`` = (``history_ts`` [B, L], ``query_ts``
+        [B]) epoch seconds, given (and needed) only when :attr:`reads_event_times`."""
         batch = {"ids": users, "history": history, **self.user_features.gather(users)}
+        if times is not None:
+            batch[HISTORY_TS], batch[QUERY_TS] = times
         return self.user_encoder(batch)
 
     def forward(self, users: Tensor, history: Tensor, items: Tensor) -> Tensor:

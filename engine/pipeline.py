@@ -15,7 +15,7 @@ import numpy as np
 from recengine.bundle import Bundle, save_bundle
 from recengine.config import PipelineConfig, validate_components
 from recengine.data import build_interactions
-from recengine.dataset import PreparedData, merged_event_weights, prepare
+from recengine.dataset import PreparedData, merged_event_weights, prepare, reads_event_times
 from recengine.disk_space import disk_full_is_engine_error
 from recengine.eval_sample import sampled_for_test
 from recengine.evaluate import evaluate_interactions, run_metrics
@@ -84,6 +84,7 @@ def finish_pipeline(store_path: str | Path, config: PipelineConfig, models: str 
         extra_manifest={"store": str(Path(store_path).resolve()), "store_snapshot_version": snapshot_version,
                         "split": split_record(config, data.interactions), "train_seed": config.train.seed,
                         "best_epoch": result.best_epoch, **extra_manifest},
+        user_sequence_times=data.interactions.user_sequence_times(),
     )
     return TrainedPipeline(bundle_path, metrics, result, data)
 
@@ -108,7 +109,8 @@ def evaluate_bundle(bundle: Bundle, store_path: str | Path, protocol: str | None
         split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
     interactions = build_interactions(split, bundle.users, bundle.items, protocol,
                                       merged_event_weights(config, domain_event_weights(config)),
-                                      config.train.weight_by_value, config.model.max_history)
+                                      config.train.weight_by_value, config.model.max_history,
+                                      with_times=reads_event_times(config))
     popularity = np.bincount(interactions.items, minlength=len(bundle.items) + 1).astype(np.float32)
     return {"protocol": protocol, **evaluate_interactions(bundle.model, popularity, interactions, ks,
                                                           extended=extended)}

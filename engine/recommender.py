@@ -34,7 +34,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,12 +49,14 @@ from recengine.catalog import AssembledCatalog, assemble_catalog, extend_catalog
 from recengine.components import Candidates, Encoded, RankContext, Ranker, SegmentPopularity
 from recengine.config import ComponentRef
 from recengine.errors import NotFoundError, RequestError
+from recengine.event_times import epoch_seconds
 from recengine.feature_store.online import Segment, SegmentItems
 from recengine.feature_store.snapshot import default_root
 from recengine.live_overlay import LiveOverlay
 from recengine.plugin_manager import get_plugin_manager
 from recengine.ranking import check_filter
 from recengine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index, grow_index
+from recengine.training_data import pad_histories
 from recengine.user_vectors import UserVectors
 
 # users encoded at load with precompute_users (a bound on load time and memory: 500k users
@@ -86,6 +88,11 @@ class Recommendations(list):
 
 
 TIME_NOT_USED = "context.time was not used: no ranker of this domain reads the request's time"
+NO_EVENT_TIMES = ("this model's user encoder reads event times (hstu time_bias) and this history has none: "
+                  "a history given in the request carries no times; the stored one needs a snapshot "
+                  "(or a bundle trained with event times)")
+
+EventTimes = tuple[list[np.ndarray], np.ndarray]  # per-user history epoch seconds, query time per user
 
 
 @dataclass
@@ -199,8 +206,10 @@ class Recommender:
         if threads is not None:
             thread_pools()  # find the pools now, not during the first request
         self.rankers = build_rankers(rankers if rankers is not None else bundle.config.ranking.rankers)
+        # a user encoder reading event times encodes the history against the request's time
+        self.reads_event_times = bool(self.model.reads_event_times)
         # whether the request's time can change an answer (else a response notes it was unused)
-        self.reads_request_time = any(ranker.reads_request_time for ranker in self.rankers)
+        self.reads_request_time = self.reads_event_times or any(ranker.reads_request_time for ranker in self.rankers)
         self.num_candidates = candidates or bundle.config.ranking.candidates
         self._segments: dict[Segment, SegmentPopularity] = {}
         self.user_vectors: UserVectors | None = None
@@ -208,7 +217,8 @@ class Recommender:
         # users re-encoded for their live events: (overlay version, vector), newest last
         self._live_vectors: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         with self._thread_limit():
-            if precompute_users and not self.model.interactor.uses_sequence:
+            # a time-reading encoder's vector changes with the request's time: never cached
+            if precompute_users and not self.model.interactor.uses_sequence and not self.reads_event_times:
                 self.user_vectors = self._encode_all_users()
             self.index = self._build_index(retrieval or bundle.config.ranking.retrieval)
 
@@ -219,9 +229,10 @@ class Recommender:
         ids = self.online.data.histories["user_id"].to_list() if self.online is not None else []
         return ids + list(self.bundle.users.ids)
 
-    def _encode_vectors(self, users: list[int], histories: list[np.ndarray]) -> np.ndarray:
+    def _encode_vectors(self, users: list[int], histories: list[np.ndarray],
+                        times: EventTimes | None = None) -> np.ndarray:
         with torch.no_grad():
-            return self._encode(users, self._pad(histories)).vector.float().cpu().numpy()
+            return self._encode(users, self._pad(histories), times).vector.float().cpu().numpy()
 
     def _encode_all_users(self) -> UserVectors:
         """Up to MAX_PRECOMPUTED_USERS users (~0.25 ms each on one core); the rest are encoded
@@ -249,10 +260,12 @@ class Recommender:
         ids = self._user_ids()
         rng = np.random.default_rng(0)
         chosen = [ids[i] for i in rng.permutation(len(ids))[:CALIBRATION_QUERIES * 2]]
-        looked_up = [h for h in map(self.user_history, chosen) if h.known][:CALIBRATION_QUERIES]
+        looked_up = [h for h in map(self.user_history, chosen)
+                     if h.known and (not self.reads_event_times or self._has_times(h))][:CALIBRATION_QUERIES]
         if not looked_up:
             return np.zeros((0, self.item_matrix.shape[1]), dtype=np.float32)
-        return self._encode_vectors([h.index for h in looked_up], [h.items for h in looked_up])
+        times = self._event_times(looked_up, [None] * len(looked_up)) if self.reads_event_times else None
+        return self._encode_vectors([h.index for h in looked_up], [h.items for h in looked_up], times)
 
     def retrieval_info(self) -> dict[str, Any]:
         """The retrieval index and user-vector cache in use (for ``/model`` and logs)."""
@@ -281,7 +294,11 @@ class Recommender:
         attributes = self.live.attributes(user_id) if self.live is not None else None
         if self.online is None and live is None and attributes is None:
             row = self.bundle.histories[user_index] if user_index else np.zeros(0, dtype=np.int64)
-            return UserHistory(user_index, row[row > 0])
+            stamps = self.bundle.history_times
+            if stamps is None or not user_index:  # times are kept for time-reading encoders only
+                return UserHistory(user_index, row[row > 0])
+            at = stamps[user_index][row > 0].astype("datetime64[s]").astype("datetime64[us]").tolist()
+            return UserHistory(user_index, row[row > 0], times=at)
         features = self.online.user(user_id) if self.online is not None else None
         items = features.history if features is not None else []
         types = features.history_event_types if features is not None else []
@@ -393,15 +410,35 @@ class Recommender:
                 padded[row, -tail.size:] = tail
         return padded
 
-    def _encode(self, users: list[int], padded: np.ndarray) -> Encoded:
-        return self.model.encode_users(torch.as_tensor(users, device=self.device),
-                                       torch.as_tensor(padded, device=self.device))
+    @staticmethod
+    def _has_times(user: UserHistory) -> bool:
+        """Whether every history item has its event time (what a time-reading encoder needs)."""
+        return len(user.times) == user.items.size
 
-    def _encode_batch(self, user_ids: list[str | None], users: list[int], padded: np.ndarray) -> Encoded:
+    def _event_times(self, users: list[UserHistory], nows: list[datetime | None]) -> EventTimes:
+        """Each history's epoch seconds and each request's time (``now`` when not given)."""
+        current = datetime.now(UTC)
+        query = epoch_seconds([now if now is not None else current for now in nows])
+        return [epoch_seconds(user.times) for user in users], query
+
+    def _encode(self, users: list[int], padded: np.ndarray, times: EventTimes | None = None) -> Encoded:
+        """The user encoder over ``padded``; ``times`` (aligned with the unpadded histories) for a
+        time-reading encoder, right-aligned like the items."""
+        time_tensors = None
+        if times is not None:
+            history_times, query_times = times
+            time_tensors = (torch.as_tensor(pad_histories(history_times, self.max_history), device=self.device),
+                            torch.as_tensor(query_times, device=self.device))
+        return self.model.encode_users(torch.as_tensor(users, device=self.device),
+                                       torch.as_tensor(padded, device=self.device), time_tensors)
+
+    def _encode_batch(self, user_ids: list[str | None], users: list[int], padded: np.ndarray,
+                      times: EventTimes | None = None) -> Encoded:
         """The users' encodings: cached vectors where there are, the user encoder otherwise
-        (``None`` ids, and users with live events since the snapshot, are always encoded)."""
-        if self.user_vectors is None:
-            return self._encode(users, padded)
+        (``None`` ids, and users with live events since the snapshot, are always encoded).
+        With ``times`` (a time-reading encoder, never cached) always the encoder."""
+        if self.user_vectors is None or times is not None:
+            return self._encode(users, padded, times)
         live = self.live
         versions = [0 if u is None or live is None else live.version(u) for u in user_ids]
         cached = [None if u is None else self._fresh_vector(u, v) if v else self.user_vectors.get(u)
@@ -449,13 +486,14 @@ class Recommender:
         return top
 
     def _score_batch(self, user_ids: list[str | None], users: list[int], histories: list[np.ndarray],
-                     allowed: list[np.ndarray | None], excluded: list[np.ndarray]) -> list[Scored]:
+                     allowed: list[np.ndarray | None], excluded: list[np.ndarray],
+                     times: EventTimes | None = None) -> list[Scored]:
         """Encode users together, retrieve each one's top-N (among its allowed items), score
-        them with the interactor."""
+        them with the interactor (``times``: for a time-reading user encoder)."""
         padded = self._pad(histories)
         n = min(self.num_candidates, self.item_matrix.shape[0] - 1)
         with self._lock, torch.no_grad():
-            encoded = self._encode_batch(user_ids, users, padded)
+            encoded = self._encode_batch(user_ids, users, padded, times)
             top = self._retrieve(encoded.vector.float().cpu().numpy(), allowed, excluded, n)
             items_t = torch.from_numpy(self.item_matrix[top]).to(self.device)  # numpy's gather is ~5x cheaper
             scores = self.model.interactor.score(encoded, items_t).float().cpu().numpy()
@@ -568,13 +606,21 @@ class Recommender:
                 looked_up[i], unknown_history[i] = self.given_history(requests[i])
         excluded = {i: self._excluded(requests[i]) for i in valid}
         known = [i for i in valid if self._scorable(looked_up[i])]
+        times = None
+        if self.reads_event_times:
+            for i in known:
+                if not self._has_times(looked_up[i]):
+                    answers[i] = RequestError(NO_EVENT_TIMES)
+            valid = [i for i in valid if answers[i] is None]
+            known = [i for i in known if answers[i] is None]
+            times = self._event_times([looked_up[i] for i in known], [requests[i].now for i in known])
         scored = dict(zip(known, self._score_batch(
             [None if requests[i].history is not None else requests[i].user_id for i in known],
             [looked_up[i].index for i in known],
             [looked_up[i].items for i in known],
             [self.allowed_items.of(requests[i].filters, excluded[i]) if requests[i].filters else None
              for i in known],
-            [excluded[i] for i in known]))) if known else {}
+            [excluded[i] for i in known], times))) if known else {}
         for i in valid:  # a history of items posted after training: what is like them
             if i not in scored and looked_up[i].items.size:
                 scored[i] = self._score_by_content(looked_up[i].items, requests[i], excluded[i])

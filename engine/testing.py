@@ -67,6 +67,7 @@ from recengine.components import (
     Ranker,
     SegmentPopularity,
 )
+from recengine.event_times import HISTORY_TS, QUERY_TS
 
 __all__ = [
     "CHECKED_FAMILIES", "DIM", "NUM_ITEMS", "NUM_USERS", "LENGTH", "CheckResult",
@@ -139,8 +140,10 @@ def default_features(role: str) -> FeatureSpec:
                        numeric=["age"], vectors={"text": 8})
 
 
-def encoder_batch(size: int, features: FeatureSpec, length: int = LENGTH, seed: int = 1) -> dict[str, Tensor]:
-    """A batch as the engine builds one: ``ids``, left-padded ``history`` and the features.
+def encoder_batch(size: int, features: FeatureSpec, length: int = LENGTH, seed: int = 1,
+                  times: bool = False) -> dict[str, Tensor]:
+    """A batch as the engine builds one: ``ids``, left-padded ``history`` and the features
+    (``times``: also ``history_ts`` and ``query_ts``, as for an encoder that reads event times).
 
     Row 0 has no history at all; row 2 has a gap (an item unknown to the model, index 0)
     between real items, as the Recommender produces for items newer than the model.
@@ -162,6 +165,11 @@ def encoder_batch(size: int, features: FeatureSpec, length: int = LENGTH, seed: 
         batch[f"num:{name}"] = torch.randn(size, generator=generator)
     for name, width in features.vectors.items():
         batch[f"vec:{name}"] = torch.randn(size, width, generator=generator)
+    if times:  # increasing event times a few seconds to days apart, 0 on padding; the query an hour later
+        gaps = torch.randint(1, 200_000, (size, length), generator=generator)
+        stamps = 1_700_000_000 + gaps.cumsum(dim=1)
+        batch[HISTORY_TS] = torch.where(history > 0, stamps, torch.zeros_like(stamps))
+        batch[QUERY_TS] = stamps[:, -1] + 3_600
     return batch
 
 
@@ -232,13 +240,14 @@ def check_encoder(encoder_class: type, roles: Iterable[str] | None = None, *, na
 def _check_encoder_role(encoder_class: type[Encoder], role: str, config: ComponentConfig, spec: FeatureSpec,
                         dim: int, seed: int, label: str) -> None:
     encoder = _build_encoder(encoder_class, role, config, spec, dim, seed, label).eval()
+    times = bool(encoder_class.reads_event_times(config.model_dump()))  # its batches carry event times
     output_dim = encoder.output_dim
     _expect(isinstance(output_dim, int) and output_dim > 0, label,
             f"output_dim must be a positive int, got {output_dim!r}")
     sequence_encoder = bool(encoder_class.produces_sequence)
     with torch.no_grad():
         for size in BATCH_SIZES:
-            batch = encoder_batch(size, spec)
+            batch = encoder_batch(size, spec, times=times)
             out = _encode(encoder, batch, label, role)
             expected = (size, output_dim)
             _expect(_shape(out.vector) == expected, label,
@@ -272,24 +281,24 @@ def _check_encoder_role(encoder_class: type[Encoder], role: str, config: Compone
                         difference = float((alone[0] - out.vector[index]).abs().max())
                         raise _fail(label, f"row {index} encodes differently alone than in a batch of {size} "
                                            f"(max difference {difference:.3g}): rows must not interact in eval mode")
-        batch = encoder_batch(4, spec)
+        batch = encoder_batch(4, spec, times=times)
         first = _encode(encoder, batch, label, role).vector
         _expect(torch.equal(first, _encode(encoder, batch, label, role).vector), label,
                 "two forward passes in eval mode differ (dropout or randomness outside training?)")
         again = _build_encoder(encoder_class, role, config, spec, dim, seed, label).eval()
         _expect(torch.equal(first, _encode(again, batch, label, role).vector), label,
                 f"two builds under torch.manual_seed({seed}) give different vectors: not deterministic under a seed")
-    _check_gradients(encoder, spec, label, role)
+    _check_gradients(encoder, spec, label, role, times)
 
 
-def _check_gradients(encoder: Encoder, spec: FeatureSpec, label: str, role: str) -> None:
+def _check_gradients(encoder: Encoder, spec: FeatureSpec, label: str, role: str, times: bool = False) -> None:
     """In train mode a loss on the outputs reaches the encoder's own parameters."""
     own = [p for p in encoder.parameters() if p.requires_grad]
     if not own:  # closed-form (EASE) or frozen encoders learn nothing by gradient
         return
     encoder.train()
     encoder.zero_grad(set_to_none=True)
-    out = _encode(encoder, encoder_batch(5, spec), label, role)
+    out = _encode(encoder, encoder_batch(5, spec, times=times), label, role)
     loss = out.vector.float().pow(2).sum()
     if out.sequence is not None:
         loss = loss + out.sequence.float().pow(2).sum()

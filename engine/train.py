@@ -28,6 +28,7 @@ from recengine.disk_space import disk_full_is_engine_error
 from recengine.errors import ConfigError
 from recengine.eval_sample import sampled_for_validation
 from recengine.evaluate import validation_score
+from recengine.event_times import TIMES_MISSING
 from recengine.model import RecModel, resolve_device
 from recengine.softmax import (
     CandidateCounts,
@@ -91,9 +92,12 @@ def _shard(order: np.ndarray, shard: tuple[int, int]) -> np.ndarray:
 class PairBatches:
     """(user, history before the event, item, weight, value) samples in shuffled batches."""
 
-    def __init__(self, data: PreparedData, max_history: int) -> None:
+    def __init__(self, data: PreparedData, max_history: int, times: np.ndarray | None = None) -> None:
+        """``times``: the events' epoch seconds, for a user encoder that reads them; each batch
+        then ends with the history's times [B, L] and the event's own time [B] (its query time)."""
         inter = data.interactions
         self.users, self.items, self.weights, self.values = inter.users, inter.items, inter.weights, inter.values
+        self.times = times
         starts = np.searchsorted(self.users, self.users, side="left")
         self.positions = np.arange(self.users.size)
         self.offsets = np.arange(-max_history, 0)
@@ -111,19 +115,32 @@ class PairBatches:
         for begin in range(0, order.size, batch_size):
             rows = order[begin:begin + batch_size]
             index = self.positions[rows, None] + self.offsets[None, :]
-            history = np.where(index >= self.starts[rows, None], self.items[np.clip(index, 0, None)], 0)
-            yield (self.users[rows], history, self.items[rows], self.weights[rows], self.values[rows])
+            real = index >= self.starts[rows, None]
+            history = np.where(real, self.items[np.clip(index, 0, None)], 0)
+            batch: tuple[np.ndarray, ...] = (self.users[rows], history, self.items[rows], self.weights[rows],
+                                              self.values[rows])
+            if self.times is not None:
+                batch += (np.where(real, self.times[np.clip(index, 0, None)], 0), self.times[rows])
+            yield batch
 
 
 class SequenceBatches:
     """Windows of each user's training sequence: inputs [L] and next-item targets [L]."""
 
-    def __init__(self, data: PreparedData, max_history: int, trim: bool = False, length_buckets: int = 0) -> None:
+    def __init__(self, data: PreparedData, max_history: int, trim: bool = False, length_buckets: int = 0,
+                 times: np.ndarray | None = None) -> None:
         """``trim``: cut each batch to its longest window (the user encoder is padding-invariant);
-        ``length_buckets``: sort pools of that many random batches by window length first."""
+        ``length_buckets``: sort pools of that many random batches by window length first;
+        ``times``: the events' epoch seconds, for a user encoder that reads them: each batch then
+        ends with the inputs' times [B, L] and the last target's time [B] (the query time)."""
         inter = data.interactions
         self.inputs, self.targets, self.weights, self.owners = sequence_windows(inter.users, inter.items,
                                                                                  inter.weights, max_history)
+        self.input_times: np.ndarray | None = None
+        self.query_times: np.ndarray | None = None
+        if times is not None:  # the same windows over the times (positions alone decide the gather)
+            self.input_times, target_times, _, _ = sequence_windows(inter.users, times, inter.weights, max_history)
+            self.query_times = target_times[:, -1]  # a window always ends at a real target
         self.trim = trim
         self.length_buckets = length_buckets
         self.lengths = (self.targets > 0).sum(axis=1)  # real positions of each (left-padded) window
@@ -146,7 +163,11 @@ class SequenceBatches:
             # a padding-invariant encoder gives the same outputs without the all-padding columns
             width = int(self.lengths[rows].max()) if self.trim else self.inputs.shape[1]
             cols = slice(self.inputs.shape[1] - width, None)
-            yield self.owners[rows], self.inputs[rows, cols], self.targets[rows, cols], self.weights[rows, cols]
+            batch: tuple[np.ndarray, ...] = (self.owners[rows], self.inputs[rows, cols], self.targets[rows, cols],
+                                              self.weights[rows, cols])
+            if self.input_times is not None and self.query_times is not None:
+                batch += (self.input_times[rows, cols], self.query_times[rows])
+            yield batch
 
 
 def _sorted_pools(order: np.ndarray, lengths: np.ndarray, pool: int) -> np.ndarray:
@@ -213,8 +234,8 @@ class LossModule(torch.nn.Module):
 
     def _pair_step(self, batch: tuple) -> torch.Tensor:
         model, settings = self.model, self.config.train
-        users, history, items, weights, values = (torch.as_tensor(x, device=model.device) for x in batch)
-        user = model.encode_users(users, history)
+        users, history, items, weights, values, *times = (torch.as_tensor(x, device=model.device) for x in batch)
+        user = model.encode_users(users, history, _times(times))
         if settings.objective == "mse":
             predicted = model.interactor.score(user, model.embed_items(items))
             return _weighted_mean((predicted - values) ** 2, weights)
@@ -223,8 +244,8 @@ class LossModule(torch.nn.Module):
         return _weighted_mean(self.softmax_loss(user, items), weights)
 
     def _sequence_step(self, batch: tuple) -> torch.Tensor:
-        owners, inputs, targets, weights = (torch.as_tensor(x, device=self.model.device) for x in batch)
-        encoded = self.model.encode_users(owners, inputs)
+        owners, inputs, targets, weights, *times = (torch.as_tensor(x, device=self.model.device) for x in batch)
+        encoded = self.model.encode_users(owners, inputs, _times(times))
         real = targets > 0
         assert encoded.sequence is not None  # train() runs mode "sequence" only with a sequence encoder
         flat_user = type(encoded)(vector=encoded.sequence[real])
@@ -253,6 +274,11 @@ class LossModule(torch.nn.Module):
         return sampled_softmax_loss(model.interactor, user, targets, model.embed_items(targets), negatives,
                                     negative_vectors, in_batch=in_batch, in_batch_vectors=in_batch_vectors,
                                     counts=counts, temperature=temperature)
+
+
+def _times(extra: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """A batch's trailing (history times, query times), present for time-reading encoders only."""
+    return (extra[0], extra[1]) if extra else None
 
 
 def check_recipe(config: PipelineConfig, closed_form: bool = False) -> None:
@@ -385,8 +411,14 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
         raise ConfigError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
     history_length = config.model.max_history if model.user_encoder.uses_history else 0
     trim = settings.trim_padding and model.user_encoder.padding_invariant
-    batches = SequenceBatches(data, config.model.max_history, trim=trim, length_buckets=settings.length_buckets) \
-        if mode == "sequence" else PairBatches(data, history_length)
+    times = None
+    if model.reads_event_times:
+        if data.interactions.times is None:
+            raise ConfigError(f"model.user_encoder ({config.model.user_encoder.name!r}): {TIMES_MISSING}; this "
+                              f"training data has no event times (prepare it from a store with this config)")
+        times = data.interactions.times
+    batches = SequenceBatches(data, config.model.max_history, trim=trim, length_buckets=settings.length_buckets,
+                              times=times) if mode == "sequence" else PairBatches(data, history_length, times)
     generator = torch.Generator(device=device).manual_seed(settings.seed + shard[0])  # negatives differ per worker
     rng = np.random.default_rng(settings.seed)  # the shuffle every worker shares
     objective = LossModule(model, config, mode, generator, data.popularity)

@@ -93,6 +93,10 @@ class EvalSet:
     positives: list[np.ndarray]
     exclude: list[np.ndarray]  # items masked before ranking (training items, for P-gen)
     candidates: np.ndarray | None = None  # rank only among these items (P-cold: the cold items)
+    # only for user encoders that read event times (recengine.event_times): epoch seconds of each
+    # history item, and when each user's prediction is made (the phase's first target event)
+    history_times: list[np.ndarray] | None = None
+    query_times: np.ndarray | None = None  # [U] int64
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -106,6 +110,8 @@ class PairSet:
     histories: list[np.ndarray]
     items: np.ndarray
     values: np.ndarray
+    history_times: list[np.ndarray] | None = None  # epoch seconds of each history (time-reading encoders)
+    times: np.ndarray | None = None  # [P] int64 epoch seconds of each held-out event
 
     def __len__(self) -> int:
         return int(self.users.shape[0])
@@ -124,12 +130,20 @@ class Interactions:
     test_unmasked: bool  # True for P-seq: RecBole's convention ranks seen items too
     valid_pairs: PairSet | None = None
     test_pairs: PairSet | None = None
+    times: np.ndarray | None = None  # [E] int64 epoch seconds, only for time-reading user encoders
 
     def user_sequences(self) -> list[np.ndarray]:
         """Each user's training items in time order (index = dense user index)."""
+        return self._per_user(self.items)
+
+    def user_sequence_times(self) -> list[np.ndarray] | None:
+        """The event times aligned with :meth:`user_sequences` (None when not gathered)."""
+        return None if self.times is None else self._per_user(self.times)
+
+    def _per_user(self, values: np.ndarray) -> list[np.ndarray]:
         num_users = int(self.users.max()) + 1 if self.users.size else 1
         bounds = np.searchsorted(self.users, np.arange(num_users + 1))
-        return [self.items[bounds[u]:bounds[u + 1]] for u in range(num_users)]
+        return [values[bounds[u]:bounds[u + 1]] for u in range(num_users)]
 
 
 @dataclass
@@ -184,17 +198,23 @@ def _write_snapshot(data: PreparedData, out: Path) -> None:
     import pyarrow.parquet as pq
 
     inter = data.interactions
+    times = {} if inter.times is None else {"ts": inter.times}
     pq.write_table(pa.table({"user": inter.users, "item": inter.items, "weight": inter.weights,
-                             "value": inter.values}), out / "interactions.parquet")
+                             "value": inter.values, **times}), out / "interactions.parquet")
     pq.write_table(pa.table({"count": data.popularity}), out / "popularity.parquet")
     for name, eval_set in (("valid", inter.valid), ("test", inter.test)):
+        eval_times = {} if eval_set.history_times is None or eval_set.query_times is None else {
+            "history_ts": _lists(eval_set.history_times), "query_ts": eval_set.query_times}
         pq.write_table(pa.table({"user": eval_set.users, "history": _lists(eval_set.histories),
-                                 "positives": _lists(eval_set.positives), "exclude": _lists(eval_set.exclude)}),
+                                 "positives": _lists(eval_set.positives), "exclude": _lists(eval_set.exclude),
+                                 **eval_times}),
                        out / f"{name}.parquet")
     for name, pairs in (("valid_pairs", inter.valid_pairs), ("test_pairs", inter.test_pairs)):
         if pairs is not None:
+            pair_times = {} if pairs.history_times is None or pairs.times is None else {
+                "history_ts": _lists(pairs.history_times), "ts": pairs.times}
             pq.write_table(pa.table({"user": pairs.users, "history": _lists(pairs.histories), "item": pairs.items,
-                                     "value": pairs.values}), out / f"{name}.parquet")
+                                     "value": pairs.values, **pair_times}), out / f"{name}.parquet")
     features = {}
     for role, table in (("user", data.user_features), ("item", data.item_features)):
         arrays = table.to_arrays()
@@ -231,6 +251,9 @@ def load_training_data(directory: str | Path) -> PreparedData:
         table = pq.read_table(source / f"{name}.parquet")
         eval_sets[name] = EvalSet(_array(table["user"]), _unlists(table["history"]), _unlists(table["positives"]),
                                   _unlists(table["exclude"]))
+        if "query_ts" in table.column_names:
+            eval_sets[name].history_times = _unlists(table["history_ts"])
+            eval_sets[name].query_times = _array(table["query_ts"])
         candidates = manifest["candidates"][name]
         if candidates is not None:
             eval_sets[name].candidates = np.asarray(candidates, dtype=np.int64)
@@ -239,7 +262,8 @@ def load_training_data(directory: str | Path) -> PreparedData:
         path = source / f"{name}.parquet"
         table = pq.read_table(path) if path.exists() else None
         pairs[name] = None if table is None else PairSet(
-            _array(table["user"]), _unlists(table["history"]), _array(table["item"]), _array(table["value"]))
+            _array(table["user"]), _unlists(table["history"]), _array(table["item"]), _array(table["value"]),
+            *((_unlists(table["history_ts"]), _array(table["ts"])) if "ts" in table.column_names else ()))
     tables = {}
     for role in ("user", "item"):
         table = pq.read_table(source / f"{role}_features.parquet")
@@ -255,7 +279,8 @@ def load_training_data(directory: str | Path) -> PreparedData:
     interactions = Interactions(
         users=inter["user"], items=inter["item"], weights=inter["weight"], values=inter["value"],
         valid=eval_sets["valid"], test=eval_sets["test"],
-        test_unmasked=manifest["test_unmasked"], valid_pairs=pairs["valid_pairs"], test_pairs=pairs["test_pairs"])
+        test_unmasked=manifest["test_unmasked"], valid_pairs=pairs["valid_pairs"], test_pairs=pairs["test_pairs"],
+        times=inter.get("ts"))
     return PreparedData(users=IdMap(manifest["users"]), items=IdMap(manifest["items"]),
                         user_features=tables["user"], item_features=tables["item"], interactions=interactions,
                         popularity=_array(pq.read_table(source / "popularity.parquet")["count"]))

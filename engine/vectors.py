@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +11,8 @@ import polars as pl
 from recengine.errors import ConfigError
 from recengine.feature_store import FeatureStore
 from recengine.feature_store.errors import IngestError
+from recengine.feature_store.vector_transforms import VectorTransform
+from recengine.vector_transform import TransformSpec, check_fittable, fit_transform
 
 Progress = Callable[[int, int], None]
 
@@ -32,27 +34,98 @@ def item_texts(frame: pl.DataFrame, fields: list[str]) -> list[str]:
 
 def build_text_vectors(store: FeatureStore, embed: Callable[[list[str]], np.ndarray], fields: list[str],
                        name: str = "text", chunk: int = 512, rebuild: bool = False,
-                       progress: Progress | None = None, encoder: str | None = None) -> tuple[int, int]:
+                       progress: Progress | None = None, encoder: str | None = None,
+                       transform: TransformSpec | None = None) -> tuple[int, int]:
     """Embed the items that have no vector in set ``name`` yet, committing chunk by chunk
     (an interrupted build resumes where it stopped). Returns (embedded, already present).
     With ``encoder`` (its registered name), the set remembers how it was made, and items
-    posted while serving are embedded the same way (:func:`posted_item_vectors`)."""
+    posted while serving are embedded the same way (:func:`posted_item_vectors`).
+
+    ``transform`` (None: keep the set's) says what the set's vectors go through
+    (:func:`plan_transform`): a new ``pca``/``whiten`` is fitted on the whole catalogue (every
+    item embedded first, then the set replaced in one transaction, so that build is not
+    resumable); otherwise new items get the saved transform, never a silent refit."""
+    saved = store.vector_transform(name)
+    have = store.sql("SELECT item_id FROM item_vectors WHERE name = ?", [name])["item_id"]
+    plan = plan_transform(name, saved, transform, rebuild=rebuild, has_vectors=have.len() > 0)
+    items = store.latest("items")
+    todo = items if rebuild or plan is not None else items.filter(~pl.col("item_id").is_in(have.implode()))
+    source = f"text embedding of {fields}"
+    if plan is not None:  # the whole set replaced at once: fitted, or raw again
+        if plan.kind != "none":
+            check_fittable(plan, todo.height)  # before embedding anything
+        matrix = _stack([embed(item_texts(part, fields)) for part in _chunks(todo, chunk, progress)])
+        fitted = fit_transform(matrix, plan) if plan.kind != "none" else None
+        store.replace_vector_set(name, todo["item_id"].to_list(), matrix if fitted is None else fitted.apply(matrix),
+                                 transform=fitted, source=source)
     if encoder is not None:
         store.set_vector_source(name, {"encoder": encoder, "fields": fields})
-    items = store.latest("items")
-    if not rebuild:
-        have = store.sql("SELECT item_id FROM item_vectors WHERE name = ?", [name])["item_id"]
-        todo = items.filter(~pl.col("item_id").is_in(have.implode()))
-    else:
-        todo = items
-    done_before = items.height - todo.height
-    for begin in range(0, todo.height, chunk):
-        part = todo.slice(begin, chunk)
-        vectors = embed(item_texts(part, fields))
-        store.write_vectors(name, part["item_id"].to_list(), vectors, source=f"text embedding of {fields}")
+    if plan is None:
+        for part in _chunks(todo, chunk, progress):
+            vectors = embed(item_texts(part, fields))
+            store.write_vectors(name, part["item_id"].to_list(), through_saved(saved, name, vectors, source),
+                                source=source)
+    return todo.height, items.height - todo.height
+
+
+def plan_transform(name: str, saved: VectorTransform | None, requested: TransformSpec | None, *,
+                   rebuild: bool, has_vectors: bool) -> TransformSpec | None:
+    """How a build treats set ``name``'s transform. None: embed chunk by chunk, new vectors
+    through the saved transform (if any); a spec: replace the whole set at once, fitted
+    with it (``pca``/``whiten``) or raw (``none``, dropping a saved transform).
+
+    ``requested`` None keeps what the set has (with ``rebuild``: refits the saved kind and
+    dim). A fit happens only on a set rebuilt or still empty: asking an incremental build
+    for anything other than what the stored vectors went through is refused, since it
+    would change every stored vector (that takes ``rebuild``)."""
+    current = TransformSpec.of_saved(saved)
+    wanted = current if requested is None else requested
+    if rebuild or not has_vectors:
+        if wanted.kind != "none" or saved is not None:
+            return wanted
+        return None
+    if wanted != current:
+        raise ConfigError(f"vector set {name!r} holds {_describe(saved)}; {wanted.label()} would change every "
+                          f"stored vector: add --rebuild to embed and fit the whole catalogue again")
+    return None
+
+
+def _describe(saved: VectorTransform | None) -> str:
+    if saved is None:
+        return "raw vectors"
+    return (f"{saved.kind} to {saved.dim} dimensions (of {saved.input_dim}, fitted on {saved.fitted_items} "
+            f"item(s) at {saved.fitted_at:%Y-%m-%d %H:%M} UTC)")
+
+
+def _chunks(frame: pl.DataFrame, chunk: int, progress: Progress | None) -> Iterator[pl.DataFrame]:
+    for begin in range(0, frame.height, chunk):
+        yield frame.slice(begin, chunk)
         if progress:
-            progress(min(begin + chunk, todo.height), todo.height)
-    return todo.height, done_before
+            progress(min(begin + chunk, frame.height), frame.height)
+
+
+def _stack(parts: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate([np.asarray(p, dtype=np.float32) for p in parts]) if parts else np.zeros((0, 0), np.float32)
+
+
+def through_saved(saved: VectorTransform | None, name: str, raw: np.ndarray, source: str) -> np.ndarray:
+    """Raw vectors for set ``name`` after its saved transform (unchanged when it has none)."""
+    if saved is None:
+        return raw
+    matrix = np.asarray(raw)
+    if matrix.ndim != 2 or matrix.shape[1] != saved.input_dim:
+        raise IngestError(source, f"vectors of shape {matrix.shape}", column="vector",
+                          expected=f"raw {saved.input_dim}-d vectors: set {name!r} stores them after "
+                                   f"{saved.kind} to {saved.dim} dimensions")
+    return saved.apply(matrix)
+
+
+def store_raw_vectors(store: FeatureStore, name: str, item_ids: list[str], raw: np.ndarray,
+                      source: str = "<vectors>") -> int:
+    """Write raw vectors into set ``name`` through its saved transform (as given when it has
+    none): what ingests into an existing set do, so every vector of a set is comparable."""
+    matrix = through_saved(store.vector_transform(name), name, raw, source)
+    return store.write_vectors(name, item_ids, matrix, source=source)
 
 
 def read_vector_file(path: str | Path, id_column: str = "item_id",
@@ -93,7 +166,8 @@ def read_vector_file(path: str | Path, id_column: str = "item_id",
 
 def posted_item_vectors(store: FeatureStore) -> Callable[[pl.DataFrame], dict[str, np.ndarray]] | None:
     """What gives posted items their vectors: each text vector set of the store embedded with
-    the encoder and fields that made it (None when the store has none)."""
+    the encoder and fields that made it, through the set's saved transform (PCA, whitening)
+    like the catalogue's vectors (None when the store has no text set)."""
     from recengine.plugin_manager import get_plugin_manager
 
     sources = {name: source for name, source in store.vector_sources().items() if source.get("encoder")}
@@ -101,10 +175,15 @@ def posted_item_vectors(store: FeatureStore) -> Callable[[pl.DataFrame], dict[st
         return None
     manager = get_plugin_manager()
     encoders = {name: manager.get("encoders", source["encoder"]) for name, source in sources.items()}
+    transforms = store.vector_transforms()
 
     def vectorize(items: pl.DataFrame) -> dict[str, np.ndarray]:
         present = {name: [f for f in sources[name]["fields"] if f in items.columns] for name in sources}
-        return {name: np.asarray(encoders[name].embed_texts(item_texts(items, fields)), dtype=np.float32)
-                for name, fields in present.items() if fields}
+        out = {}
+        for name, fields in present.items():
+            if fields:
+                raw = np.asarray(encoders[name].embed_texts(item_texts(items, fields)), dtype=np.float32)
+                out[name] = through_saved(transforms.get(name), name, raw, f"posted items ({name})")
+        return out
 
     return vectorize

@@ -15,7 +15,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
 import polars as pl
@@ -35,6 +35,9 @@ from recengine.feature_store.live_log import LiveAck, LiveBatch, LiveChange, Liv
 from recengine.feature_store.readers import RawTable, expand_paths, read_source
 from recengine.feature_store.schema import ITEM_ID, USER_ID, VALID_FROM, ColumnType, StoreSchema, table_columns
 from recengine.feature_store.validate import conform, infer_kind, new_columns, normalise_names, refuse_new_columns
+
+if TYPE_CHECKING:  # numpy loads with the first vector call
+    from recengine.feature_store.vector_transforms import VectorTransform
 
 DEFAULT_PATH = "recengine.duckdb"
 KIND_ORDER = {"users": 0, "items": 1, "events": 2}
@@ -620,8 +623,42 @@ class FeatureStore:
     def write_vectors(self, name: str, item_ids: list[str], matrix: Any, *, source: str = "<vectors>") -> int:
         """Store (or replace) one vector per item in the named set; all rows or none.
 
-        Rejects unknown item ids, a dimension other than the set's, and NaN/inf values.
+        Rejects unknown item ids, a dimension other than the set's, and NaN/inf values. The
+        vectors are stored as given: a set with a saved transform (:meth:`vector_transform`)
+        takes vectors already transformed (``recengine.vectors.store_raw_vectors`` does that).
         """
+        frame, dim = self._vector_frame(name, item_ids, matrix, source)
+        with self._lock:
+            known_dim = one(self.con, "SELECT dim FROM vector_sets WHERE name = ?", [name])
+            if known_dim and known_dim[0] != dim:
+                raise IngestError(source, f"vectors have dimension {dim}", column="vector",
+                                  expected=f"dimension {known_dim[0]}, as set {name!r} already has")
+            with self.transaction() as con, registered(con, "staged_vectors", frame):
+                self._insert_vectors(con, name, dim, source)
+        return len(item_ids)
+
+    def replace_vector_set(self, name: str, item_ids: list[str], matrix: Any, *, transform: VectorTransform | None,
+                           source: str = "<vectors>") -> int:
+        """Make set ``name`` exactly these vectors (its dimension may change) with ``transform``
+        (the transform they went through, or None for raw vectors) saved beside them; all in one transaction, so a
+        failure leaves the old set and its transform as they were."""
+        from recengine.feature_store import vector_transforms
+
+        frame, dim = self._vector_frame(name, item_ids, matrix, source)
+        if transform is not None and transform.dim != dim:
+            raise IngestError(source, f"vectors have dimension {dim}", column="vector",
+                              expected=f"dimension {transform.dim}, the transform's output")
+        with self._lock, self.transaction() as con, registered(con, "staged_vectors", frame):
+            run(con, "DELETE FROM item_vectors WHERE name = ?", [name])
+            self._insert_vectors(con, name, dim, source)
+            if transform is None:
+                vector_transforms.delete(con, name)
+            else:
+                vector_transforms.save(con, name, transform)
+        return len(item_ids)
+
+    def _vector_frame(self, name: str, item_ids: list[str], matrix: Any, source: str) -> tuple[pl.DataFrame, int]:
+        """Checked ``(item_id, vector)`` rows and their dimension (name, shape, finite values)."""
         import numpy as np
 
         if self.read_only:
@@ -637,25 +674,33 @@ class FeatureStore:
             row = int(np.argmax(bad))
             raise IngestError(source, f"vector of item {item_ids[row]!r} has NaN or infinite values",
                               row=row + 1, column="vector", expected="finite numbers")
-        dim = vectors.shape[1]
         frame = pl.DataFrame({"item_id": pl.Series(item_ids, dtype=pl.String),
                               "vector": pl.Series(vectors.tolist(), dtype=pl.List(pl.Float32))})
+        return frame, int(vectors.shape[1])
+
+    @staticmethod
+    def _insert_vectors(con: duckdb.DuckDBPyConnection, name: str, dim: int, source: str) -> None:
+        """Replace the items of registered ``staged_vectors`` in set ``name`` (caller's transaction)."""
+        unknown = single_row(con,
+            "SELECT count(*), list(item_id ORDER BY item_id)[1:5] FROM staged_vectors s "
+            "ANTI JOIN items i ON s.item_id = i.item_id")
+        if unknown[0]:
+            raise UnknownEntitiesError(source, "items", int(unknown[0]), list(unknown[1]))
+        run(con, "DELETE FROM item_vectors v USING staged_vectors s "
+                 "WHERE v.item_id = s.item_id AND v.name = ?", [name])
+        run(con, "INSERT INTO item_vectors SELECT item_id, ?, vector FROM staged_vectors", [name])
+        run(con, "INSERT OR REPLACE INTO vector_sets VALUES (?, ?, now()::TIMESTAMP)", [name, dim])
+
+    def vector_transforms(self) -> dict[str, VectorTransform]:
+        """Set name → the transform its stored vectors went through (only sets that have one)."""
+        from recengine.feature_store import vector_transforms
+
         with self._lock:
-            known_dim = one(self.con, "SELECT dim FROM vector_sets WHERE name = ?", [name])
-            if known_dim and known_dim[0] != dim:
-                raise IngestError(source, f"vectors have dimension {dim}", column="vector",
-                                  expected=f"dimension {known_dim[0]}, as set {name!r} already has")
-            with self.transaction() as con, registered(con, "staged_vectors", frame):
-                unknown = single_row(con,
-                    "SELECT count(*), list(item_id ORDER BY item_id)[1:5] FROM staged_vectors s "
-                    "ANTI JOIN items i ON s.item_id = i.item_id")
-                if unknown[0]:
-                    raise UnknownEntitiesError(source, "items", int(unknown[0]), list(unknown[1]))
-                run(con, "DELETE FROM item_vectors v USING staged_vectors s "
-                         "WHERE v.item_id = s.item_id AND v.name = ?", [name])
-                run(con, "INSERT INTO item_vectors SELECT item_id, ?, vector FROM staged_vectors", [name])
-                run(con, "INSERT OR REPLACE INTO vector_sets VALUES (?, ?, now()::TIMESTAMP)", [name, dim])
-        return len(item_ids)
+            return vector_transforms.load_all(self.con)
+
+    def vector_transform(self, name: str) -> VectorTransform | None:
+        """Set ``name``'s saved transform (a ``VectorTransform``), or None for raw vectors."""
+        return self.vector_transforms().get(name)
 
     def read_vectors(self, name: str) -> tuple[list[str], Any]:
         """``(item_ids, float32 matrix)`` of a named vector set."""
@@ -720,6 +765,7 @@ class FeatureStore:
                 "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC").fetchall())
             vectors = dict(self.con.execute(
                 "SELECT name, dim FROM vector_sets ORDER BY name").fetchall())
+            transforms = {name: t.describe() for name, t in self.vector_transforms().items()}
             version = single_row(self.con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0]
         return {
             "path": str(self.path),
@@ -731,6 +777,7 @@ class FeatureStore:
             "first_event": first.isoformat() if first else None,
             "last_event": last.isoformat() if last else None,
             "vector_sets": vectors,
+            "vector_transforms": transforms,
             "snapshot_version": int(version),
             "live": self._live_summary(),
             "user_columns": {k: v.value for k, v in self._schema.user_columns.items()},

@@ -67,12 +67,12 @@ def _headline(data: Mapping[str, Any]) -> tuple[Headline, ...]:
     t, vis = data["targets"], data["visibility"]
     raw = data["raw_duckdb"]["100"]["events_per_s"]
     return (
-        Headline("live writes over HTTP", f"acknowledged durable events/s, batches of 100, "
-                                          f"{t['events_per_s_batch100_best_at']} writers",
-                 count(t["events_per_s_batch100_best"]), f"raw DuckDB Arrow insert {count(raw)}",
-                 f"≥ {t['events_per_s_batch100_min']:,}: {verdict(t['events_per_s_met'])}"),
-        Headline("live writes over HTTP", "acknowledgement → visible on every replica, p99",
-                 f"{vis['everywhere_p99_ms']:.1f} ms", f"the write's own answer {vis['write_p99_ms']:.1f} ms",
+        Headline("live writes over HTTP", f"acknowledged durable events/s (batches of 100, "
+                                          f"{t['events_per_s_batch100_best_at']} writers); acknowledgement → "
+                                          "visible on every replica, p99",
+                 f"{count(t['events_per_s_batch100_best'])}; {vis['everywhere_p99_ms']:.1f} ms",
+                 f"raw DuckDB Arrow insert {count(raw)}; the write's own answer {vis['write_p99_ms']:.1f} ms",
+                 f"≥ {t['events_per_s_batch100_min']:,}: {verdict(t['events_per_s_met'])}; "
                  f"≤ {t['visible_p99_max_ms']:,.0f} ms: {verdict(t['visible_met'])}"),
     )
 

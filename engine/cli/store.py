@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -102,7 +102,9 @@ def stats(store_path: str, as_json: bool) -> None:
     table.add_row("last event", str(summary["last_event"]))
     table.add_row("user columns", ", ".join(f"{k}:{v}" for k, v in summary["user_columns"].items()) or "-")
     table.add_row("item columns", ", ".join(f"{k}:{v}" for k, v in summary["item_columns"].items()) or "-")
-    table.add_row("vector sets", ", ".join(f"{k} ({v}d)" for k, v in summary["vector_sets"].items()) or "-")
+    transforms = summary.get("vector_transforms", {})
+    table.add_row("vector sets", ", ".join(f"{k} ({v}d{_transform_note(transforms.get(k))})"
+                                           for k, v in summary["vector_sets"].items()) or "-")
     table.add_row("snapshot version", str(summary["snapshot_version"]))
     live = summary.get("live", {})
     table.add_row("live batches since publish", f"{live.get('batches_since_publish', 0):,}")
@@ -152,3 +154,10 @@ def _show_snapshot(info: SnapshotInfo, verb: str, as_json: bool) -> None:
         return
     counts = ", ".join(f"{k} {v:,}" for k, v in info.counts.items())
     console.print(f"{verb} snapshot v{info.version} at [bold]{Path(info.path)}[/]: {counts}")
+
+
+def _transform_note(transform: dict[str, Any] | None) -> str:
+    """", whiten of 384d on 1,000 items" for a set with a saved transform, else nothing."""
+    if not transform:
+        return ""
+    return f", {transform['kind']} of {transform['input_dim']}d on {transform['fitted_items']:,} items"
