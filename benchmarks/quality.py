@@ -1,7 +1,7 @@
 """Quality benchmark on MovieLens-100K: every sensible built-in pipeline, over seeds, beside popularity.
 
-Run ``python benchmarks/quality.py`` (all pipelines, seeds 0,1,2, both protocols; 14 minutes
-on the quiet 2-core development machine, ~40 under heavy load) or ``--quick`` (one seed, two epochs each, to
+Run ``python benchmarks/quality.py`` (all pipelines, seeds 0,1,2, both protocols; 18 minutes
+on the quiet 2-core development machine without time caps) or ``--quick`` (one seed, two epochs each, to
 check it runs). Options: ``--seeds 0,1,2``, ``--protocols gen,seq``, ``--pipelines
 ease,sasrec`` (names in ``PIPELINES``), ``--store`` (reuse an ml-100k store instead of
 ingesting ``--data`` into a temporary one), ``--threads`` (torch intra-op threads), ``--merge``
