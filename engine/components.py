@@ -10,7 +10,7 @@ its base class here, with a default: the engine never probes for optional method
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, ClassVar
@@ -76,6 +76,10 @@ class EncoderContext:
     # item index tensor of any shape [...] -> item representations [..., dim]; set for
     # user encoders so history items share the item tower's representation
     embed_items: Callable[[Tensor], Tensor] | None = None
+    # the entity's vector sets by name, [num_ids + 1, d] float32 (row = entity index, row 0 and
+    # entities without a vector all zeros), for encoders that initialise weights from them (the
+    # ``text`` encoder's text-initialised ids); read-only (a reloaded bundle's weights then replace any such init)
+    vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 
 class Encoder(nn.Module):

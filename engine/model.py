@@ -53,7 +53,8 @@ class RecModel(nn.Module):
         self.item_features = FeatureBuffers(item_arrays)
         self.item_encoder = manager.build(
             "encoders", config.item_encoder,
-            EncoderContext("item", config.dim, item_spec, self.num_items, config.max_history),
+            EncoderContext("item", config.dim, item_spec, self.num_items, config.max_history,
+                           vectors={name[4:]: array for name, array in item_arrays.items() if name.startswith("vec:")}),
             where="model.item_encoder")
         self.user_encoder = manager.build(
             "encoders", config.user_encoder,

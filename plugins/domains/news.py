@@ -1,10 +1,14 @@
-"""News preset: readers click fresh articles of the topics they follow.
+"""News preset: readers click fresh articles of the topics and stories they follow.
 
 The catalogue grows over the whole span (most articles are published inside it). Readers
 have a taste over topics that leans by region; each visit picks a topic (often the one of
 the previous click) and then a popular article of that topic published shortly before the
-visit, so clicks come after publication and mostly within two days of it. The click value is
-the dwell time in seconds, longer for topics the reader likes.
+visit, so clicks come after publication and mostly within two days of it. Each topic runs a
+few stories (its headline objects: "budget plan", "tax bill"), and every reader follows one
+story per topic: most visits read the latest articles of that story. An article's story is
+named only in its text (the ``topic`` column is the coarse topic), so a text tower can rank
+new articles by story where an attributes-only tower sees their topic alone. The click value
+is the dwell time in seconds, longer for topics the reader likes.
 """
 
 from __future__ import annotations
@@ -108,6 +112,9 @@ REGIONS = ["north-america", "europe", "latin-america", "east-asia", "south-asia"
            "middle-east", "oceania"]
 
 STICKINESS = 0.4  # chance a click stays in the previous click's topic
+STORIES = 5  # stories per topic: each topic's headline objects, in order
+STORY_FOLLOWING = 0.7  # chance a visit reads the reader's story of the topic rather than any article of it
+assert all(len(words[2]) == STORIES for words in TOPICS.values()), "every topic needs one object per story"
 FRESH_WINDOW_US = 6 * syn.US_PER_HOUR  # a visit looks at articles at least this recent...
 BACKLOG_MEAN_US = 24 * syn.US_PER_HOUR  # ...plus an exponential extra look-back of this mean
 
@@ -132,12 +139,21 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
     ))
     published[0] = syn.START_US - 7 * syn.US_PER_DAY  # so every visit has an earlier article
     topic = syn.weighted_choice(rng, priors.mean(axis=0), items)
-    sampler = syn.GroupSampler(topic, syn.zipf_within_groups(rng, topic, 1.3), len(names))
+    story = rng.integers(0, STORIES, size=items)
+    weights = syn.zipf_within_groups(rng, topic, 1.3)
+    by_topic = syn.GroupSampler(topic, weights, len(names))
+    by_story = syn.GroupSampler(topic * STORIES + story, weights, len(names) * STORIES)
 
     counts = syn.skewed_counts(rng, events, users)
     user, wanted = syn.taste_categories(rng, tastes, counts, STICKINESS)
     ts = syn.sorted_times(rng, counts)
-    item = _fresh_articles(rng, sampler, published, wanted, ts)
+    item = _fresh_articles(rng, by_topic, published, wanted, ts)
+    # a reader's story of topic t: (offset + t * stride) mod STORIES, a different one per topic
+    offset, stride = rng.integers(0, STORIES, size=users), rng.integers(1, STORIES, size=users)
+    follows = rng.random(events) < STORY_FOLLOWING
+    followed = wanted * STORIES + (offset[user] + wanted * stride[user]) % STORIES
+    in_story = _fresh_articles(rng, by_story, published, followed[follows], ts[follows], fallback=False)
+    item[np.flatnonzero(follows)[in_story >= 0]] = in_story[in_story >= 0]  # none fresh: any of the topic
     affinity = tastes[user, topic[item]] * len(names)
     dwell = np.exp(rng.normal(np.log(45.0) + 0.35 * np.log(affinity), 0.7))
     value = np.round(np.clip(dwell, 3.0, 1800.0), 1)
@@ -145,7 +161,7 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
     item_ids = syn.make_ids("i", items)
     events_frame = syn.events_frame(user_ids, item_ids, user, item, EVENT_TYPES,
                                     np.zeros(events, dtype=np.int64), value, ts)
-    items_frame = _articles_text(rng, topic).select(
+    items_frame = _articles_text(rng, topic, story).select(
         item_id=item_ids,
         title="title",
         created_at=syn.datetimes(published),
@@ -161,12 +177,14 @@ def _fresh_articles(
     published: np.ndarray,
     topic: np.ndarray,
     ts: np.ndarray,
+    fallback: bool = True,
 ) -> np.ndarray:
-    """For each visit, a popular article of ``topic`` published shortly before ``ts``.
+    """For each visit, a popular article of group ``topic`` published shortly before ``ts``.
 
-    Articles are in publish order within each topic of the sampler's layout, so "published in
+    Articles are in publish order within each group of the sampler's layout, so "published in
     the look-back window" is a contiguous range found by ``searchsorted``. A visit whose
-    window is empty reads the latest earlier article of the topic, or of any topic.
+    window is empty reads the latest earlier article of the group, or of any group; without
+    ``fallback`` it gets -1 instead (the caller picks another way).
     """
     base = int(published[0])
     stride = int(syn.END_US - base + 1)
@@ -178,6 +196,8 @@ def _fresh_articles(
                     sampler.starts[topic])
     item = sampler.sample_between(rng, lo, hi)
     stale = item < 0
+    if not fallback:
+        return item
     in_topic = stale & (hi > sampler.starts[topic])
     item[in_topic] = sampler.members[hi[in_topic] - 1]
     anywhere = stale & ~in_topic
@@ -185,12 +205,15 @@ def _fresh_articles(
     return item
 
 
-def _articles_text(rng: np.random.Generator, topic: np.ndarray) -> pl.DataFrame:
-    """Headlines ("Senate approves budget plan") and two-sentence bodies from topic words."""
+def _articles_text(rng: np.random.Generator, topic: np.ndarray, story: np.ndarray) -> pl.DataFrame:
+    """Headlines ("Senate approves budget plan": the object is the story) and two-sentence bodies
+    whose second sentence mentions another story of the topic."""
     subjects, verbs, objects, details = ([v[k] for v in TOPICS.values()] for k in range(4))
     subject, subject2 = syn.pick_distinct_by_group(rng, topic, subjects, 2)
     verb, verb2 = syn.pick_distinct_by_group(rng, topic, verbs, 2)
-    obj, obj2 = syn.pick_distinct_by_group(rng, topic, objects, 2)
+    flat = pl.Series([word for words in objects for word in words], dtype=pl.String)
+    other = (story + rng.integers(1, STORIES, size=story.size)) % STORIES
+    obj, obj2 = flat.gather(topic * STORIES + story), flat.gather(topic * STORIES + other)
     frame = pl.DataFrame({
         "subject": subject, "verb": verb, "object": obj,
         "detail": syn.pick_by_group(rng, topic, details),

@@ -10,6 +10,11 @@ Two uses:
   build`` stores them as the item vector set ``text``;
 - as the item encoder of a model, it projects those frozen vectors (beside a learned id
   embedding for items seen in training), so items without events are ranked by their text.
+
+How the projected text meets the id embedding and attributes is ``fusion``: ``concat`` (one
+more input of the dense tower), ``add`` (the tower without text, plus the projection) or
+``gate`` (a learned per-dimension mix of the two); ``init_ids`` starts the id embeddings at
+the text vectors' principal components, so items with similar text start close.
 """
 
 from __future__ import annotations
@@ -17,13 +22,16 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import numpy as np
+import torch
+from torch import Tensor, nn
 
 from recengine import ConfigError, hookimpl
-from recengine.components import ComponentUnavailable, Encoder, EncoderContext
+from recengine.components import ComponentUnavailable, Encoded, Encoder, EncoderContext, FeatureSpec
 from recengine.plugins.encoders.dense import DenseConfig, DenseEncoder
 
 if TYPE_CHECKING:  # the text extra is optional: imported only when a model loads
@@ -65,7 +73,16 @@ def verify_weights(directory: Path, expected: str = EXPECTED_SHA256) -> None:
 
 
 class TextConfig(DenseConfig):
+    """``dense``'s parameters (``use_features``: the attributes and other vector sets; the text
+    vector is always read, so ``use_ids = false, use_features = false`` is a text-only tower)."""
+
     vector: str = VECTOR_SET  # the item vector set holding the text embeddings
+    # concat: the projected text is one more input of the dense tower (one layer over ids,
+    #   attributes and text); add: the tower without text plus a linear projection of the text
+    #   (with ids alone, matrix factorisation plus text); gate: sigmoid(W [tower; text]) mixes
+    #   the two per dimension, so each item leans on its id or its text as training shows
+    fusion: Literal["concat", "add", "gate"] = "concat"
+    init_ids: bool = False  # start the id embeddings at the text vectors' top principal components
 
 
 class TextEncoder(DenseEncoder):
@@ -79,10 +96,52 @@ class TextEncoder(DenseEncoder):
     def __init__(self, context: EncoderContext, config: TextConfig) -> None:
         if context.role != "item":
             raise ConfigError("the text encoder encodes items: use it as the item encoder")
-        if config.vector not in context.features.vectors:
+        spec = context.features
+        if config.vector not in spec.vectors:
             raise ConfigError(f"the text encoder needs the item vector set {config.vector!r}: run "
                              f"`recengine vectors build --vector {config.vector}` and list it in model.item_vectors")
-        super().__init__(context, config)
+        tower_context, tower_config = context, config
+        if config.fusion == "concat" and not config.use_features:  # the text, but not the attributes
+            text_only = FeatureSpec(spec.num_ids, vectors={config.vector: spec.vectors[config.vector]})
+            tower_context = replace(context, features=text_only)
+            tower_config = config.model_copy(update={"use_features": True})
+        if config.fusion != "concat":  # the dense tower reads everything but this vector set
+            if not (config.use_ids or config.use_features):
+                raise ConfigError(f"text fusion {config.fusion!r} mixes the text with ids or attributes: enable "
+                                  f"use_ids or use_features, or use fusion 'concat' for a text-only tower")
+            others = {name: size for name, size in spec.vectors.items() if name != config.vector}
+            tower_context = replace(context, features=replace(spec, vectors=others))
+        super().__init__(tower_context, tower_config)
+        self.context, self.config = context, config
+        self.vector_name = config.vector
+        self.text_projection: nn.Linear | None = None
+        self.gate: nn.Linear | None = None
+        if config.fusion != "concat":
+            self.text_projection = nn.Linear(spec.vectors[config.vector], context.dim)
+            if config.fusion == "gate":
+                self.gate = nn.Linear(2 * context.dim, context.dim)
+        if config.init_ids:
+            self._init_ids_from_text(context, config)
+
+    def _init_ids_from_text(self, context: EncoderContext, config: TextConfig) -> None:
+        if self.ids is None:
+            raise ConfigError("init_ids starts the id embeddings from the text: it needs use_ids = true")
+        if config.vector not in context.vectors:
+            raise ConfigError(f"init_ids needs the values of vector set {config.vector!r} in EncoderContext.vectors")
+        with torch.no_grad():
+            self.ids.weight.copy_(text_initialised_ids(context.vectors[config.vector], context.dim,
+                                                       std=float(self.ids.weight[1:].std())))
+
+    def forward(self, batch: dict[str, Tensor]) -> Encoded:
+        encoded = super().forward(batch)
+        if self.text_projection is None:  # concat: the dense tower already read the text
+            return encoded
+        tower = encoded.vector
+        text = self.text_projection(batch[f"vec:{self.vector_name}"])
+        if self.gate is None:
+            return Encoded(tower + text)
+        mix = torch.sigmoid(self.gate(torch.cat([tower, text], dim=-1)))
+        return Encoded(mix * tower + (1 - mix) * text)
 
     @classmethod
     def required_vectors(cls, params: dict[str, Any]) -> list[str]:
@@ -115,6 +174,27 @@ class TextEncoder(DenseEncoder):
         vectors = model.encode(texts, batch_size=batch_size, normalize_embeddings=True,
                                convert_to_numpy=True, show_progress_bar=False)
         return np.asarray(vectors, dtype=np.float32)
+
+
+def text_initialised_ids(vectors: np.ndarray, dim: int, std: float) -> Tensor:
+    """An id table [N+1, dim] whose rows are the items' text vectors ([N+1, d], row 0 padding)
+    projected on their top principal components (PCA keeps relative variance, so similar texts
+    start close), scaled to ``std`` overall. Rows without a vector (all zero), columns past the
+    text's dimension and rows of a catalogue too small to fit stay random N(0, std); row 0 is 0."""
+    table = torch.randn(vectors.shape[0], dim) * std
+    matrix = torch.as_tensor(np.asarray(vectors[1:], dtype=np.float32))
+    present = torch.nonzero(matrix.abs().sum(dim=1) > 0).squeeze(1)
+    if present.numel() > 1:
+        centred = matrix[present] - matrix[present].mean(dim=0)
+        covariance = (centred.T.double() @ centred.double()) / (present.numel() - 1)
+        _, eigenvectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
+        kept = min(dim, matrix.shape[1])
+        scores = centred @ eigenvectors[:, -kept:].flip(-1).float()
+        spread = scores.std()
+        if spread > 0:
+            table[present + 1, :kept] = scores * (std / spread)
+    table[0] = 0
+    return table
 
 
 @hookimpl
