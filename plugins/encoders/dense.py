@@ -40,6 +40,8 @@ class DenseEncoder(Encoder):
         if config.use_ids:
             self.ids = nn.Embedding(spec.num_ids + 1, context.dim, padding_idx=0)
             nn.init.normal_(self.ids.weight, std=0.05)
+            with torch.no_grad():  # init overwrote the padding row: id 0 (unknown, cold) embeds as zeros
+                self.ids.weight[0].zero_()
             width += context.dim
         self.fields = nn.ModuleDict()
         self.numeric: list[str] = []
