@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from recengine.errors import ConfigError
 from recengine.feature_store.schema import StoreSchema
 from recengine.synthetic import SyntheticData
 
@@ -41,6 +42,21 @@ class Domain(BaseModel):
     conversion_events: list[str] | None = Field(
         None, description="Event types that count as a conversion (default: the click types).")
     generate: Generator | None = Field(None, exclude=True, description="Synthetic data maker.")
+    generate_in: dict[str, Generator] = Field(
+        default_factory=dict, exclude=True,
+        description="Synthetic data makers whose text is in another language, by language code "
+                    "(`recengine data generate --language zh`); `generate` writes the domain's own.")
+
+    def generator(self, language: str | None = None) -> Generator:
+        """The data maker for ``language`` (None: the domain's own); a ConfigError names the others."""
+        if language is None:
+            if self.generate is None:
+                raise ConfigError(f"domain {self.name!r} has no synthetic data generator")
+            return self.generate
+        if language not in self.generate_in:
+            known = ", ".join(sorted(self.generate_in)) or "none besides its own"
+            raise ConfigError(f"domain {self.name!r} generates no {language!r} text; other languages: {known}")
+        return self.generate_in[language]
 
     def online_kinds(self) -> tuple[list[str], list[str]]:
         """(click types, conversion types) for attribution."""

@@ -6,18 +6,24 @@ apart, neither pulls the other's representation towards its own signal; blended 
 score, each keeps its strength. Scores of different models live on different scales, so each
 user's row is standardised (zero mean, unit variance over the catalogue) before the weighted
 sum, and the weight is chosen on the validation split, never on test.
+``recengine ensemble FIRST SECOND`` (:func:`evaluate_ensemble`) does it for two bundles.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from recengine.errors import ConfigError
+from recengine.errors import ConfigError, DataError
 from recengine.evaluate import ScoreFn, evaluate_scorer
 from recengine.training_data import EvalSet
+
+if TYPE_CHECKING:
+    from recengine.bundle import Bundle
 
 DEFAULT_GRID = tuple(round(0.1 * step, 1) for step in range(11))  # weight of the first model
 
@@ -71,3 +77,53 @@ def choose_blend(first: ScoreFn, second: ScoreFn, valid: EvalSet, metric: str = 
                                         masked)[metric] for w in grid}
     best = max(scores, key=lambda w: scores[w])
     return BlendChoice(best, metric, scores)
+
+
+@dataclass(frozen=True)
+class EnsembleReport:
+    """Two bundles and their blend on the first one's split: the weight chosen on validation, test
+    metrics of each, and the blend paired user by user with each member."""
+
+    protocol: str
+    choice: BlendChoice
+    test: dict[str, dict[str, float]]  # "first" / "second" / "ensemble" → metrics @ks
+    paired: dict[str, dict[str, float]]  # "vs_first" / "vs_second" → recengine.metrics.paired_test
+
+    def to_dict(self) -> dict[str, object]:
+        return {"protocol": self.protocol, "weight_of_first": self.choice.weight, "metric": self.choice.metric,
+                "validation_by_weight": self.choice.validation, "test": self.test, "paired": self.paired}
+
+
+def evaluate_ensemble(first: Bundle, second: Bundle, store_path: str | Path, metric: str = "ndcg@10",
+                      grid: Sequence[float] = DEFAULT_GRID, ks: tuple[int, ...] = (10, 20)) -> EnsembleReport:
+    """Blend two bundles trained apart on the same store (an id model and a text-only one, say):
+    the first's protocol and split, the weight chosen on its validation split, test beside both."""
+    from recengine.data import build_interactions
+    from recengine.dataset import merged_event_weights, reads_event_times
+    from recengine.evaluate import model_scorer
+    from recengine.metrics import paired_test
+    from recengine.pipeline import domain_event_weights
+    from recengine.store_access import readable_store
+
+    for kind in ("users", "items"):
+        if getattr(first, kind).ids != getattr(second, kind).ids:
+            raise DataError(f"{first.path.name} and {second.path.name} index their {kind} differently (trained on "
+                            f"different data): blend bundles trained on the same store")
+    config = first.config
+    protocol = config.train.protocol
+    if protocol == "rating":
+        raise ConfigError("an ensemble blends rankings; a rating-protocol bundle has none")
+    with readable_store(store_path) as store:
+        split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
+    interactions = build_interactions(
+        split, first.users, first.items, protocol, merged_event_weights(config, domain_event_weights(config)),
+        config.train.weight_by_value, max(config.model.max_history, second.config.model.max_history),
+        with_times=reads_event_times(config) or reads_event_times(second.config))
+    scorers = model_scorer(first.model), model_scorer(second.model)
+    choice = choose_blend(*scorers, interactions.valid, metric, grid)
+    blend = blend_scorers(scorers, [choice.weight, 1 - choice.weight])
+    test, per_user = {}, {}
+    for name, scorer in (("first", scorers[0]), ("second", scorers[1]), ("ensemble", blend)):
+        test[name], per_user[name] = evaluate_scorer(scorer, interactions.test, ks, True, per_user=metric)
+    paired = {f"vs_{name}": paired_test(per_user["ensemble"], per_user[name]) for name in ("first", "second")}
+    return EnsembleReport(protocol, choice, test, paired)

@@ -674,9 +674,20 @@ class Recommender:
                 indices = np.array([self.item_index.get(i, 0) for i in kept], dtype=np.int64)
                 return indices[indices > 0]
             return seen_in_request
+        if self.online is None and self.live is None:
+            return self._seen_in_bundle(request.user_id)
         if self.online is None:
             return None
         return lambda event_types: self._seen(request.user_id, event_types)
+
+    def _seen_in_bundle(self, user_id: str) -> Callable[[list[str] | None], np.ndarray]:
+        """Without a snapshot only the bundle's training histories are known, and they keep no
+        event types: every item of the user's history is excluded whatever types a ranker asks
+        for (a purchase is never shown again, at the cost of also hiding viewed items)."""
+        index = self.bundle.users.index.get(user_id, 0)
+        row = self.bundle.histories[index] if index else np.zeros(0, dtype=np.int64)
+        seen = row[row > 0].astype(np.int64)
+        return lambda event_types: seen
 
     def _excluded(self, request: Request) -> np.ndarray:
         """The request's ``exclude`` ids the catalogue knows, as dense indices."""

@@ -3,6 +3,7 @@ score-level ensemble of models trained apart; the news generator's stories that 
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -23,6 +24,7 @@ from recengine.plugins.domains import news
 from recengine.plugins.encoders.text import TextConfig, TextEncoder, text_initialised_ids
 from recengine.recommender import Recommender
 from recengine.training_data import EvalSet
+from tests.conftest import generated_shop
 
 ITEMS, DIM, WIDTH = 40, 8, 12
 
@@ -219,3 +221,49 @@ def test_text_fusion_trains_serves_and_beats_attributes_on_cold_articles(newsroo
     users = np.arange(1, 6)
     histories = [np.array([1, 2, 3])] * 5
     np.testing.assert_allclose(reloaded(users, histories), original(users, histories), rtol=1e-5, atol=1e-6)
+
+
+# -- recengine ensemble (CLI) ------------------------------------------------------------------------------
+def _shop_with_vectors(base: Path, users: int, seed: int) -> Path:
+    store = generated_shop(base, users, 120, 4_000, seed)
+    with FeatureStore(store, read_only=True) as fs:
+        ids = fs.latest("items")["item_id"].to_list()
+    vectors = np.random.default_rng(seed).normal(size=(len(ids), 16)).astype(np.float32)
+    pl.DataFrame({"item_id": ids, "vector": vectors.tolist()}).write_parquet(base / "vectors.parquet")
+    result = CliRunner().invoke(cli, ["vectors", "ingest", str(base / "vectors.parquet"), "--vector", "text",
+                                      "--store", str(store)])
+    assert result.exit_code == 0, result.output
+    return store
+
+
+def _train(store: Path, models: Path, name: str, item: dict) -> None:  # type: ignore[type-arg]
+    config = PipelineConfig(name=name, domain="ecommerce").with_overrides({
+        "model.item_encoder": item, "model.item_vectors": ["text"] if item["name"] == "text" else [],
+        "train.protocol": "gen", "train.epochs": 2, "train.seed": 0, "train.device": "cpu"})
+    train_pipeline(store, config, models, progress=False)
+
+
+def test_ensemble_command_blends_two_bundles_on_validation(tmp_path: Path) -> None:
+    store = _shop_with_vectors(tmp_path / "shop", 300, 4)
+    models = tmp_path / "models"
+    _train(store, models, "ids", {"name": "dense", "params": {}})
+    _train(store, models, "textonly", {"name": "text", "params": {"use_ids": False, "use_features": False}})
+    out = tmp_path / "ensemble.json"
+    result = CliRunner().invoke(cli, ["ensemble", "ids", "textonly", "--store", str(store), "--models", str(models),
+                                      "--json", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    report = json.loads(out.read_text())
+    validation = {float(w): v for w, v in report["validation_by_weight"].items()}
+    assert sorted(validation) == [round(0.1 * i, 1) for i in range(11)]
+    assert validation[report["weight_of_first"]] == max(validation.values())
+    assert set(report["test"]) == {"first", "second", "ensemble"} and "ndcg@10" in report["test"]["ensemble"]
+    assert report["paired"]["vs_first"]["n"] > 10
+    # a pure weight reproduces that model's own test metrics
+    if report["weight_of_first"] == 1.0:
+        assert report["test"]["ensemble"]["ndcg@10"] == pytest.approx(report["test"]["first"]["ndcg@10"])
+
+    other_store = _shop_with_vectors(tmp_path / "other", 250, 5)
+    _train(other_store, tmp_path / "other-models", "elsewhere", {"name": "dense", "params": {}})
+    mismatch = CliRunner().invoke(cli, ["ensemble", "ids", str(tmp_path / "other-models" / "elsewhere" / "1"),
+                                        "--store", str(store), "--models", str(models)])
+    assert mismatch.exit_code == 1 and "index their users differently" in mismatch.output

@@ -7,6 +7,7 @@ import click
 from recengine.cli import (
     data,
     deploy_cmd,
+    ensemble_cmd,
     experiment_cmd,
     keys_cmd,
     model_cmds,
@@ -37,6 +38,7 @@ cli.add_command(plugins_cmd.plugins)
 cli.add_command(model_cmds.train)
 cli.add_command(model_cmds.evaluate)
 cli.add_command(report_cmd.compare)
+cli.add_command(ensemble_cmd.ensemble)
 cli.add_command(model_cmds.recommend)
 cli.add_command(model_cmds.models)
 cli.add_command(quickstart.quickstart)

@@ -5,6 +5,7 @@ weighing 5x and carts 3x a view, never shows a product the shopper already bough
 caps a top 10 at 3 products per category.
 
     .venv/bin/python examples/ecommerce/run.py            # --help for the sizes
+    .venv/bin/python examples/ecommerce/run.py --language zh   # the same shop, its catalogue in Chinese
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--items", type=int, default=800, help="synthetic items")
     parser.add_argument("--events", type=int, default=30_000, help="synthetic events")
     parser.add_argument("--seed", type=int, default=0, help="seed for data and training")
+    parser.add_argument("--language", default=None, help="catalogue language: zh for Chinese (default English)")
     return parser.parse_args()
 
 
@@ -62,7 +64,7 @@ def main() -> None:
 
     # 1. Synthetic shoppers, products and a view -> cart -> purchase funnel, as Parquet files.
     preset = get_plugin_manager().domain(DOMAIN)
-    data = preset.generate(args.users, args.items, args.events, args.seed)
+    data = preset.generator(args.language)(args.users, args.items, args.events, args.seed)
     data.write(work / "data")
 
     # 2. A store declared with the preset's schema; ingest is one transaction over all files.

@@ -14,9 +14,10 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from recengine import Domain, SyntheticData, hookimpl
+from recengine import ConfigError, Domain, SyntheticData, hookimpl
 from recengine import synthetic as syn
 from recengine.feature_store.schema import ColumnType, StoreSchema
+from recengine.plugins.domains import ecommerce_zh
 
 # the store's event types; the generator's event codes index this list
 EVENT_TYPES = ["view", "cart", "purchase"]
@@ -133,6 +134,16 @@ CATEGORIES: dict[str, tuple[float, list[str], list[str], list[str]]] = {
         ["a one-hand fold", "night vision", "organic cotton", "a five-point harness"],
     ),
 }
+# per language: category -> (name shown in the catalogue, nouns, adjectives, selling points)
+CATEGORIES_BY_LANGUAGE: dict[str, dict[str, tuple[str, list[str], list[str], list[str]]]] = {
+    "en": {name: (name, *entry[1:]) for name, entry in CATEGORIES.items()},
+    "zh": ecommerce_zh.CATEGORIES_ZH,
+}
+assert all(
+    list(words) == list(CATEGORIES)
+    and all(len(words[name][k]) == len(CATEGORIES[name][k]) for name in CATEGORIES for k in (1, 2, 3))
+    for words in CATEGORIES_BY_LANGUAGE.values()
+), "every language's word lists must parallel CATEGORIES, so a seed makes the same catalogue in each"
 COUNTRIES = ["US", "DE", "GB", "FR", "IN", "BR", "JP", "CA", "ES", "IT", "NL", "MX", "PL", "SE"]
 GENDERS = ["female", "male", "other"]
 AGE_BANDS = np.array([25, 40, 60])  # segment boundaries: <25, 25-39, 40-59, 60+
@@ -143,20 +154,33 @@ STICKINESS = 0.6  # chance a view stays in the previous view's category
 CHUNK_EVENTS = 1_000_000  # views made (and written) at a time: peak memory follows this, not the event count
 
 
-def generate(users: int, items: int, events: int, seed: int, chunk_events: int = CHUNK_EVENTS) -> SyntheticData:
+LANGUAGES = ("en", "zh")  # the catalogue's text: English, or Chinese (ecommerce_zh), word for word
+
+
+def generate(users: int, items: int, events: int, seed: int, chunk_events: int = CHUNK_EVENTS,
+             language: str = "en") -> SyntheticData:
     """Shoppers, products and a view -> cart -> purchase funnel of exactly ``events`` events.
 
     Events are made for one block of users at a time (about ``chunk_events`` views each) and
     streamed: ``write`` sends each block to events.parquet as it is made. Within a block
     events are in time order; with a single block (up to ``chunk_events`` views) the whole
     table is, and the data equals what the unchunked generator made for the same seed.
+    ``language="zh"`` writes titles, descriptions, brands and category names in Chinese; every
+    draw is the same, so it is the English catalogue of that seed translated.
     """
     syn.check_positive(users=users, items=items, events=events, chunk_events=chunk_events)
-    return SyntheticData.streamed(lambda sink: _build(users, items, events, seed, chunk_events, sink))
+    if language not in LANGUAGES:
+        raise ConfigError(f"the ecommerce generator writes {', '.join(LANGUAGES)}, not {language!r}")
+    return SyntheticData.streamed(lambda sink: _build(users, items, events, seed, chunk_events, sink, language))
+
+
+def generate_zh(users: int, items: int, events: int, seed: int) -> SyntheticData:
+    """:func:`generate` with the catalogue in Chinese."""
+    return generate(users, items, events, seed, language="zh")
 
 
 def _build(users: int, items: int, events: int, seed: int, chunk_events: int,
-           sink: syn.EventSink) -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+           sink: syn.EventSink, language: str = "en") -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
     """The users, then the events block by block into ``sink``, then the items (their creation
     times depend on every event): the draws of :func:`generate`."""
     rng = np.random.default_rng(seed)
@@ -182,6 +206,8 @@ def _build(users: int, items: int, events: int, seed: int, chunk_events: int,
     category = syn.weighted_choice(rng, priors.mean(axis=0), items)
     brands_per_category = int(np.clip(items // (20 * len(names)), 3, 60))
     brand_names = syn.coined_names(rng, len(names) * brands_per_category)
+    if language == "zh":  # the same draws, Chinese names
+        brand_names = ecommerce_zh.brand_names(list(range(len(brand_names))))
     brand = category * brands_per_category + syn.weighted_choice(
         rng, syn.zipf_weights(brands_per_category, 0.7), items)
     popularity = syn.zipf_within_groups(rng, category, exponent=1.0)
@@ -214,17 +240,19 @@ def _build(users: int, items: int, events: int, seed: int, chunk_events: int,
     brand_premium = rng.lognormal(0.0, 0.3, len(brand_names))
     price = median_price[category] * brand_premium[brand] * rng.lognormal(0.0, 0.5, items)
     price = np.floor(price) + 0.99
-    items_frame = _items_text(rng, category, pl.Series(brand_names).gather(brand)).select(
+    words = CATEGORIES_BY_LANGUAGE[language]
+    shown = [words[name][0] for name in names]  # the category's name in the catalogue's language
+    items_frame = _items_text(rng, category, pl.Series(brand_names).gather(brand), language).select(
         item_id=item_ids,
         title="title",
         created_at=syn.datetimes(created),
         description="description",
-        category=pl.Series(names).gather(category),
+        category=pl.Series(shown).gather(category),
         brand="brand",
         price=pl.Series(price),
     )
     truth = {"user_category_taste": tastes, "item_category": category, "item_appeal": popularity,
-             "categories": names}
+             "categories": shown}
     return users_frame, items_frame, truth
 
 
@@ -260,11 +288,14 @@ def _later(rng: np.random.Generator, ts: np.ndarray, mean_delay_us: float) -> np
     return ts + delay.astype(np.int64)
 
 
-def _items_text(rng: np.random.Generator, category: np.ndarray, brand: pl.Series) -> pl.DataFrame:
-    """Titles ("Norvex wireless headphones X40") and descriptions from the category's words."""
-    nouns = [entry[1] for entry in CATEGORIES.values()]
-    adjectives = [entry[2] for entry in CATEGORIES.values()]
-    points = [entry[3] for entry in CATEGORIES.values()]
+def _items_text(rng: np.random.Generator, category: np.ndarray, brand: pl.Series,
+                language: str = "en") -> pl.DataFrame:
+    """Titles ("Norvex wireless headphones X40", "星悦无线耳机 X40") and descriptions from the
+    category's words in ``language``."""
+    words = CATEGORIES_BY_LANGUAGE[language]
+    nouns = [entry[1] for entry in words.values()]
+    adjectives = [entry[2] for entry in words.values()]
+    points = [entry[3] for entry in words.values()]
     adjective, adjective2 = syn.pick_distinct_by_group(rng, category, adjectives, 2)
     point, point2 = syn.pick_distinct_by_group(rng, category, points, 2)
     frame = pl.DataFrame({
@@ -277,6 +308,12 @@ def _items_text(rng: np.random.Generator, category: np.ndarray, brand: pl.Series
         "model": syn.pick(rng, list("ACEGKMRSTVXZ"), len(category)),
         "number": rng.integers(1, 100, len(category)) * 10,
     })
+    if language == "zh":
+        return frame.with_columns(
+            title=pl.format("{}{}{} {}{}", "brand", "adjective", "noun", "model", "number"),
+            description=pl.format("{}{}：{}、{}，{}，{}。",
+                                  "brand", "noun", "adjective", "adjective2", "point", "point2"),
+        )
     return frame.with_columns(
         title=pl.format("{} {} {} {}{}", "brand", "adjective", "noun", "model", "number"),
         description=pl.format(
@@ -295,6 +332,7 @@ DOMAIN = Domain(
     click_events=["view"],
     conversion_events=["purchase"],
     generate=generate,
+    generate_in={"zh": generate_zh},
     # a transformer over the shopping history; purchases weigh 5x views in training;
     # already-purchased products are never shown again; at most 3 per category in a top 10
     pipeline={
