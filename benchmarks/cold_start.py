@@ -424,14 +424,18 @@ def _jsonable(value: Any) -> Any:
 
 
 def combine(paths: list[Path], out: Path) -> dict[str, Any]:
-    """One result from the files of separate ``--parts`` runs (the ml-100k embedding of the first that has one)."""
+    """One result from the files of separate ``--parts`` runs: a protocol run in several files is
+    taken from the last of them (a re-run replaces it); the embedding from the first that has one."""
     parts = [json.loads(p.read_text()) for p in paths]
     merged = dict(parts[0])
-    merged["protocols"] = [proto for part in parts for proto in part.get("protocols", [])]
+    by_label = {proto["label"]: proto for part in parts for proto in part.get("protocols", [])}
+    order = [label for label in ("P-cold", "P-gen", "P-seq", "news P-cold") if label in by_label]
+    merged["protocols"] = [by_label[label] for label in order + sorted(set(by_label) - set(order))]
     for part in parts:
-        for key in ("embedding", "news"):
-            if key in part and key not in merged:
-                merged[key] = part[key]
+        if "embedding" in part and "embedding" not in merged:
+            merged["embedding"] = part["embedding"]
+        if "news" in part:  # the news part's setting and embedding go with its protocol: the last run's
+            merged["news"] = part["news"]
     merged["combined_from"] = [{"path": str(p), "created": part.get("created"), "parts": part["settings"]["parts"],
                                 "total_seconds": part.get("total_seconds")} for p, part in zip(paths, parts)]
     merged["total_seconds"] = max(part.get("total_seconds", 0.0) for part in parts)

@@ -104,6 +104,9 @@ class Encoder(nn.Module):
     # True when the class implements ``embed_texts`` (a pretrained text model):
     # ``recengine vectors build --encoder NAME`` accepts only such encoders
     embeds_text: ClassVar[bool] = False
+    # for such encoders: which pretrained model embeds (name and weights hash), recorded with each
+    # vector set they build so that a set is never extended with another model's vectors
+    text_model: ClassVar[str | None] = None
 
     def __init__(self, context: EncoderContext, config: ComponentConfig | None = None) -> None:
         super().__init__()

@@ -132,6 +132,7 @@ def build_interactions(split: pl.DataFrame, users: IdMap, items: IdMap, protocol
     test = build_eval_set(*rows, phases, "test", protocol, max_history, times)
     if protocol == "cold":  # held-out items are ranked among themselves, for the users who had them
         test.candidates = np.unique(frame.filter(pl.col("split") == "test")["i"].to_numpy()).astype(np.int64)
+        valid.candidates = np.unique(frame.filter(pl.col("split") == "valid")["i"].to_numpy()).astype(np.int64)
     pairs = _pair_sets(frame, max_history, times) if protocol == "rating" else {}
     return Interactions(
         users=train["u"].to_numpy().astype(np.int64),

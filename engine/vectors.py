@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -48,6 +49,9 @@ def build_text_vectors(store: FeatureStore, embed: Callable[[list[str]], np.ndar
     saved = store.vector_transform(name)
     have = store.sql("SELECT item_id FROM item_vectors WHERE name = ?", [name])["item_id"]
     plan = plan_transform(name, saved, transform, rebuild=rebuild, has_vectors=have.len() > 0)
+    model = text_model_of(encoder)
+    if have.len() > 0 and not rebuild and plan is None:
+        check_same_model(name, store.vector_sources().get(name), encoder, model)
     items = store.latest("items")
     todo = items if rebuild or plan is not None else items.filter(~pl.col("item_id").is_in(have.implode()))
     source = f"text embedding of {fields}"
@@ -59,13 +63,38 @@ def build_text_vectors(store: FeatureStore, embed: Callable[[list[str]], np.ndar
         store.replace_vector_set(name, todo["item_id"].to_list(), matrix if fitted is None else fitted.apply(matrix),
                                  transform=fitted, source=source)
     if encoder is not None:
-        store.set_vector_source(name, {"encoder": encoder, "fields": fields})
+        store.set_vector_source(name, {"encoder": encoder, "fields": fields, "model": model})
     if plan is None:
         for part in _chunks(todo, chunk, progress):
             vectors = embed(item_texts(part, fields))
             store.write_vectors(name, part["item_id"].to_list(), through_saved(saved, name, vectors, source),
                                 source=source)
     return todo.height, items.height - todo.height
+
+
+def text_model_of(encoder: str | None) -> str | None:
+    """The pretrained model (name and weights hash) the registered text encoder ``encoder`` embeds with."""
+    if encoder is None:
+        return None
+    from recengine.plugin_manager import get_plugin_manager
+
+    return get_plugin_manager().get("encoders", encoder).text_model
+
+
+def check_same_model(name: str, recorded: dict[str, Any] | None, encoder: str | None, model: str | None) -> None:
+    """Refuse to add vectors of ``encoder`` (None: a file's) and ``model`` to set ``name`` when it
+    holds another's (``recorded``, its vector source): two models' vectors live in different
+    spaces, and a set that mixes them ranks nonsense. A side without a model name is not compared."""
+    recorded_encoder, recorded_model = (recorded or {}).get("encoder"), (recorded or {}).get("model")
+    if recorded_encoder == encoder and (recorded_model is None or model is None or recorded_model == model):
+        return
+
+    def described(who: str | None, what: str | None) -> str:
+        return "vectors ingested from files" if who is None else f"encoder {who!r}" + (f" ({what})" if what else "")
+
+    raise ConfigError(f"vector set {name!r} holds {described(recorded_encoder, recorded_model)}; adding "
+                      f"{described(encoder, model)} would mix two models' vectors in one set: rebuild it "
+                      f"(`recengine vectors build --vector {name} --rebuild`) or use another --vector name")
 
 
 def plan_transform(name: str, saved: VectorTransform | None, requested: TransformSpec | None, *,
@@ -124,6 +153,8 @@ def store_raw_vectors(store: FeatureStore, name: str, item_ids: list[str], raw: 
                       source: str = "<vectors>") -> int:
     """Write raw vectors into set ``name`` through its saved transform (as given when it has
     none): what ingests into an existing set do, so every vector of a set is comparable."""
+    if store.sql("SELECT count(*) AS n FROM item_vectors WHERE name = ?", [name])["n"][0] > 0:
+        check_same_model(name, store.vector_sources().get(name), None, None)
     matrix = through_saved(store.vector_transform(name), name, raw, source)
     return store.write_vectors(name, item_ids, matrix, source=source)
 
@@ -175,6 +206,8 @@ def posted_item_vectors(store: FeatureStore) -> Callable[[pl.DataFrame], dict[st
         return None
     manager = get_plugin_manager()
     encoders = {name: manager.get("encoders", source["encoder"]) for name, source in sources.items()}
+    for name, source in sources.items():  # the installed model must be the one that built the set
+        check_same_model(name, source, source["encoder"], encoders[name].text_model)
     transforms = store.vector_transforms()
 
     def vectorize(items: pl.DataFrame) -> dict[str, np.ndarray]:

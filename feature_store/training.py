@@ -53,8 +53,9 @@ def split_sql(protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1,
     - ``seq``: per user, by time, the last event is test and the one before valid (users
       with fewer than 3 events keep all of them in train).
     - ``gen``: per user, a seeded shuffle split 80/10/10 with RecBole's rounding.
-    - ``cold``: ``cold_fraction`` of the items (seeded) with all their events are test; the
-      rest is split 90/10 train/valid per user.
+    - ``cold``: ``cold_fraction`` of the items (seeded) with all their events are test, and
+      another ``cold_fraction`` with all theirs are valid, so that epochs and models are chosen
+      on items the model never trained on, as they are judged; every other event is train.
     - ``rating``: events fall into ``folds`` seeded folds; fold ``fold`` is test, the next
       one valid, the rest train (k-fold cross-validation of rating prediction).
     """
@@ -86,19 +87,19 @@ def split_sql(protocol: str, *, seed: int = 2020, cold_fraction: float = 0.1,
         body = _ratio_split(base, seed, valid=0.1, test=0.1)
         columns = "user_id, item_id, event_type, value, ts, seq, split"
     else:
-        warm = _ratio_split(f"SELECT * FROM ({base}) ANTI JOIN cold USING (item_id)", seed, valid=0.1, test=0.0)
+        held = f"greatest(1, round(n_items * {cold_fraction}))"  # items in each of test and valid
         body = f"""
             WITH item_order AS (
                 SELECT item_id, row_number() OVER (ORDER BY hash(item_id, {seed}), item_id) AS r,
                        count(*) OVER () AS n_items
                 FROM (SELECT DISTINCT item_id FROM ({base}))
             ),
-            cold AS (SELECT item_id FROM item_order WHERE r <= greatest(1, round(n_items * {cold_fraction}))),
-            warm AS ({warm})
-            SELECT user_id, item_id, event_type, value, ts, seq, split FROM warm
-            UNION ALL
-            SELECT user_id, item_id, event_type, value, ts, seq, 'test' AS split
-            FROM ({base}) SEMI JOIN cold USING (item_id)
+            phase AS (
+                SELECT item_id, CASE WHEN r <= {held} THEN 'test'
+                                     WHEN r <= 2 * {held} AND r < n_items THEN 'valid' ELSE 'train' END AS split
+                FROM item_order
+            )
+            SELECT user_id, item_id, event_type, value, ts, seq, split FROM ({base}) JOIN phase USING (item_id)
         """
         columns = "user_id, item_id, event_type, value, ts, seq, split"
     return f"SELECT {columns} FROM ({body}) ORDER BY user_id, ts, seq"

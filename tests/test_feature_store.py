@@ -188,10 +188,10 @@ def test_cold_split_holds_out_whole_items(ml100k: Path, store_path: Path) -> Non
     with FeatureStore(store_path) as fs:
         fs.ingest_paths([ml100k])
         split = fs.split("cold", seed=1)
-    cold_items = set(split.filter(pl.col("split") == "test")["item_id"])
-    warm_items = set(split.filter(pl.col("split") != "test")["item_id"])
-    assert not cold_items & warm_items
-    assert abs(len(cold_items) - 168) <= 1  # 10% of 1,682 items
+    items = {phase: set(split.filter(pl.col("split") == phase)["item_id"]) for phase in ("train", "valid", "test")}
+    assert not items["test"] & items["train"] and not items["valid"] & items["train"]
+    assert not items["test"] & items["valid"]
+    assert abs(len(items["test"]) - 168) <= 1 and abs(len(items["valid"]) - 168) <= 1  # 10% of 1,682 items each
 
 
 def test_second_writer_gets_locked_by_pid(store_path: Path) -> None:

@@ -170,3 +170,46 @@ def test_a_posted_item_gets_its_text_vector_and_is_found_by_it(shop: Path, tmp_p
     with FeatureStore(shop / "store.duckdb", read_only=True) as store:
         stored = store.sql("SELECT vector FROM item_vectors WHERE item_id = 'posted-twin' AND name = 'text'")
         assert stored.height == 1 and len(stored["vector"][0]) == 384
+
+
+def test_a_vector_set_never_mixes_two_models(tmp_path: Path) -> None:
+    """Issue 19: a set records the model (name and weights hash) that embedded it; a build, an
+    ingest or a posted item that would add another model's vectors is refused, store unchanged."""
+    from recengine.vectors import posted_item_vectors
+    from tests.store_contents import assert_same_contents, contents
+
+    store = tmp_path / "s.duckdb"
+    with FeatureStore(store) as fs:
+        fs.ingest(pl.DataFrame({"item_id": ["a", "b", "c"], "title": ["red shoes", "blue hat", "green scarf"]}))
+    runner = CliRunner()
+    assert runner.invoke(cli, ["vectors", "build", "--store", str(store)]).exit_code == 0
+    with FeatureStore(store, read_only=True) as fs:
+        assert fs.vector_sources()["text"]["model"] == text.TextEncoder.text_model
+        assert text.EXPECTED_SHA256 in fs.vector_sources()["text"]["model"]
+        before = contents(fs)
+    other = tmp_path / "other.parquet"
+    pl.DataFrame({"item_id": ["a"], "vector": [[0.1] * 384]}).write_parquet(other)
+    result = runner.invoke(cli, ["vectors", "ingest", str(other), "--vector", "text", "--store", str(store)])
+    assert result.exit_code == 1 and "would mix two models' vectors" in result.output
+    assert "all-MiniLM-L6-v2" in result.output and "--rebuild" in result.output
+    with FeatureStore(store, read_only=True) as fs:
+        assert_same_contents(before, contents(fs))
+
+    # a set ingested from files is not extended by the text model either
+    ingested = runner.invoke(cli, ["vectors", "ingest", str(other), "--vector", "image", "--store", str(store)])
+    assert ingested.exit_code == 0, ingested.output
+    result = runner.invoke(cli, ["vectors", "build", "--vector", "image", "--store", str(store)])
+    assert result.exit_code == 1 and "holds vectors ingested from files" in result.output, result.output
+
+    # a store built by another model (say, an older weights package): builds and posts are refused
+    with FeatureStore(store) as fs:
+        fs.set_vector_source("text", {"encoder": "text", "fields": ["title"], "model": "all-MiniLM-L6-v2 (old)"})
+        fs.ingest(pl.DataFrame({"item_id": ["d"], "title": ["yellow gloves"]}))
+        before = {name: frame for name, frame in contents(fs).items() if name != "items"}
+    result = runner.invoke(cli, ["vectors", "build", "--store", str(store)])
+    assert result.exit_code == 1 and "(all-MiniLM-L6-v2 (old))" in result.output, result.output
+    with FeatureStore(store) as fs:
+        with pytest.raises(Exception, match="would mix two models"):
+            posted_item_vectors(fs)
+        assert_same_contents(before, {name: frame for name, frame in contents(fs).items() if name != "items"})
+    assert runner.invoke(cli, ["vectors", "build", "--store", str(store), "--rebuild"]).exit_code == 0

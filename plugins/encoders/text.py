@@ -91,6 +91,7 @@ class TextEncoder(DenseEncoder):
     Config = TextConfig
     roles = ("item",)
     embeds_text = True
+    text_model = f"all-MiniLM-L6-v2 (model.safetensors sha256 {EXPECTED_SHA256})"
     _model: ClassVar[SentenceTransformer | None] = None
 
     def __init__(self, context: EncoderContext, config: TextConfig) -> None:
