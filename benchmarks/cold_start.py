@@ -13,8 +13,8 @@ run, one seed: checks that it works).
    then train with the other seeds. Paired per-user tests on test: each variant against the baseline
    on seed 0, and the winner against the baseline on each user's mean over all seeds. Metric: HR@10
    on cold items for P-cold (items with no training events, ranked among themselves), NDCG@10 on the
-   warm protocols. P-cold's validation split is warm (held-out events of training items), so its
-   winner is the one that helps warm items most, not necessarily cold ones: all rows are shown.
+   warm protocols. P-cold's validation split holds out another 10% of the items, so its winner is
+   chosen on cold items as the test judges them.
 3. Synthetic news (``--news``, on by default): readers follow stories within topics, and only an
    article's text names its story; P-cold holds out 10% of the articles. Target: cold-article NDCG@10
    of the best text tower >= 2x the attributes-only tower (ids + topic, whose cold items are their topic).
@@ -438,7 +438,9 @@ def combine(paths: list[Path], out: Path) -> dict[str, Any]:
             merged["news"] = part["news"]
     merged["combined_from"] = [{"path": str(p), "created": part.get("created"), "parts": part["settings"]["parts"],
                                 "total_seconds": part.get("total_seconds")} for p, part in zip(paths, parts)]
-    merged["total_seconds"] = max(part.get("total_seconds", 0.0) for part in parts)
+    merged["settings"] = {**parts[0]["settings"],
+                          "parts": [p for p in PROTOCOLS if any(p in part["settings"]["parts"] for part in parts)]}
+    merged["total_seconds"] = max(part.get("total_seconds", 0.0) for part in parts)  # they ran side by side
     merged["complete"] = all(part.get("complete") for part in parts)
     out.write_text(json.dumps(merged, indent=2) + "\n")
     return merged

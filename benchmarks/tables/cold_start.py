@@ -27,6 +27,10 @@ def _variants_table(proto: Mapping[str, Any]) -> str:
             name += f", weight {r['weight_of_baseline']:.1f} on the baseline"
         rows.append([name, f"{r['valid_ndcg@10']:.4f}", f"{r['test']['hit']:.4f}", f"{r['test']['ndcg']:.4f}", versus,
                      f"{r['epochs_run']} (best {r['best_epoch']})", f"{r['run_seconds']:.0f}"])
+        if "text_only" in r:  # the blend's text member on its own
+            member = r["text_only"]
+            rows.append(["↳ its text-only member alone", f"{member['valid_ndcg@10']:.4f}",
+                         f"{member['test']['hit']:.4f}", f"{member['test']['ndcg']:.4f}", "", "", ""])
     base = proto["runs"][BASELINE][first]
     for name in ("popularity", "random"):
         if name in base:
@@ -87,10 +91,10 @@ def render(data: Mapping[str, Any]) -> Section:
              f"stopping on validation, no time cap, dim {settings['dim']}); the text tower with the best validation "
              f"NDCG@10 is the protocol's winner and trains again, beside the baseline, with seeds "
              f"{', '.join(map(str, settings['seeds'][1:])) or '(none)'}. Paired tests are per user on test. "
-             "P-cold ranks held-out items (no training events) among themselves; its validation split is warm, so "
-             "its winner is chosen for warm items. The ensemble blends the standardised scores of the baseline and a "
-             "text-only tower trained apart (weight on validation); on cold items the id model's scores are all "
-             f"equal, so there it is the text-only model. {data['total_seconds'] / 60:.0f} min in all.")
+             "P-cold ranks held-out items (no training events) among themselves, and its "
+             "validation holds out cold items too. The ensemble blends the standardised scores of the baseline "
+             "and a text-only tower trained apart, with the baseline's weight chosen on validation. "
+             f"{data['total_seconds'] / 60:.0f} min in all.")
     parts.append(intro)
     if "embedding" in data:
         parts.append(_embedding(data["embedding"], "ml-100k text embedding"))

@@ -26,6 +26,7 @@ from benchmarks.tables import (
     scale,
     serve_latency,
     serve_load,
+    text_languages,
     train_speed,
 )
 from benchmarks.tables.markdown import config_line, table
@@ -44,6 +45,7 @@ RENDERERS: dict[str, Renderer] = {
     "quality": quality.render,
     "peers": peers.render,
     "cold_start": cold_start.render,
+    "text_languages": text_languages.render,
     "train_speed": train_speed.render,
     "scale": scale.render,
     "feature_store": feature_store.render,

@@ -37,21 +37,21 @@ def ensemble(first: str, second: str, store_path: str, models_dir: str, metric: 
     with friendly_errors():
         bundles = load_bundle(first, models_dir), load_bundle(second, models_dir)
         report = evaluate_ensemble(*bundles, store_path, metric)
-    result = {"first": f"{bundles[0].name}/{bundles[0].version}", "second": f"{bundles[1].name}/{bundles[1].version}",
-              **report.to_dict()}
+    names = f"{bundles[0].name}/{bundles[0].version}", f"{bundles[1].name}/{bundles[1].version}"
+    result = {"first": names[0], "second": names[1], **report.to_dict()}
     if out:
         Path(out).write_text(json.dumps(result, indent=2))
     if as_json:
         print_json(result)
         return
-    weights = Table(title=f"validation {metric} by the weight of {result['first']}")
+    weights = Table(title=f"validation {metric} by the weight of {names[0]}")
     weights.add_column("weight")
     weights.add_column(metric, justify="right")
     for weight, value in report.choice.validation.items():
         mark = " ← chosen" if weight == report.choice.weight else ""
         weights.add_row(f"{weight:.1f}", f"{value:.4f}{mark}")
     console.print(weights)
-    labels = {"first": result["first"], "second": result["second"],
+    labels = {"first": names[0], "second": names[1],
               "ensemble": f"ensemble (w = {report.choice.weight:.1f})"}
     test = Table(title=f"test ({report.protocol})")
     test.add_column("metric")
@@ -60,7 +60,7 @@ def ensemble(first: str, second: str, store_path: str, models_dir: str, metric: 
     for name in report.test["ensemble"]:
         test.add_row(name, *(f"{report.test[key][name]:.4f}" for key in labels))
     console.print(test)
-    for key, label in (("vs_first", result["first"]), ("vs_second", result["second"])):
+    for key, label in (("vs_first", names[0]), ("vs_second", names[1])):
         paired = report.paired[key]
         console.print(f"ensemble vs {label}: {metric} {paired['mean_diff']:+.4f} per user, "
                       f"Wilcoxon p = {paired['wilcoxon_pvalue']:.3g} (n = {paired['n']:.0f})")

@@ -141,7 +141,7 @@ CATEGORIES_BY_LANGUAGE: dict[str, dict[str, tuple[str, list[str], list[str], lis
 }
 assert all(
     list(words) == list(CATEGORIES)
-    and all(len(words[name][k]) == len(CATEGORIES[name][k]) for name in CATEGORIES for k in (1, 2, 3))
+    and all(len(words[name][k]) == len(CATEGORIES_BY_LANGUAGE["en"][name][k]) for name in CATEGORIES for k in (1, 2, 3))
     for words in CATEGORIES_BY_LANGUAGE.values()
 ), "every language's word lists must parallel CATEGORIES, so a seed makes the same catalogue in each"
 COUNTRIES = ["US", "DE", "GB", "FR", "IN", "BR", "JP", "CA", "ES", "IT", "NL", "MX", "PL", "SE"]
