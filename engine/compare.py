@@ -68,14 +68,21 @@ def per_user_metric(bundle: Bundle, split: Any, protocol: str, metric: str = MET
     return {user: float(v) for user, v in zip(bundle.users.decode(test.users), values) if user}
 
 
-def compare_bundles(new: Bundle, old: Bundle, store_path: str | Path, metric: str = METRIC) -> Comparison:
-    """``new`` against ``old`` on ``new``'s split (its protocol and split seed) of the store."""
-    config = new.config
+def ranking_split(bundle: Bundle, store_path: str | Path, purpose: str) -> tuple[str, Any]:
+    """``bundle``'s protocol and its split of the store (protocol, split seed, fold), for ``purpose``
+    ("retrain compares ranking models"); a rating-protocol bundle has no ranking to judge."""
+    config = bundle.config
     protocol = config.train.protocol
     if protocol == "rating":
-        raise DataError("retrain compares ranking models; a rating-protocol bundle has no per-user NDCG")
+        raise DataError(f"{purpose}; a rating-protocol bundle has no per-user ranking metrics")
     with readable_store(store_path) as store:
         split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
+    return protocol, split
+
+
+def compare_bundles(new: Bundle, old: Bundle, store_path: str | Path, metric: str = METRIC) -> Comparison:
+    """``new`` against ``old`` on ``new``'s split (its protocol and split seed) of the store."""
+    protocol, split = ranking_split(new, store_path, "retrain compares ranking models")
     ours, theirs = per_user_metric(new, split, protocol, metric), per_user_metric(old, split, protocol, metric)
     shared = sorted(set(ours) & set(theirs))
     if len(shared) < 2:

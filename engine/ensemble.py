@@ -98,23 +98,19 @@ def evaluate_ensemble(first: Bundle, second: Bundle, store_path: str | Path, met
                       grid: Sequence[float] = DEFAULT_GRID, ks: tuple[int, ...] = (10, 20)) -> EnsembleReport:
     """Blend two bundles trained apart on the same store (an id model and a text-only one, say):
     the first's protocol and split, the weight chosen on its validation split, test beside both."""
+    from recengine.compare import ranking_split
     from recengine.data import build_interactions
     from recengine.dataset import merged_event_weights, reads_event_times
     from recengine.evaluate import model_scorer
     from recengine.metrics import paired_test
     from recengine.pipeline import domain_event_weights
-    from recengine.store_access import readable_store
 
     for kind in ("users", "items"):
         if getattr(first, kind).ids != getattr(second, kind).ids:
             raise DataError(f"{first.path.name} and {second.path.name} index their {kind} differently (trained on "
                             f"different data): blend bundles trained on the same store")
     config = first.config
-    protocol = config.train.protocol
-    if protocol == "rating":
-        raise ConfigError("an ensemble blends rankings; a rating-protocol bundle has none")
-    with readable_store(store_path) as store:
-        split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
+    protocol, split = ranking_split(first, store_path, "an ensemble blends rankings")
     interactions = build_interactions(
         split, first.users, first.items, protocol, merged_event_weights(config, domain_event_weights(config)),
         config.train.weight_by_value, max(config.model.max_history, second.config.model.max_history),
