@@ -206,11 +206,17 @@ def posted_item_vectors(store: FeatureStore) -> Callable[[pl.DataFrame], dict[st
         return None
     manager = get_plugin_manager()
     encoders = {name: manager.get("encoders", source["encoder"]) for name, source in sources.items()}
-    for name, source in sources.items():  # the installed model must be the one that built the set
-        check_same_model(name, source, source["encoder"], encoders[name].text_model)
+    mixed = {}  # sets the installed model did not build: their posted items are refused, the rest go on
+    for name, source in sources.items():
+        try:
+            check_same_model(name, source, source["encoder"], encoders[name].text_model)
+        except ConfigError as exc:
+            mixed[name] = str(exc)
     transforms = store.vector_transforms()
 
     def vectorize(items: pl.DataFrame) -> dict[str, np.ndarray]:
+        if mixed:  # an IngestError: the store refuses this batch alone, not its whole group
+            raise IngestError("posted items", "; ".join(mixed.values()), column="vector")
         present = {name: [f for f in sources[name]["fields"] if f in items.columns] for name in sources}
         out = {}
         for name, fields in present.items():

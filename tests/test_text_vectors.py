@@ -175,6 +175,7 @@ def test_a_posted_item_gets_its_text_vector_and_is_found_by_it(shop: Path, tmp_p
 def test_a_vector_set_never_mixes_two_models(tmp_path: Path) -> None:
     """Issue 19: a set records the model (name and weights hash) that embedded it; a build, an
     ingest or a posted item that would add another model's vectors is refused, store unchanged."""
+    from recengine.feature_store.errors import IngestError
     from recengine.vectors import posted_item_vectors
     from tests.store_contents import assert_same_contents, contents
 
@@ -209,7 +210,9 @@ def test_a_vector_set_never_mixes_two_models(tmp_path: Path) -> None:
     result = runner.invoke(cli, ["vectors", "build", "--store", str(store)])
     assert result.exit_code == 1 and "(all-MiniLM-L6-v2 (old))" in result.output, result.output
     with FeatureStore(store) as fs:
-        with pytest.raises(Exception, match="would mix two models"):
-            posted_item_vectors(fs)
+        vectorize = posted_item_vectors(fs)
+        assert vectorize is not None
+        with pytest.raises(IngestError, match="would mix two models"):  # refused batch by batch, not per group
+            vectorize(pl.DataFrame({"item_id": ["e"], "title": ["white socks"]}))
         assert_same_contents(before, {name: frame for name, frame in contents(fs).items() if name != "items"})
     assert runner.invoke(cli, ["vectors", "build", "--store", str(store), "--rebuild"]).exit_code == 0
