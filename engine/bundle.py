@@ -288,7 +288,8 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
         # interactor needs); not the rankers: the recommender builds those, and evaluation needs none
         validate_components(config.model_copy(update={"ranking": RankingConfig(rankers=[])}))
         model = RecModel(config.model, user_table.spec(len(users)), item_table.spec(len(items)),
-                         user_table.to_arrays(), item_table.to_arrays(), normalize=config.train.normalize)
+                         user_table.to_arrays(), item_table.to_arrays(), normalize=config.train.normalize,
+                         initialise=False)
     with _reading(path, "weights.safetensors"):
         state = load_file(str(path / "weights.safetensors"), device=device)
     state.setdefault("known_items", model.known_items)  # bundles from before cold-item masking

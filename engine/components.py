@@ -78,7 +78,8 @@ class EncoderContext:
     embed_items: Callable[[Tensor], Tensor] | None = None
     # the entity's vector sets by name, [num_ids + 1, d] float32 (row = entity index, row 0 and
     # entities without a vector all zeros), for encoders that initialise weights from them (the
-    # ``text`` encoder's text-initialised ids); read-only (a reloaded bundle's weights then replace any such init)
+    # ``text`` encoder's text-initialised ids); read-only, and empty when a bundle is reloaded (its saved
+    # weights replace any initialisation, so none is computed)
     vectors: Mapping[str, np.ndarray] = field(default_factory=dict)
 
 

@@ -40,7 +40,7 @@ class RecModel(nn.Module):
     def __init__(self, config: ModelConfig, user_spec: FeatureSpec, item_spec: FeatureSpec,
                  user_arrays: dict[str, np.ndarray], item_arrays: dict[str, np.ndarray],
                  manager: PluginManager | None = None, known_items: np.ndarray | None = None,
-                 normalize: bool = False) -> None:
+                 normalize: bool = False, initialise: bool = True) -> None:
         super().__init__()
         manager = manager or get_plugin_manager()
         self.config = config
@@ -54,7 +54,9 @@ class RecModel(nn.Module):
         self.item_encoder = manager.build(
             "encoders", config.item_encoder,
             EncoderContext("item", config.dim, item_spec, self.num_items, config.max_history,
-                           vectors={name[4:]: array for name, array in item_arrays.items() if name.startswith("vec:")}),
+                           # initialisation data only for a model about to train: a reloaded one's weights replace it
+                           vectors={name[4:]: array for name, array in item_arrays.items()
+                                    if initialise and name.startswith("vec:")}),
             where="model.item_encoder")
         self.user_encoder = manager.build(
             "encoders", config.user_encoder,

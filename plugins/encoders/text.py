@@ -127,8 +127,8 @@ class TextEncoder(DenseEncoder):
     def _init_ids_from_text(self, context: EncoderContext, config: TextConfig) -> None:
         if self.ids is None:
             raise ConfigError("init_ids starts the id embeddings from the text: it needs use_ids = true")
-        if config.vector not in context.vectors:
-            raise ConfigError(f"init_ids needs the values of vector set {config.vector!r} in EncoderContext.vectors")
+        if config.vector not in context.vectors:  # a reloaded bundle: its saved weights replace any init
+            return
         with torch.no_grad():
             self.ids.weight.copy_(text_initialised_ids(context.vectors[config.vector], context.dim,
                                                        std=float(self.ids.weight[1:].std())))
@@ -177,23 +177,35 @@ class TextEncoder(DenseEncoder):
         return np.asarray(vectors, dtype=np.float32)
 
 
-def text_initialised_ids(vectors: np.ndarray, dim: int, std: float) -> Tensor:
+def text_initialised_ids(vectors: np.ndarray, dim: int, std: float, chunk: int = 65_536) -> Tensor:
     """An id table [N+1, dim] whose rows are the items' text vectors ([N+1, d], row 0 padding)
     projected on their top principal components (PCA keeps relative variance, so similar texts
     start close), scaled to ``std`` overall. Rows without a vector (all zero), columns past the
-    text's dimension and rows of a catalogue too small to fit stay random N(0, std); row 0 is 0."""
+    text's dimension and rows of a catalogue too small to fit stay random N(0, std); row 0 is 0.
+    The covariance and the projection go ``chunk`` rows at a time: no copy of the whole matrix."""
     table = torch.randn(vectors.shape[0], dim) * std
-    matrix = torch.as_tensor(np.asarray(vectors[1:], dtype=np.float32))
-    present = torch.nonzero(matrix.abs().sum(dim=1) > 0).squeeze(1)
-    if present.numel() > 1:
-        centred = matrix[present] - matrix[present].mean(dim=0)
-        covariance = (centred.T.double() @ centred.double()) / (present.numel() - 1)
+    matrix = torch.as_tensor(np.asarray(vectors, dtype=np.float32))
+    present = torch.nonzero(matrix[1:].abs().sum(dim=1) > 0).squeeze(1) + 1
+    count, width = present.numel(), matrix.shape[1]
+    if count > 1:
+        total, gram = torch.zeros(width, dtype=torch.float64), torch.zeros(width, width, dtype=torch.float64)
+        for rows in present.split(chunk):
+            part = matrix[rows].double()
+            total += part.sum(dim=0)
+            gram += part.T @ part
+        mean = total / count
+        covariance = (gram - count * torch.outer(mean, mean)) / (count - 1)
         _, eigenvectors = torch.linalg.eigh(covariance)  # ascending eigenvalues
-        kept = min(dim, matrix.shape[1])
-        scores = centred @ eigenvectors[:, -kept:].flip(-1).float()
-        spread = scores.std()
+        kept = min(dim, width)
+        top = eigenvectors[:, -kept:].flip(-1).float()
+        squares = 0.0
+        for rows in present.split(chunk):
+            scores = (matrix[rows] - mean.float()) @ top
+            table[rows, :kept] = scores
+            squares += float((scores.double() ** 2).sum())
+        spread = (squares / (count * kept)) ** 0.5  # the scores are centred: their root mean square
         if spread > 0:
-            table[present + 1, :kept] = scores * (std / spread)
+            table[present, :kept] *= std / spread
     table[0] = 0
     return table
 
