@@ -190,7 +190,7 @@ def embed_items(store_path: Path, fields: list[str], anchor_title: str | None) -
         texts = dict(zip(items["item_id"].to_list(), item_texts(items, fields)))
         titles = dict(zip(items["item_id"].to_list(), items["title"].to_list()))
         anchor = next(item for item in ids if titles[item] == anchor_title)
-        row = ids.index(anchor) if isinstance(ids, list) else list(ids).index(anchor)
+        row = list(ids).index(anchor)
         similarity = raw @ raw[row]
         order = [r for r in np.argsort(-similarity) if ids[r] != anchor][:5]
         out["anchor"] = {"item_id": anchor, "text": texts[anchor]}

@@ -118,6 +118,7 @@ def evaluate_ensemble(first: Bundle, second: Bundle, store_path: str | Path, met
     scorers = model_scorer(first.model), model_scorer(second.model)
     choice = choose_blend(*scorers, interactions.valid, metric, grid)
     blend = blend_scorers(scorers, [choice.weight, 1 - choice.weight])
+    ks = tuple(sorted({*ks, int(metric.split("@")[1])}))  # the paired metric's cut-off is among those ranked
     test, per_user = {}, {}
     for name, scorer in (("first", scorers[0]), ("second", scorers[1]), ("ensemble", blend)):
         test[name], per_user[name] = evaluate_scorer(scorer, interactions.test, ks, True, per_user=metric)

@@ -272,6 +272,13 @@ def test_ensemble_command_blends_two_bundles_on_validation(tmp_path: Path) -> No
     if report["weight_of_first"] == 1.0:
         assert report["test"]["ensemble"]["ndcg@10"] == pytest.approx(report["test"]["first"]["ndcg@10"])
 
+    bad_metric = CliRunner().invoke(cli, ["ensemble", "ids", "textonly", "--store", str(store), "--models",
+                                          str(models), "--metric", "ndcg"])
+    assert bad_metric.exit_code == 2 and "with @K" in bad_metric.output
+    wide = CliRunner().invoke(cli, ["ensemble", "ids", "textonly", "--store", str(store), "--models", str(models),
+                                    "--metric", "hit@50", "--json"])
+    assert wide.exit_code == 0 and "hit@50" in json.loads(wide.output)["test"]["ensemble"]
+
     other_store = _shop_with_vectors(tmp_path / "other", 250, 5)
     _train(other_store, tmp_path / "other-models", "elsewhere", {"name": "dense", "params": {}})
     mismatch = CliRunner().invoke(cli, ["ensemble", "ids", str(tmp_path / "other-models" / "elsewhere" / "1"),

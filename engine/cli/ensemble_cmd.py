@@ -10,6 +10,7 @@ from rich.table import Table
 
 from recengine.cli.common import console, friendly_errors, json_option, print_json, store_option
 from recengine.cli.model_cmds import models_option
+from recengine.cli.report_cmd import metric_at_k
 
 
 @click.command()
@@ -17,9 +18,8 @@ from recengine.cli.model_cmds import models_option
 @click.argument("second")
 @store_option
 @models_option
-@click.option("--metric", default="ndcg@10", show_default=True,
-              type=click.Choice(["ndcg@10", "hit@10", "recall@10", "ndcg@20", "hit@20", "recall@20"]),
-              help="Validation metric the weight is chosen by (and of the paired tests).")
+@click.option("--metric", default="ndcg@10", show_default=True, callback=metric_at_k,
+              help="Validation metric the weight is chosen by (and of the paired tests), e.g. hit@20.")
 @click.option("--out", type=click.Path(dir_okay=False), help="Also write the result as JSON here.")
 @json_option
 def ensemble(first: str, second: str, store_path: str, models_dir: str, metric: str, out: str | None,

@@ -35,7 +35,8 @@ def _segments(_: click.Context, __: click.Parameter, value: str) -> tuple[int, i
     return int(parts[0]), int(parts[1])
 
 
-def _paired_metric(_: click.Context, __: click.Parameter, value: str) -> str:
+def metric_at_k(_: click.Context, __: click.Parameter, value: str) -> str:
+    """A click callback: ``value`` is a ranking metric with its cut-off (``ndcg@10``), or a BadParameter."""
     name, _at, cut = value.partition("@")
     if name not in RANKING_METRICS or not cut.isdigit() or int(cut) < 1:
         raise click.BadParameter(f"expected one of {', '.join(RANKING_METRICS)} with @K, e.g. ndcg@10; got {value!r}")
@@ -52,7 +53,7 @@ def report_options(function: Command) -> Command:
         click.option("--tail", "tail_fraction", default=0.8, show_default=True,
                      type=click.FloatRange(0, 1, min_open=True, max_open=True),
                      help="The long tail: this least popular share of the catalogue."),
-        click.option("--paired-metric", default="ndcg@10", show_default=True, callback=_paired_metric,
+        click.option("--paired-metric", default="ndcg@10", show_default=True, callback=metric_at_k,
                      help="Per-user metric of the paired test."),
         click.option("--sample-users", type=click.IntRange(min=2), default=None,
                      help="Rank a seeded sample of this many test users (the same for every bundle): "
