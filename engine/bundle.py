@@ -35,7 +35,9 @@ from recengine.config import PipelineConfig, RankingConfig, validate_components
 from recengine.data import FeatureTable, IdMap, pad_histories
 from recengine.disk_space import disk_full_is_engine_error
 from recengine.errors import ConfigError, DataError, EngineError, NotFoundError, UnknownComponentError
+from recengine.feature_store.vector_transforms import VectorTransform
 from recengine.model import RecModel
+from recengine.searches import SEARCH_FEATURE, SearchLog
 
 DEFAULT_MODELS_DIR = "models"
 FEATURE_META_KEYS = ("categorical", "numeric", "vectors", "vocabularies", "numeric_stats")
@@ -121,9 +123,23 @@ def save_bundle(root: str | Path | None, config: PipelineConfig, model: RecModel
         histories = pad_histories(user_sequences + unseen, config.model.max_history)
         times = {} if user_sequence_times is None else {
             "history_times": pad_histories(user_sequence_times + unseen, config.model.max_history)}
-        save_numpy({"popularity": popularity.astype(np.float32), "histories": histories, **times,
+        log = model.search_log if model.reads_searches else None
+        searched = {} if log is None else {
+            "search_users": log.users, "search_times": log.times, "search_query_index": log.query_index,
+            "search_query_vectors": np.ascontiguousarray(log.query_vectors, dtype=np.float32)}
+        if log is not None and log.transform is not None:
+            searched.update({"search_transform_mean": np.ascontiguousarray(log.transform.mean, dtype=np.float32),
+                             "search_transform_projection": np.ascontiguousarray(log.transform.projection,
+                                                                                 dtype=np.float32)})
+        save_numpy({"popularity": popularity.astype(np.float32), "histories": histories, **times, **searched,
                     **{k: np.ascontiguousarray(v) for k, v in feature_arrays.items()}},
                    str(staging / "extras.safetensors"))
+        if log is not None:  # the searches it trained with: it serves and re-evaluates without a snapshot too
+            (staging / "searches.json").write_text(json.dumps({
+                "queries": log.queries, "encoder": log.encoder,
+                "transform": None if log.transform is None else {
+                    "kind": log.transform.kind, "fitted_items": log.transform.fitted_items,
+                    "fitted_at": log.transform.fitted_at.isoformat()}}))
         (staging / "config.json").write_text(config.model_dump_json(indent=2))
         (staging / "ids.json").write_text(json.dumps({"users": users.ids, "items": items.ids}))
         (staging / "features.json").write_text(json.dumps({"user": _feature_meta(user_features),
@@ -283,11 +299,15 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
         user_table, item_table = _table(meta["user"], extras, "user"), _table(meta["item"], extras, "item")
         popularity, histories = extras["popularity"], extras["histories"]
         history_times = extras.get("history_times")
+    search_log = _search_log(path, config, extras) if config.model.searches is not None else None
+    user_spec = user_table.spec(len(users))
+    if search_log is not None:
+        user_spec.vectors[SEARCH_FEATURE] = search_log.dim
     with _building(path):
         # the model's components as training checks them (names, parameters, roles, the sequence an
         # interactor needs); not the rankers: the recommender builds those, and evaluation needs none
         validate_components(config.model_copy(update={"ranking": RankingConfig(rankers=[])}))
-        model = RecModel(config.model, user_table.spec(len(users)), item_table.spec(len(items)),
+        model = RecModel(config.model, user_spec, item_table.spec(len(items)),
                          user_table.to_arrays(), item_table.to_arrays(), normalize=config.train.normalize,
                          initialise=False)
     with _reading(path, "weights.safetensors"):
@@ -295,6 +315,7 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
     state.setdefault("known_items", model.known_items)  # bundles from before cold-item masking
     _check_weights(path, state, model.state_dict())
     model.load_state_dict(state)
+    model.search_log = search_log
     model.to(device).eval()
     with _reading(path, "items.parquet"):
         item_frame = pl.read_parquet(path / "items.parquet")
@@ -305,6 +326,26 @@ def load_bundle(name_or_path: str | Path, root: str | Path | None = None, versio
         popularity=popularity, histories=histories, item_table=item_table,
         item_frame=item_frame, metrics=metrics, manifest=manifest, history_times=history_times,
     )
+
+
+def _search_log(path: Path, config: PipelineConfig, extras: dict[str, np.ndarray]) -> SearchLog:
+    """The searches a ``model.searches`` bundle trained with (``searches.json`` + its extras)."""
+    settings = config.model.searches
+    assert settings is not None
+    with _reading(path, "searches.json"):
+        saved = json.loads((path / "searches.json").read_text())
+        queries = list(saved["queries"])
+        users, times, query_index, vectors = (extras[f"search_{name}"]
+                                              for name in ("users", "times", "query_index", "query_vectors"))
+        transform = None
+        if saved.get("transform"):
+            described = saved["transform"]
+            transform = VectorTransform(described["kind"], extras["search_transform_mean"],
+                                        extras["search_transform_projection"], int(described["fitted_items"]),
+                                        datetime.fromisoformat(described["fitted_at"]))
+    age = None if settings.max_age_days is None else int(settings.max_age_days * 86_400)
+    return SearchLog(users, times, query_index, queries, vectors, settings.last, age,
+                     encoder=saved.get("encoder"), transform=transform)
 
 
 def list_bundles(root: str | Path | None = None) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ import numpy as np
 
 from recengine.bundle import Bundle
 from recengine.data import build_interactions
-from recengine.dataset import merged_event_weights, reads_event_times
+from recengine.dataset import merged_event_weights, needs_event_times
 from recengine.errors import DataError
 from recengine.evaluate import evaluate_scorer, model_scorer
 from recengine.metrics import paired_test
@@ -59,7 +59,7 @@ def per_user_metric(bundle: Bundle, split: Any, protocol: str, metric: str = MET
     interactions = build_interactions(split, bundle.users, bundle.items, protocol,
                                       merged_event_weights(config, domain_event_weights(config)),
                                       config.train.weight_by_value, config.model.max_history,
-                                      with_times=reads_event_times(config))
+                                      with_times=needs_event_times(config))
     test = interactions.test
     if len(test) == 0:
         return {}

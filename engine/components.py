@@ -142,6 +142,14 @@ class Encoder(nn.Module):
         return False
 
     @classmethod
+    def reads_vector_inputs(cls, params: dict[str, Any]) -> bool:
+        """Whether ``forward``, with these ``params``, reads every vector input its
+        ``FeatureSpec.vectors`` declares (``vec:<name>`` [B, d]); the engine hands a user tower
+        the user's pooled recent searches that way (``model.searches``) only if it does.
+        Default False."""
+        return False
+
+    @classmethod
     def embed_texts(cls, texts: list[str], batch_size: int = 64) -> np.ndarray:
         """L2-normalised [len(texts), d] float32 text embeddings, for encoders that declare
         ``embeds_text = True``; the default refuses with ``ComponentUnavailable``."""
@@ -354,6 +362,9 @@ class RankContext:
     seen: Callable[[list[str] | None], np.ndarray] | None = None
     # popularity among users like this one (same attributes), for users without history
     segment_popularity: Callable[[], SegmentPopularity | None] | None = None
+    # the searches the user tower read for this request (model.searches), newest first: a user
+    # with searches and no history is no cold user to such a model
+    recent_searches: list[str] = field(default_factory=list)
 
 
 class Ranker:

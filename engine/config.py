@@ -26,6 +26,16 @@ class ComponentRef(Strict):
     params: dict[str, Any] = Field(default_factory=dict)
 
 
+class SearchesConfig(Strict):
+    """The user tower's recent-search input (``recengine.searches``): what users typed, pooled."""
+
+    vectors: str = Field(description="Vector set whose text model embedded the store's search queries "
+                                     "(`recengine vectors build` embeds them beside the items).")
+    last: int = Field(5, ge=1, le=1000, description="Pool (average) the user's last N searches before each prediction.")
+    max_age_days: float | None = Field(
+        30.0, gt=0, description="Searches older than this at the prediction's time are left out; None keeps all.")
+
+
 class ModelConfig(Strict):
     dim: int = Field(64, ge=2, le=4096)
     max_history: int = Field(50, ge=1, le=100_000)
@@ -35,6 +45,9 @@ class ModelConfig(Strict):
     user_features: list[str] | Literal["auto"] = "auto"
     item_features: list[str] | Literal["auto"] = "auto"
     item_vectors: list[str] = Field(default_factory=list, description="Vector sets the item tower reads.")
+    searches: SearchesConfig | None = Field(
+        None, description="Feed the user tower the pooled vector of the user's recent searches (`vec:searches`); "
+                          "needs a user encoder that reads vector inputs (dense) and pairs training.")
 
 
 class TrainConfig(Strict):
@@ -214,3 +227,11 @@ def validate_components(config: PipelineConfig, manager: PluginManager | None = 
         raise ConfigError(
             f"interactor {config.model.interactor.name!r} needs a history sequence: use a sequence user encoder "
             f"(e.g. transformer) or set model.user_encoder.params.use_history = true")
+    if config.model.searches is not None and not user_encoder.reads_vector_inputs(config.model.user_encoder.params):
+        raise ConfigError(
+            f"model.searches feeds the user tower a vector input (vec:searches), which user encoder "
+            f"{config.model.user_encoder.name!r} does not read with these parameters: use the dense user encoder "
+            f"with use_features = true")
+    if config.model.searches is not None and config.train.mode == "sequence":
+        raise ConfigError("model.searches gives one pooled vector per prediction: train in pairs mode "
+                          "(train.mode = 'pairs'), not sequence mode")

@@ -9,6 +9,7 @@ from recengine.config import PipelineConfig
 from recengine.data import IdMap, auto_feature_columns, build_feature_table, build_interactions
 from recengine.errors import ConfigError, DataError
 from recengine.feature_store import FeatureStore
+from recengine.searches import SearchLog
 from recengine.training_data import PreparedData
 
 
@@ -24,7 +25,7 @@ def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str
     items = IdMap(sorted(items_frame["item_id"].to_list()))
     weights = merged_event_weights(config, event_weights)
     interactions = build_interactions(split, users, items, train.protocol, weights, train.weight_by_value,
-                                      config.model.max_history, with_times=reads_event_times(config))
+                                      config.model.max_history, with_times=needs_event_times(config))
     if interactions.items.size == 0:
         raise DataError("the split left no training events")
     user_columns = _columns(config.model.user_features, users_frame, "user_id")
@@ -36,7 +37,39 @@ def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str
         user_features=build_feature_table(users_frame, users, "user_id", user_columns),
         item_features=build_feature_table(items_frame, items, "item_id", item_columns, vectors),
         interactions=interactions, popularity=popularity, item_frame=items_frame,
+        searches=load_search_log(store, config, users),
     )
+
+
+def load_search_log(store: FeatureStore, config: PipelineConfig, users: IdMap) -> SearchLog | None:
+    """The store's searches as ``config.model.searches`` reads them (None when it reads none):
+    every search of a known user, with its query's vector from the configured set. A searched
+    query without a vector there is a ``DataError`` that says how to embed it."""
+    settings = config.model.searches
+    if settings is None:
+        return None
+    queries, matrix = store.read_query_vectors(settings.vectors)
+    if not queries and store.sql("SELECT count(*) AS n FROM vector_sets WHERE name = ?",
+                                 [settings.vectors])["n"][0] == 0:
+        raise ConfigError(f"model.searches.vectors: the store has no vector set {settings.vectors!r}; build it "
+                          f"with `recengine vectors build --vector {settings.vectors}` (it embeds the queries too)")
+    missing = store.unembedded_queries(settings.vectors)
+    if missing:
+        raise DataError(f"{len(missing)} searched quer{'y has' if len(missing) == 1 else 'ies have'} no vector in "
+                        f"set {settings.vectors!r} (e.g. {missing[:3]}); embed them with "
+                        f"`recengine vectors build --vector {settings.vectors}`")
+    rows = store.searches()
+    dense = users.encode(rows["user_id"])
+    known = dense > 0
+    position = {query: i for i, query in enumerate(queries)}
+    query_index = np.fromiter((position[q] for q in rows["query"].to_list()), dtype=np.int64, count=rows.height)
+    times = rows["ts"].dt.epoch("s").to_numpy().astype(np.int64)
+    order = np.lexsort((np.arange(rows.height)[known], times[known], dense[known]))  # stable within a second
+    age = None if settings.max_age_days is None else int(settings.max_age_days * 86_400)
+    source = store.vector_sources().get(settings.vectors) or {}
+    return SearchLog(dense[known][order], times[known][order], query_index[known][order], queries,
+                     np.asarray(matrix, dtype=np.float32), settings.last, age,
+                     encoder=source.get("encoder"), transform=store.vector_transform(settings.vectors))
 
 
 def merged_event_weights(config: PipelineConfig, domain_weights: dict[str, float] | None = None) -> dict[str, float]:
@@ -63,6 +96,12 @@ def required_vectors(config: PipelineConfig) -> list[str]:
     encoder = get_plugin_manager().get("encoders", ref.name)
     needed = encoder.required_vectors(ref.params)
     return list(dict.fromkeys([*config.model.item_vectors, *needed]))
+
+
+def needs_event_times(config: PipelineConfig) -> bool:
+    """Whether training and evaluation sets need the events' times: for a user encoder that
+    reads them, and to pool recent searches as of each prediction (``model.searches``)."""
+    return reads_event_times(config) or config.model.searches is not None
 
 
 def reads_event_times(config: PipelineConfig) -> bool:

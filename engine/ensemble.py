@@ -100,7 +100,7 @@ def evaluate_ensemble(first: Bundle, second: Bundle, store_path: str | Path, met
     the first's protocol and split, the weight chosen on its validation split, test beside both."""
     from recengine.compare import ranking_split
     from recengine.data import build_interactions
-    from recengine.dataset import merged_event_weights, reads_event_times
+    from recengine.dataset import merged_event_weights, needs_event_times
     from recengine.evaluate import model_scorer
     from recengine.metrics import paired_test
     from recengine.pipeline import domain_event_weights
@@ -114,7 +114,7 @@ def evaluate_ensemble(first: Bundle, second: Bundle, store_path: str | Path, met
     interactions = build_interactions(
         split, first.users, first.items, protocol, merged_event_weights(config, domain_event_weights(config)),
         config.train.weight_by_value, max(config.model.max_history, second.config.model.max_history),
-        with_times=reads_event_times(config) or reads_event_times(second.config))
+        with_times=needs_event_times(config) or needs_event_times(second.config))
     scorers = model_scorer(first.model), model_scorer(second.model)
     choice = choose_blend(*scorers, interactions.valid, metric, grid)
     blend = blend_scorers(scorers, [choice.weight, 1 - choice.weight])

@@ -118,7 +118,7 @@ def model_scorer(model: RecModel, max_history: int | None = None) -> ScoreFn:
         items = cached[0]
         encoded = model.encode_users(torch.as_tensor(users, device=device),
                                      torch.as_tensor(pad_histories(histories, length), device=device),
-                                     time_tensors(model, times, length))
+                                     time_tensors(model, times, length), search_tensors(model, users, times))
         return model.interactor.score_all(encoded, items).float().cpu().numpy()
 
     return score
@@ -135,6 +135,17 @@ def time_tensors(model: RecModel, times: EventTimes | None,
     history_times, query_times = times
     return (torch.as_tensor(pad_histories(history_times, length), device=model.device),
             torch.as_tensor(np.asarray(query_times, dtype=np.int64), device=model.device))
+
+
+def search_tensors(model: RecModel, users: np.ndarray, times: EventTimes | None) -> torch.Tensor | None:
+    """``encode_users``' pooled searches for a model that reads them, as of each user's
+    prediction time; a ``ConfigError`` when the evaluation data has no times to pool at."""
+    if not model.reads_searches:
+        return None
+    if times is None:
+        raise ConfigError("model.searches pools each user's searches as of the prediction's time, and this "
+                          "evaluation data has none (build it with with_times=needs_event_times(config))")
+    return model.pool_searches(np.asarray(users), np.asarray(times[1], dtype=np.int64))
 
 
 def random_scorer(num_items: int, seed: int = 0) -> ScoreFn:
@@ -210,7 +221,8 @@ def predict_pairs(model: RecModel, pairs: PairSet, batch_size: int = 2048) -> np
             pairs.history_times[begin:end], pairs.times[begin:end])
         encoded = model.encode_users(torch.as_tensor(pairs.users[begin:end], device=device),
                                      torch.as_tensor(pad_histories(pairs.histories[begin:end], length), device=device),
-                                     time_tensors(model, times, length))
+                                     time_tensors(model, times, length),
+                                     search_tensors(model, pairs.users[begin:end], times))
         items = model.embed_items(torch.as_tensor(pairs.items[begin:end], device=device))
         out.append(model.interactor.score(encoded, items).float().cpu().numpy())
     return np.concatenate(out) if out else np.zeros(0, dtype=np.float32)

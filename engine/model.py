@@ -15,8 +15,10 @@ from torch import Tensor, nn
 
 from recengine.components import Encoded, EncoderContext, FeatureSpec, InteractorContext
 from recengine.config import ModelConfig
+from recengine.errors import ConfigError
 from recengine.event_times import HISTORY_TS, QUERY_TS
 from recengine.plugin_manager import PluginManager, get_plugin_manager
+from recengine.searches import SEARCH_FEATURE, SearchLog
 
 
 class FeatureBuffers(nn.Module):
@@ -67,6 +69,10 @@ class RecModel(nn.Module):
                                         where="model.interactor")
         # whether the user encoder reads event times: callers then pass ``times`` to encode_users
         self.reads_event_times = type(self.user_encoder).reads_event_times(config.user_encoder.params)
+        # whether the user tower reads the pooled recent-search vector (model.searches): callers
+        # then pass ``searches`` to encode_users, pooled with :attr:`search_log` or the snapshot's
+        self.reads_searches = config.searches is not None
+        self.search_log: SearchLog | None = None  # set by whoever prepared the data (not saved: the store has it)
         self.normalize = normalize
         if normalize:  # TrainConfig.normalize: a hook, so every caller of either tower gets unit vectors
             self.user_encoder.register_forward_hook(_unit_vectors)
@@ -92,17 +98,34 @@ class RecModel(nn.Module):
         index = torch.arange(self.num_items + 1, device=self.device)
         return torch.cat([self.embed_items(part) for part in index.split(chunk)])
 
-    def encode_users(self, users: Tensor, history: Tensor, times: tuple[Tensor, Tensor] | None = None) -> Encoded:
+    def encode_users(self, users: Tensor, history: Tensor, times: tuple[Tensor, Tensor] | None = None,
+                     searches: Tensor | None = None) -> Encoded:
         """The user tower over ``history`` [B, L]; ``times`` = (``history_ts`` [B, L], ``query_ts``
-        [B]) epoch seconds, given (and needed) only when :attr:`reads_event_times`."""
+        [B]) epoch seconds, given (and needed) only when :attr:`reads_event_times`; ``searches``
+        [B, d], the pooled recent-search vectors, given (and needed) only when :attr:`reads_searches`."""
         batch = {"ids": users, "history": history, **self.user_features.gather(users)}
         if times is not None:
             batch[HISTORY_TS], batch[QUERY_TS] = times
+        if self.reads_searches:
+            if searches is None:
+                raise ConfigError("this model's user tower reads recent searches (model.searches) but none were "
+                                  "given: pool them with RecModel.pool_searches")
+            batch[f"vec:{SEARCH_FEATURE}"] = searches.to(self.device, torch.float32)
         return self.user_encoder(batch)
 
-    def forward(self, users: Tensor, history: Tensor, items: Tensor) -> Tensor:
+    def pool_searches(self, users: np.ndarray, at: np.ndarray) -> Tensor | None:
+        """The pooled recent-search vectors [B, d] of ``users`` at epoch seconds ``at`` from
+        :attr:`search_log` (None for a model that reads none)."""
+        if not self.reads_searches:
+            return None
+        if self.search_log is None:
+            raise ConfigError("this model reads recent searches (model.searches) but has no search log: "
+                              "prepare the data from a store with this config (recengine.dataset.load_search_log)")
+        return torch.from_numpy(self.search_log.pool(users, at)).to(self.device)
+
+    def forward(self, users: Tensor, history: Tensor, items: Tensor, searches: Tensor | None = None) -> Tensor:
         """Scores of ``items`` ([B] or [B, K]) for a batch of users."""
-        encoded = self.encode_users(users, history)
+        encoded = self.encode_users(users, history, searches=searches)
         return self.interactor.score(encoded, self.embed_items(items))
 
 

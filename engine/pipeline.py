@@ -15,7 +15,7 @@ import numpy as np
 from recengine.bundle import Bundle, save_bundle
 from recengine.config import PipelineConfig, validate_components
 from recengine.data import build_interactions
-from recengine.dataset import PreparedData, merged_event_weights, prepare, reads_event_times
+from recengine.dataset import PreparedData, merged_event_weights, needs_event_times, prepare
 from recengine.disk_space import disk_full_is_engine_error
 from recengine.eval_sample import sampled_for_test
 from recengine.evaluate import evaluate_interactions, run_metrics
@@ -110,7 +110,7 @@ def evaluate_bundle(bundle: Bundle, store_path: str | Path, protocol: str | None
     interactions = build_interactions(split, bundle.users, bundle.items, protocol,
                                       merged_event_weights(config, domain_event_weights(config)),
                                       config.train.weight_by_value, config.model.max_history,
-                                      with_times=reads_event_times(config))
+                                      with_times=needs_event_times(config))
     popularity = np.bincount(interactions.items, minlength=len(bundle.items) + 1).astype(np.float32)
     return {"protocol": protocol, **evaluate_interactions(bundle.model, popularity, interactions, ks,
                                                           extended=extended)}

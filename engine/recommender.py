@@ -46,7 +46,7 @@ from threadpoolctl import ThreadpoolController
 from recengine.allowed_items import AllowedItems, search_within
 from recengine.bundle import Bundle, load_bundle
 from recengine.catalog import AssembledCatalog, assemble_catalog, extend_catalog
-from recengine.components import Candidates, Encoded, RankContext, Ranker, SegmentPopularity
+from recengine.components import Candidates, Encoded, RankContext, Ranker, SegmentPopularity, l2_normalise
 from recengine.config import ComponentRef
 from recengine.errors import NotFoundError, RequestError
 from recengine.event_times import epoch_seconds
@@ -56,6 +56,7 @@ from recengine.live_overlay import LiveOverlay
 from recengine.plugin_manager import get_plugin_manager
 from recengine.ranking import check_filter
 from recengine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index, grow_index
+from recengine.searches import PooledSearches, pool_recent
 from recengine.training_data import pad_histories
 from recengine.user_vectors import UserVectors
 
@@ -87,6 +88,8 @@ class Recommendations(list):
         self.notes = notes or []
 
 
+MAX_EMBEDDED_QUERIES = 50_000  # query texts embedded while serving, kept for their next request
+SEARCH_REASON_COSINE = 0.5  # an item is explained by a search whose query vector is at least this close to its text
 TIME_NOT_USED = "context.time was not used: no ranker of this domain reads the request's time"
 NO_EVENT_TIMES = ("this model's user encoder reads event times (hstu time_bias) and this history has none: "
                   "a history given in the request carries no times; the stored one needs a snapshot "
@@ -208,8 +211,14 @@ class Recommender:
         self.rankers = build_rankers(rankers if rankers is not None else bundle.config.ranking.rankers)
         # a user encoder reading event times encodes the history against the request's time
         self.reads_event_times = bool(self.model.reads_event_times)
+        # a user tower reading recent searches pools those before the request's time (model.searches)
+        self.reads_searches = bool(self.model.reads_searches)
+        self._bundle_query_vectors: dict[str, np.ndarray] | None = None
+        self._embedded_queries: OrderedDict[str, np.ndarray] = OrderedDict()  # queries embedded while serving
+        self._search_item_vectors: np.ndarray | None = None  # [N+1, d] items in the searches' text space
         # whether the request's time can change an answer (else a response notes it was unused)
-        self.reads_request_time = self.reads_event_times or any(ranker.reads_request_time for ranker in self.rankers)
+        self.reads_request_time = (self.reads_event_times or self.reads_searches
+                                   or any(ranker.reads_request_time for ranker in self.rankers))
         self.num_candidates = candidates or bundle.config.ranking.candidates
         self._segments: dict[Segment, SegmentPopularity] = {}
         self.user_vectors: UserVectors | None = None
@@ -217,8 +226,9 @@ class Recommender:
         # users re-encoded for their live events: (overlay version, vector), newest last
         self._live_vectors: OrderedDict[str, tuple[int, np.ndarray]] = OrderedDict()
         with self._thread_limit():
-            # a time-reading encoder's vector changes with the request's time: never cached
-            if precompute_users and not self.model.interactor.uses_sequence and not self.reads_event_times:
+            # a time-reading (or search-reading) encoder's vector changes with the request's time: never cached
+            if (precompute_users and not self.model.interactor.uses_sequence and not self.reads_event_times
+                    and not self.reads_searches):
                 self.user_vectors = self._encode_all_users()
             self.index = self._build_index(retrieval or bundle.config.ranking.retrieval)
 
@@ -230,9 +240,9 @@ class Recommender:
         return ids + list(self.bundle.users.ids)
 
     def _encode_vectors(self, users: list[int], histories: list[np.ndarray],
-                        times: EventTimes | None = None) -> np.ndarray:
+                        times: EventTimes | None = None, searches: np.ndarray | None = None) -> np.ndarray:
         with torch.no_grad():
-            return self._encode(users, self._pad(histories), times).vector.float().cpu().numpy()
+            return self._encode(users, self._pad(histories), times, searches).vector.float().cpu().numpy()
 
     def _encode_all_users(self) -> UserVectors:
         """Up to MAX_PRECOMPUTED_USERS users (~0.25 ms each on one core); the rest are encoded
@@ -260,12 +270,17 @@ class Recommender:
         ids = self._user_ids()
         rng = np.random.default_rng(0)
         chosen = [ids[i] for i in rng.permutation(len(ids))[:CALIBRATION_QUERIES * 2]]
-        looked_up = [h for h in map(self.user_history, chosen)
-                     if h.known and (not self.reads_event_times or self._has_times(h))][:CALIBRATION_QUERIES]
+        pairs = [(user_id, h) for user_id, h in zip(chosen, map(self.user_history, chosen))
+                 if h.known and (not self.reads_event_times or self._has_times(h))][:CALIBRATION_QUERIES]
+        looked_up = [h for _, h in pairs]
         if not looked_up:
             return np.zeros((0, self.item_matrix.shape[1]), dtype=np.float32)
         times = self._event_times(looked_up, [None] * len(looked_up)) if self.reads_event_times else None
-        return self._encode_vectors([h.index for h in looked_up], [h.items for h in looked_up], times)
+        searches = None
+        if self.reads_searches:
+            now = int(epoch_seconds([datetime.now(UTC)])[0])
+            searches = np.stack([self.recent_searches(user_id, h.index, now).vector for user_id, h in pairs])
+        return self._encode_vectors([h.index for h in looked_up], [h.items for h in looked_up], times, searches)
 
     def retrieval_info(self) -> dict[str, Any]:
         """The retrieval index and user-vector cache in use (for ``/model`` and logs)."""
@@ -421,24 +436,27 @@ class Recommender:
         query = epoch_seconds([now if now is not None else current for now in nows])
         return [epoch_seconds(user.times) for user in users], query
 
-    def _encode(self, users: list[int], padded: np.ndarray, times: EventTimes | None = None) -> Encoded:
+    def _encode(self, users: list[int], padded: np.ndarray, times: EventTimes | None = None,
+                searches: np.ndarray | None = None) -> Encoded:
         """The user encoder over ``padded``; ``times`` (aligned with the unpadded histories) for a
-        time-reading encoder, right-aligned like the items."""
+        time-reading encoder, right-aligned like the items; ``searches`` [B, d], the pooled recent
+        searches, for a search-reading one."""
         time_tensors = None
         if times is not None:
             history_times, query_times = times
             time_tensors = (torch.as_tensor(pad_histories(history_times, self.max_history), device=self.device),
                             torch.as_tensor(query_times, device=self.device))
+        search_tensor = None if searches is None else torch.as_tensor(searches, device=self.device)
         return self.model.encode_users(torch.as_tensor(users, device=self.device),
-                                       torch.as_tensor(padded, device=self.device), time_tensors)
+                                       torch.as_tensor(padded, device=self.device), time_tensors, search_tensor)
 
     def _encode_batch(self, user_ids: list[str | None], users: list[int], padded: np.ndarray,
-                      times: EventTimes | None = None) -> Encoded:
+                      times: EventTimes | None = None, searches: np.ndarray | None = None) -> Encoded:
         """The users' encodings: cached vectors where there are, the user encoder otherwise
         (``None`` ids, and users with live events since the snapshot, are always encoded).
-        With ``times`` (a time-reading encoder, never cached) always the encoder."""
-        if self.user_vectors is None or times is not None:
-            return self._encode(users, padded, times)
+        With ``times`` or ``searches`` (never cached) always the encoder."""
+        if self.user_vectors is None or times is not None or searches is not None:
+            return self._encode(users, padded, times, searches)
         live = self.live
         versions = [0 if u is None or live is None else live.version(u) for u in user_ids]
         cached = [None if u is None else self._fresh_vector(u, v) if v else self.user_vectors.get(u)
@@ -487,13 +505,14 @@ class Recommender:
 
     def _score_batch(self, user_ids: list[str | None], users: list[int], histories: list[np.ndarray],
                      allowed: list[np.ndarray | None], excluded: list[np.ndarray],
-                     times: EventTimes | None = None) -> list[Scored]:
+                     times: EventTimes | None = None, searches: np.ndarray | None = None) -> list[Scored]:
         """Encode users together, retrieve each one's top-N (among its allowed items), score
-        them with the interactor (``times``: for a time-reading user encoder)."""
+        them with the interactor (``times``: for a time-reading user encoder; ``searches``: the
+        pooled recent searches, for a search-reading one)."""
         padded = self._pad(histories)
         n = min(self.num_candidates, self.item_matrix.shape[0] - 1)
         with self._lock, torch.no_grad():
-            encoded = self._encode_batch(user_ids, users, padded, times)
+            encoded = self._encode_batch(user_ids, users, padded, times, searches)
             top = self._retrieve(encoded.vector.float().cpu().numpy(), allowed, excluded, n)
             items_t = torch.from_numpy(self.item_matrix[top]).to(self.device)  # numpy's gather is ~5x cheaper
             scores = self.model.interactor.score(encoded, items_t).float().cpu().numpy()
@@ -535,6 +554,95 @@ class Recommender:
         return [[] if row is None else
                 (["in your history"] if s else []) + ([f"similar to {self.catalog.title(int(recent[b]))}"] if f else [])
                 for row, s, f, b in zip(rows, seen, similar, best.tolist())]
+
+    # -- recent searches (model.searches) ------------------------------------------------
+    def recent_searches(self, user_id: str, user_index: int, at: int) -> PooledSearches:
+        """What the user tower pools for ``user_id`` at epoch seconds ``at``: the snapshot's
+        recent searches (the bundle's training searches without a snapshot)."""
+        settings = self.bundle.config.model.searches
+        assert settings is not None and self.model.search_log is not None
+        log = self.model.search_log
+        if self.online is not None:
+            queries, stamps = self.online.searches(user_id)
+            times = epoch_seconds(stamps) if stamps else np.zeros(0, dtype=np.int64)
+        else:
+            queries, times = log.of_user(user_index) if user_index else ([], np.zeros(0, dtype=np.int64))
+        recent = queries[-log.last * 4:]  # the ones that can count (a few may be after the request's time)
+        return pool_recent(queries, times, self._query_vectors(recent), at, log.dim, log.last, log.max_age_seconds)
+
+    def _query_vectors(self, queries: list[str]) -> dict[str, np.ndarray]:
+        """Vectors of ``queries``: the snapshot's, the bundle's, or embedded now by the text model
+        that built the set (a query typed after the last ``vectors build``); a query that cannot be
+        embedded (the set's vectors came from elsewhere) is left out."""
+        settings = self.bundle.config.model.searches
+        log = self.model.search_log
+        assert settings is not None and log is not None
+        if self._bundle_query_vectors is None:
+            self._bundle_query_vectors = log.vector_lookup()
+        stored = self.online.query_vectors(settings.vectors) if self.online is not None else {}
+        found: dict[str, np.ndarray] = {}
+        missing = []
+        for query in dict.fromkeys(queries):
+            vector = stored.get(query)
+            if vector is None:
+                vector = self._bundle_query_vectors.get(query, self._embedded_queries.get(query))
+            if vector is None:
+                missing.append(query)
+            else:
+                found[query] = vector
+        if missing and log.encoder is not None:
+            found.update(self._embed_queries(missing, log.encoder, log.transform))
+        return found
+
+    def _embed_queries(self, queries: list[str], encoder: str, transform: Any) -> dict[str, np.ndarray]:
+        """Embed new query texts as ``vectors build`` would (the encoder, then the set's transform),
+        remembering the newest MAX_EMBEDDED_QUERIES."""
+        embedded = get_plugin_manager().get("encoders", encoder).embed_texts(queries)
+        if transform is not None:
+            embedded = transform.apply(embedded)
+        for query, vector in zip(queries, np.asarray(embedded, dtype=np.float32)):
+            self._embedded_queries[query] = vector
+            self._embedded_queries.move_to_end(query)
+        while len(self._embedded_queries) > MAX_EMBEDDED_QUERIES:
+            self._embedded_queries.popitem(last=False)
+        return {query: self._embedded_queries[query] for query in queries}
+
+    def _search_reasons(self, items: np.ndarray, searched: PooledSearches) -> list[list[str]]:
+        """``because you searched for "…"`` for each item whose text is close to a counted query
+        (cosine >= SEARCH_REASON_COSINE in the vector set the queries were embedded in)."""
+        matrix = self._search_space_items()
+        if matrix is None:
+            return [[] for _ in items.tolist()]
+        rows = matrix[np.clip(items, 0, matrix.shape[0] - 1)]
+        queries = searched.vectors / np.maximum(np.linalg.norm(searched.vectors, axis=1, keepdims=True), 1e-12)
+        similarity = rows @ queries.T  # [K, Q]
+        best = similarity.argmax(axis=1)
+        return [[f"because you searched for \"{searched.queries[b]}\""]
+                if similarity[row, b] >= SEARCH_REASON_COSINE else []
+                for row, b in enumerate(best.tolist())]
+
+    def _search_space_items(self) -> np.ndarray | None:
+        """The catalogue's items in the searches' vector set, L2-normalised, by dense index
+        (zeros for items without a vector); None when neither the snapshot nor the bundle has it."""
+        if self._search_item_vectors is not None and self._search_item_vectors.shape[0] == self.catalog.size + 1:
+            return self._search_item_vectors
+        settings = self.bundle.config.model.searches
+        assert settings is not None
+        ids: list[str] | None = None
+        found: np.ndarray | None = None
+        if self.online is not None and settings.vectors in self.online.data.vectors:
+            stored = self.online.item_vectors(settings.vectors)
+            ids, found = stored.ids, stored.matrix
+        elif settings.vectors in self.bundle.item_table.vectors:
+            found = self.bundle.item_table.vectors[settings.vectors][1:]
+            ids = list(self.bundle.items.ids)
+        if ids is None or found is None or not len(ids):
+            return None
+        matrix = np.zeros((self.catalog.size + 1, found.shape[1]), dtype=np.float32)
+        positions = np.array([self.item_index.get(i, 0) for i in ids], dtype=np.int64)
+        matrix[positions[positions > 0]] = found[positions > 0]
+        self._search_item_vectors = l2_normalise(matrix)
+        return self._search_item_vectors
 
     def add_items(self, rows: pl.DataFrame) -> int:
         """Merge posted item rows into the catalogue (new items appended, encoded by the item
@@ -605,7 +713,13 @@ class Recommender:
             else:
                 looked_up[i], unknown_history[i] = self.given_history(requests[i])
         excluded = {i: self._excluded(requests[i]) for i in valid}
-        known = [i for i in valid if self._scorable(looked_up[i])]
+        searched: dict[int, PooledSearches] = {}
+        if self.reads_searches:
+            current = datetime.now(UTC)
+            searched = {i: self.recent_searches(requests[i].user_id, looked_up[i].index,
+                                                int(epoch_seconds([requests[i].now or current])[0]))
+                        for i in valid}
+        known = [i for i in valid if self._scorable(looked_up[i]) or (i in searched and searched[i].queries)]
         times = None
         if self.reads_event_times:
             for i in known:
@@ -620,14 +734,15 @@ class Recommender:
             [looked_up[i].items for i in known],
             [self.allowed_items.of(requests[i].filters, excluded[i]) if requests[i].filters else None
              for i in known],
-            [excluded[i] for i in known], times))) if known else {}
+            [excluded[i] for i in known], times,
+            np.stack([searched[i].vector for i in known]) if self.reads_searches else None))) if known else {}
         for i in valid:  # a history of items posted after training: what is like them
             if i not in scored and looked_up[i].items.size:
                 scored[i] = self._score_by_content(looked_up[i].items, requests[i], excluded[i])
         for i in valid:
             try:
                 answers[i] = self._rank(requests[i], looked_up[i], scored.get(i), excluded[i],
-                                        unknown_history.get(i, []))
+                                        unknown_history.get(i, []), searched.get(i))
             except Exception as exc:  # this request's failure (a bug too), reported to it alone
                 answers[i] = exc
         return cast(list[Recommendations | Exception], answers)
@@ -695,7 +810,8 @@ class Recommender:
         return excluded[excluded > 0]
 
     def _rank(self, request: Request, user: UserHistory, scored: Scored | None,
-              excluded: np.ndarray, unknown_history: list[str]) -> Recommendations:
+              excluded: np.ndarray, unknown_history: list[str],
+              searched: PooledSearches | None = None) -> Recommendations:
         history = user.items
         known = scored is not None
         candidates = scored.candidates if scored is not None else Candidates.empty()
@@ -705,7 +821,7 @@ class Recommender:
             exclude=excluded, filters=request.filters, user_attributes=user.attributes,
             item_index=self.item_index, history_of=self.history_of,
             segment_popularity=lambda: self.segment_popularity(user.attributes),
-            seen=self._seen_of(request),
+            seen=self._seen_of(request), recent_searches=[] if searched is None else list(searched.queries),
         )
         for ranker in self.rankers:
             candidates = ranker.rank(candidates, context)
@@ -716,6 +832,8 @@ class Recommender:
             reasons = [list(r) for r in candidates.reasons]
         else:  # the model's reasons first, then what rankers added ("diversified")
             model = self._model_reasons(candidates.items, scored, history)
+            if searched is not None and searched.queries:
+                model = [s + m for s, m in zip(self._search_reasons(candidates.items, searched), model)]
             reasons = [m + list(r) for m, r in zip(model, candidates.reasons)]
         notes = [TIME_NOT_USED] if request.now is not None and not self.reads_request_time else []
         if unknown_history:

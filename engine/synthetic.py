@@ -66,7 +66,9 @@ END_US = to_us(SPAN_END)
 EventSink = Callable[[pl.DataFrame], None]
 """Takes one chunk of a streamed generator's events (the events table's columns, in order)."""
 
-Build = Callable[[EventSink], tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]]
+# users, items, truth; a generator that makes search events returns them fourth (user_id, query, ts)
+Build = Callable[[EventSink], tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]
+                 | tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame]]
 """A streamed generator: hands its events to the sink chunk by chunk, then returns
 ``(users, items, truth)`` (items come last: their ``created_at`` depends on every event)."""
 
@@ -84,9 +86,11 @@ class SyntheticData:
     """
 
     def __init__(self, users: pl.DataFrame, items: pl.DataFrame, events: pl.DataFrame,
-                 truth: dict[str, Any] | None = None) -> None:
+                 truth: dict[str, Any] | None = None, searches: pl.DataFrame | None = None) -> None:
         """``truth``: what the generator knows and a model must learn (e.g. each user's taste over
-        categories), for click simulators; never ingested."""
+        categories), for click simulators; never ingested. ``searches``: search events
+        (user_id, query, ts), written to ``searches.parquet`` beside the events."""
+        self._searches: pl.DataFrame | None = searches
         self._users: pl.DataFrame | None = users
         self._items: pl.DataFrame | None = items
         self._events: pl.DataFrame | None = events
@@ -98,7 +102,7 @@ class SyntheticData:
     def streamed(cls, build: Build) -> SyntheticData:
         """Data whose events ``build`` produces in chunks; nothing runs until it is written or read."""
         data = cls.__new__(cls)
-        data._users = data._items = data._events = data._truth = None
+        data._users = data._items = data._events = data._truth = data._searches = None
         data._build, data._event_rows = build, None
         return data
 
@@ -131,24 +135,38 @@ class SyntheticData:
         assert self._truth is not None
         return self._truth
 
+    @property
+    def searches(self) -> pl.DataFrame | None:
+        """Search events (user_id, query, ts) when the generator makes them, else None."""
+        if self._users is None:
+            self._materialise()
+        return self._searches
+
+    def _keep(self, built: tuple[Any, ...]) -> None:
+        """What a build returned: users, items, truth and (optionally) searches."""
+        self._users, self._items, self._truth = built[0], built[1], built[2]
+        self._searches = built[3] if len(built) > 3 else None
+
     def sizes(self) -> dict[str, int]:
         """Rows of users, items and events, without building frames a write already counted."""
         if self._event_rows is None:
             self._materialise()
         assert self._event_rows is not None
-        return {"users": self.users.height, "items": self.items.height, "events": self._event_rows}
+        searched = {} if self.searches is None else {"searches": self.searches.height}
+        return {"users": self.users.height, "items": self.items.height, "events": self._event_rows, **searched}
 
     def _materialise(self) -> None:
         """Run a streamed generator with every chunk kept in memory."""
         assert self._build is not None
         chunks: list[pl.DataFrame] = []
-        self._users, self._items, self._truth = self._build(chunks.append)
+        self._keep(self._build(chunks.append))
         self._events = pl.concat(chunks, rechunk=True) if len(chunks) != 1 else chunks[0]
         self._event_rows = self._events.height
 
     # -- files -----------------------------------------------------------------------------
     def write(self, out_dir: str | Path) -> dict[str, Path]:
-        """Write ``users.parquet``, ``items.parquet`` and ``events.parquet`` into ``out_dir``.
+        """Write ``users.parquet``, ``items.parquet`` and ``events.parquet`` (and
+        ``searches.parquet``, for a generator that makes searches) into ``out_dir``.
 
         Events of a streamed source go to the file chunk by chunk (one row group or more per
         chunk) through ``events.parquet.partial``, renamed once complete, so a failed run
@@ -163,6 +181,9 @@ class SyntheticData:
             self._events.write_parquet(paths["events"])
         for kind in ("users", "items"):
             getattr(self, kind).write_parquet(paths[kind])
+        if self.searches is not None:  # ingested as events: a row with a query and no item is a search
+            paths["searches"] = out / "searches.parquet"
+            self.searches.write_parquet(paths["searches"])
         return paths
 
     def _stream_events(self, path: Path) -> None:
@@ -182,7 +203,7 @@ class SyntheticData:
             rows += chunk.height
 
         try:
-            self._users, self._items, self._truth = self._build(sink)
+            self._keep(self._build(sink))
         except BaseException:
             if writer is not None:
                 writer.close()

@@ -30,6 +30,7 @@ from recengine.eval_sample import sampled_for_validation
 from recengine.evaluate import validation_score
 from recengine.event_times import TIMES_MISSING
 from recengine.model import RecModel, resolve_device
+from recengine.searches import SEARCH_FEATURE, SearchLog
 from recengine.softmax import (
     CandidateCounts,
     NegativeSampler,
@@ -60,12 +61,20 @@ class TrainResult:
 
 
 def build_model(config: PipelineConfig, data: PreparedData) -> RecModel:
-    return RecModel(
-        config.model,
-        data.user_features.spec(len(data.users)), data.item_features.spec(len(data.items)),
+    """The configured model over ``data``'s features (and its search log, for ``model.searches``)."""
+    user_spec = data.user_features.spec(len(data.users))
+    if config.model.searches is not None:
+        if data.searches is None:
+            raise ConfigError("model.searches: this training data carries no searches (prepare it from a store "
+                              "with this config; an exported training snapshot holds none)")
+        user_spec.vectors[SEARCH_FEATURE] = data.searches.dim
+    model = RecModel(
+        config.model, user_spec, data.item_features.spec(len(data.items)),
         data.user_features.to_arrays(), data.item_features.to_arrays(), known_items=data.popularity > 0,
         normalize=config.train.normalize,
     )
+    model.search_log = data.searches
+    return model
 
 
 def training_mode(config: PipelineConfig, model: RecModel) -> str:
@@ -92,12 +101,18 @@ def _shard(order: np.ndarray, shard: tuple[int, int]) -> np.ndarray:
 class PairBatches:
     """(user, history before the event, item, weight, value) samples in shuffled batches."""
 
-    def __init__(self, data: PreparedData, max_history: int, times: np.ndarray | None = None) -> None:
+    def __init__(self, data: PreparedData, max_history: int, times: np.ndarray | None = None,
+                 searches: SearchLog | None = None) -> None:
         """``times``: the events' epoch seconds, for a user encoder that reads them; each batch
-        then ends with the history's times [B, L] and the event's own time [B] (its query time)."""
+        then ends with the history's times [B, L] and the event's own time [B] (its query time).
+        ``searches``: each batch ends (last) with the user's pooled recent searches before the event [B, d]."""
         inter = data.interactions
         self.users, self.items, self.weights, self.values = inter.users, inter.items, inter.weights, inter.values
         self.times = times
+        self.searches = searches
+        if searches is not None and inter.times is None:
+            raise ConfigError("model.searches pools searches as of each event: this training data has no event times")
+        self.event_times = inter.times
         starts = np.searchsorted(self.users, self.users, side="left")
         self.positions = np.arange(self.users.size)
         self.offsets = np.arange(-max_history, 0)
@@ -121,6 +136,8 @@ class PairBatches:
                                               self.values[rows])
             if self.times is not None:
                 batch += (np.where(real, self.times[np.clip(index, 0, None)], 0), self.times[rows])
+            if self.searches is not None and self.event_times is not None:
+                batch += (self.searches.pool(self.users[rows], self.event_times[rows]),)
             yield batch
 
 
@@ -234,8 +251,9 @@ class LossModule(torch.nn.Module):
 
     def _pair_step(self, batch: tuple) -> torch.Tensor:
         model, settings = self.model, self.config.train
-        users, history, items, weights, values, *times = (torch.as_tensor(x, device=model.device) for x in batch)
-        user = model.encode_users(users, history, _times(times))
+        users, history, items, weights, values, *extra = (torch.as_tensor(x, device=model.device) for x in batch)
+        searches = extra.pop() if model.reads_searches else None  # PairBatches puts them last
+        user = model.encode_users(users, history, _times(extra), searches)
         if settings.objective == "mse":
             predicted = model.interactor.score(user, model.embed_items(items))
             return _weighted_mean((predicted - values) ** 2, weights)
@@ -417,8 +435,12 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
             raise ConfigError(f"model.user_encoder ({config.model.user_encoder.name!r}): {TIMES_MISSING}; this "
                               f"training data has no event times (prepare it from a store with this config)")
         times = data.interactions.times
+    if model.reads_searches and mode == "sequence":
+        raise ConfigError("model.searches feeds the user tower one pooled vector per prediction: train it in pairs "
+                          "mode (train.mode = 'pairs'), not sequence mode, which predicts every history position")
     batches = SequenceBatches(data, config.model.max_history, trim=trim, length_buckets=settings.length_buckets,
-                              times=times) if mode == "sequence" else PairBatches(data, history_length, times)
+                              times=times) if mode == "sequence" else PairBatches(data, history_length, times,
+                                                                                   data.searches)
     generator = torch.Generator(device=device).manual_seed(settings.seed + shard[0])  # negatives differ per worker
     rng = np.random.default_rng(settings.seed)  # the shuffle every worker shares
     objective = LossModule(model, config, mode, generator, data.popularity)

@@ -19,6 +19,7 @@ import numpy as np
 from recengine.components import FeatureSpec
 from recengine.disk_space import disk_full_is_engine_error
 from recengine.errors import DataError
+from recengine.searches import SearchLog
 
 if TYPE_CHECKING:
     import polars as pl
@@ -157,6 +158,7 @@ class PreparedData:
     interactions: Interactions
     popularity: np.ndarray  # [N+1] training-event count per item index
     item_frame: pl.DataFrame | None = None  # current item attributes (None in an exported snapshot)
+    searches: SearchLog | None = None  # the users' searches, for a user tower that reads them (model.searches)
 
     @property
     def num_items(self) -> int:

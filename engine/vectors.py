@@ -72,6 +72,22 @@ def build_text_vectors(store: FeatureStore, embed: Callable[[list[str]], np.ndar
     return todo.height, items.height - todo.height
 
 
+def build_query_vectors(store: FeatureStore, embed: Callable[[list[str]], np.ndarray], name: str = "text",
+                        chunk: int = 512, progress: Progress | None = None) -> int:
+    """Embed the searched queries that have no vector in set ``name`` yet with the model that
+    embeds its items (``embed``) and through the set's saved transform, so a query and an
+    item compare in one space; commits chunk by chunk (resumable). Returns how many."""
+    queries = store.unembedded_queries(name)
+    saved = store.vector_transform(name)
+    source = f"query embedding into {name!r}"
+    for start in range(0, len(queries), chunk):
+        part = queries[start:start + chunk]
+        store.write_query_vectors(name, part, through_saved(saved, name, embed(part), source), source=source)
+        if progress is not None:
+            progress(start + len(part), len(queries))
+    return len(queries)
+
+
 def text_model_of(encoder: str | None) -> str | None:
     """The pretrained model (name and weights hash) the registered text encoder ``encoder`` embeds with."""
     if encoder is None:

@@ -36,7 +36,10 @@ TABLE_COLUMNS = {
     "histories": (USER_ID, "items", "ts", "event_types"),
     "item_vectors": (ITEM_ID, "name", "vector"),
     "seen": (USER_ID, "event_type", "items"),
+    "searches": (USER_ID, "queries", "ts"),
+    "query_vectors": ("name", "query", "vector"),
 }
+OPTIONAL_TABLES = ("seen", "searches", "query_vectors")  # absent from snapshots written before them
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,8 @@ class SnapshotData:
     history_offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, dtype=np.int64))
     history_ts: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype="datetime64[us]"))
     live_seq: int = 0  # the store's live log is folded in up to this sequence number
+    searches: dict[str, tuple[list[str], list[datetime]]] = field(default_factory=dict)  # user → recent, oldest first
+    query_vectors: dict[str, dict[str, np.ndarray]] = field(default_factory=dict)  # set → query → vector
 
     @classmethod
     def load(cls, path: str | Path) -> SnapshotData:
@@ -116,6 +121,11 @@ class SnapshotData:
         seen: dict[str, dict[str, list[str]]] = {}
         for user_id, event_type, seen_items in _read_table(path, "seen").iter_rows():
             seen.setdefault(user_id, {})[event_type] = seen_items
+        searches = {user: (queries, times) for user, queries, times in
+                    _read_table(path, "searches").select(TABLE_COLUMNS["searches"]).iter_rows()}
+        query_vectors: dict[str, dict[str, np.ndarray]] = {}
+        for name, query, vector in _read_table(path, "query_vectors").iter_rows():
+            query_vectors.setdefault(name, {})[query] = np.asarray(vector, dtype=np.float32)
         offsets = np.zeros(histories.height + 1, dtype=np.int64)
         np.cumsum(histories["ts"].list.len().to_numpy(), out=offsets[1:])
         history_ts = histories["ts"].explode(empty_as_null=False).cast(pl.Datetime("us")).to_numpy()
@@ -124,6 +134,7 @@ class SnapshotData:
             user_index=_index(users[USER_ID]), item_index=_index(items[ITEM_ID]),
             history_index=_index(histories[USER_ID]), vectors=vectors,
             history_offsets=offsets, history_ts=history_ts, seen=seen, live_seq=info.live_seq,
+            searches=searches, query_vectors=query_vectors,
         )
 
 
@@ -145,7 +156,7 @@ def _read_table(path: Path, table: str) -> pl.DataFrame:
     """One table, refused (``SnapshotError``) unless it decodes and has the columns the lookups need."""
     file = path / f"{table}.parquet"
     columns = TABLE_COLUMNS[table]
-    if table == "seen" and not file.exists():  # snapshots written before seen.parquet
+    if table in OPTIONAL_TABLES and not file.exists():  # snapshots written before these tables
         return pl.DataFrame(schema=list(columns))
     with _parquet_errors(path, file):
         frame = pl.read_parquet(file)
@@ -226,6 +237,14 @@ class OnlineStore:
         start, end = int(data.history_offsets[hist_row]), int(data.history_offsets[hist_row + 1])
         return UserFeatures(user_id, attributes, data.histories["items"][hist_row].to_list(),
                             data.history_ts[start:end].tolist(), data.histories["event_types"][hist_row].to_list())
+
+    def searches(self, user_id: str) -> tuple[list[str], list[datetime]]:
+        """The user's recent searches (queries and times, oldest first); empty lists for none."""
+        return self._data.searches.get(user_id, ([], []))
+
+    def query_vectors(self, name: str) -> dict[str, np.ndarray]:
+        """Query text → vector in set ``name``, for the queries of the users' recent searches."""
+        return self._data.query_vectors.get(name, {})
 
     def seen(self, user_id: str, event_types: list[str] | None = None) -> list[str]:
         """Every item the user had an event with (of ``event_types``; None = any type)."""

@@ -23,6 +23,9 @@ CORE_EVENT_COLUMNS = ("user_id", "item_id", "event_type", "value", "ts")
 CORE_ITEM_COLUMNS = ("item_id", "title", "created_at")
 # an event may name the recommendation request that showed its item (online attribution)
 REQUEST_ID = "request_id"
+# a search event: ``event_type`` SEARCH_EVENT, the text in QUERY and no item (its own table, ``searches``)
+SEARCH_EVENT = "search"
+QUERY = "query"
 
 
 class ColumnType(str, Enum):

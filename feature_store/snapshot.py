@@ -29,10 +29,11 @@ import duckdb
 from recengine.feature_store.db import run, single_row
 from recengine.feature_store.errors import SnapshotError, StoreError
 from recengine.feature_store.schema import StoreSchema
+from recengine.feature_store.searches import recent_searches_sql
 
 CURRENT = "CURRENT"
 DEFAULT_HISTORY = 200
-TABLES = ("users", "items", "events", "item_vectors", "histories", "seen")
+TABLES = ("users", "items", "events", "item_vectors", "histories", "seen", "searches", "query_vectors")
 
 
 @dataclass
@@ -99,6 +100,12 @@ def export_snapshot(con: duckdb.DuckDBPyConnection, root: str | Path, schema: St
             "seen": """
                 SELECT user_id, event_type, list(DISTINCT item_id) AS items
                 FROM events GROUP BY user_id, event_type ORDER BY user_id, event_type""",
+            # each user's recent searches, and the vectors of the queries among them, per vector set
+            "searches": recent_searches_sql(history),
+            "query_vectors": f"""
+                SELECT name, query, vector FROM query_vectors
+                WHERE query IN (SELECT unnest(queries) FROM ({recent_searches_sql(history)}))
+                ORDER BY name, query""",
         }
         counts = {}
         for table, query in queries.items():

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import duckdb
 import polars as pl
 
-from recengine.feature_store import impressions, live_log, snapshot, training
+from recengine.feature_store import impressions, live_log, searches, snapshot, training
 from recengine.feature_store.db import one, registered, run, single_row
 from recengine.feature_store.errors import (
     IngestError,
@@ -91,6 +91,8 @@ class FeatureStore:
             self._create_tables(schema)
             live_log.create_tables(self.con)  # also in stores created before the live log
             impressions.create_tables(self.con)  # ... and before impressions
+            run(self.con, searches.DDL)  # ... and before search events
+            run(self.con, searches.VECTOR_DDL)
         self._schema = self._load_schema()
         if schema is not None and schema != self._schema:
             raise SchemaError(
@@ -256,7 +258,9 @@ class FeatureStore:
                 run(con, f'ALTER TABLE {kind} ADD COLUMN "{column}" {ctype.sql}')
             self._schema = self._schema.with_columns(kind, item.declared)
             run(con, "UPDATE store_meta SET value = ? WHERE key = 'schema'", [self._schema.model_dump_json()])
+        searched = None
         if kind == "events":
+            frame, searched = searches.split_searches(frame)
             frame = frame.with_row_index("_row")  # file order, for seq and stable ties
         elif not replace:
             frame = self._keep_stored_values(kind, frame)
@@ -267,11 +271,15 @@ class FeatureStore:
             else:
                 created = 0
                 added = self._upsert_entities(kind, frame.columns)
+        if searched is not None and searched.height:
+            with registered(con, "staged", searched):
+                created += self._add_missing_entities(item.raw, create, kinds=("users",))
+            added += searches.insert_searches(con, searched)
         if not live:  # files are recorded here; HTTP batches in the live log
             run(con, "INSERT INTO ingests VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
-                [item.raw.source, kind, frame.height, added])
+                [item.raw.source, kind, item.frame.height, added])
         written = frame.drop("_row") if kind == "events" else frame
-        return IngestResult(item.raw.source, kind, frame.height, added, created), written
+        return IngestResult(item.raw.source, kind, item.frame.height, added, created), written
 
     def _keep_stored_values(self, kind: str, frame: pl.DataFrame) -> pl.DataFrame:
         """A partial update: each null attribute takes the value of the version the row updates.
@@ -304,12 +312,15 @@ class FeatureStore:
         run(self.con, f"INSERT INTO {kind} ({quoted}) SELECT {quoted} FROM staged")
         return int(changed)
 
-    def _add_missing_entities(self, raw: RawTable, create: Collection[str], live: pl.DataFrame | None = None) -> int:
-        """Create the users/items ``staged`` names that the store lacks (kinds in ``create``),
-        else refuse them; ``live``: the staged frame of live batches, whose ids known to be
-        stored skip the check (``KnownIds``)."""
+    def _add_missing_entities(self, raw: RawTable, create: Collection[str], live: pl.DataFrame | None = None,
+                              kinds: Collection[str] = ("users", "items")) -> int:
+        """Create the users/items (of ``kinds``) ``staged`` names that the store lacks (kinds in
+        ``create``), else refuse them; ``live``: the staged frame of live batches, whose ids known
+        to be stored skip the check (``KnownIds``)."""
         created = 0
         for kind, column in (("users", USER_ID), ("items", ITEM_ID)):
+            if kind not in kinds:
+                continue
             if live is not None and self._known_ids.hold(kind, live.get_column(column)):
                 continue
             missing = f"SELECT DISTINCT s.{column} AS id FROM staged s ANTI JOIN {kind} t ON s.{column} = t.{column}"
@@ -650,6 +661,7 @@ class FeatureStore:
                               expected=f"dimension {transform.dim}, the transform's output")
         with self._lock, self.transaction() as con, registered(con, "staged_vectors", frame):
             run(con, "DELETE FROM item_vectors WHERE name = ?", [name])
+            searches.delete_query_vectors(con, name)  # embedded for the old set's space: built again
             self._insert_vectors(con, name, dim, source)
             if transform is None:
                 vector_transforms.delete(con, name)
@@ -702,6 +714,45 @@ class FeatureStore:
         """Set ``name``'s saved transform (a ``VectorTransform``), or None for raw vectors."""
         return self.vector_transforms().get(name)
 
+    def unembedded_queries(self, name: str) -> list[str]:
+        """Searched queries without a vector in set ``name`` (what ``vectors build`` embeds next)."""
+        with self._lock:
+            return searches.unembedded_queries(self.con, name) if self._has_table(searches.TABLE) else []
+
+    def write_query_vectors(self, name: str, queries: list[str], matrix: Any, *, source: str = "<queries>") -> int:
+        """Store (or replace) one vector per query text in set ``name``, which must exist with
+        that dimension (queries are embedded into an item set's space); all rows or none."""
+        import numpy as np
+
+        if self.read_only:
+            raise StoreError(f"store {self.path} is open read-only")
+        vectors = np.asarray(matrix, dtype=np.float32)
+        with self._lock:
+            known_dim = one(self.con, "SELECT dim FROM vector_sets WHERE name = ?", [name])
+            if known_dim is None:
+                raise StoreError(f"no item vectors named {name!r}: queries are embedded into an item vector set")
+            if vectors.ndim != 2 or vectors.shape != (len(queries), known_dim[0]):
+                raise IngestError(source, f"query vectors have shape {vectors.shape} for {len(queries)} queries",
+                                  column="vector", expected=f"one {known_dim[0]}-d row per query, as set {name!r} has")
+            if not np.isfinite(vectors).all():
+                raise IngestError(source, "a query vector has NaN or infinite values", column="vector",
+                                  expected="finite numbers")
+            frame = pl.DataFrame({"query": pl.Series(queries, dtype=pl.String),
+                                  "vector": pl.Series(vectors.tolist(), dtype=pl.List(pl.Float32))})
+            with self.transaction() as con:
+                searches.insert_query_vectors(con, name, frame)
+        return len(queries)
+
+    def read_query_vectors(self, name: str) -> tuple[list[str], Any]:
+        """``(queries, float32 matrix)`` of set ``name``'s query vectors (empty when none)."""
+        import numpy as np
+
+        frame = self.sql(f"SELECT query, vector FROM {searches.VECTOR_TABLE} WHERE name = ? ORDER BY query", [name]) \
+            if self._has_table(searches.VECTOR_TABLE) else pl.DataFrame({"query": [], "vector": []})
+        dim = one(self.con, "SELECT dim FROM vector_sets WHERE name = ?", [name])
+        matrix = np.asarray(frame["vector"].to_list(), dtype=np.float32).reshape(frame.height, dim[0] if dim else 0)
+        return frame["query"].to_list(), matrix
+
     def read_vectors(self, name: str) -> tuple[list[str], Any]:
         """``(item_ids, float32 matrix)`` of a named vector set."""
         import numpy as np
@@ -709,7 +760,9 @@ class FeatureStore:
         frame = self.sql("SELECT item_id, vector FROM item_vectors WHERE name = ? ORDER BY item_id", [name])
         if frame.height == 0:
             known = self.sql("SELECT name FROM vector_sets")["name"].to_list()
-            raise StoreError(f"no item vectors named {name!r}; the store has {known}")
+            raise StoreError(f"no item vectors named {name!r}; the store has {known} (embed item text with "
+                             f"`recengine vectors build --vector {name}`, or load vectors with `recengine vectors "
+                             f"ingest`)")
         return frame["item_id"].to_list(), np.asarray(frame["vector"].to_list(), dtype=np.float32)
 
     # -- snapshots ---------------------------------------------------------------------
@@ -765,6 +818,7 @@ class FeatureStore:
                 "SELECT event_type, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC").fetchall())
             vectors = dict(self.con.execute(
                 "SELECT name, dim FROM vector_sets ORDER BY name").fetchall())
+            searched = single_row(self.con, "SELECT count(*) FROM searches")[0] if self._has_table("searches") else 0
             transforms = {name: t.describe() for name, t in self.vector_transforms().items()}
             version = single_row(self.con, "SELECT value FROM store_meta WHERE key = 'snapshot_version'")[0]
         return {
@@ -774,6 +828,7 @@ class FeatureStore:
             "items": items,
             "events": events,
             "event_types": by_type,
+            "searches": searched,
             "first_event": first.isoformat() if first else None,
             "last_event": last.isoformat() if last else None,
             "vector_sets": vectors,
@@ -789,6 +844,13 @@ class FeatureStore:
         return {"seq": state.seq, "published_seq": state.published_seq,
                 "batches_since_publish": state.batches_since_publish,
                 "records_since_publish": state.records_since_publish}
+
+    def searches(self, users: list[str] | None = None) -> pl.DataFrame:
+        """The search events (``user_id, query, ts``) by user and time, or only ``users'``."""
+        with self._lock:
+            if not self._has_table(searches.TABLE):  # a read-only store made before search events
+                return pl.DataFrame(schema={USER_ID: pl.String, "query": pl.String, "ts": pl.Datetime("us")})
+            return searches.read_searches(self.con, users)
 
     def latest(self, kind: str) -> pl.DataFrame:
         """Current attributes of every user or item (its newest ``valid_from`` version)."""

@@ -13,6 +13,8 @@ from recengine.feature_store.errors import IngestError
 from recengine.feature_store.readers import RawTable
 from recengine.feature_store.schema import (
     ITEM_ID,
+    QUERY,
+    SEARCH_EVENT,
     USER_ID,
     VALID_FROM,
     ColumnType,
@@ -48,8 +50,8 @@ def infer_kind(raw: RawTable) -> str:
     columns = raw.frame.columns
     has_user, has_item = USER_ID in columns, ITEM_ID in columns
     timestamps = [name for name in TIMESTAMP_NAMES if name in columns]
-    if has_user and has_item and timestamps:
-        return "events"
+    if has_user and (has_item or QUERY in columns) and timestamps:
+        return "events"  # a file of searches alone (user_id, query, ts) is events too
     if has_user != has_item and not timestamps:
         return "users" if has_user else "items"
     if has_user and has_item:
@@ -97,6 +99,7 @@ def new_columns(raw: RawTable, kind: str, schema: StoreSchema) -> dict[str, Colu
     """
     known = set(table_columns(schema, kind))
     if kind == "events":
+        known.add(QUERY)  # search events' text; such rows go to the searches table
         extra = [c for c in raw.frame.columns if c not in known]
         if extra:
             raise IngestError(raw.source, f"unexpected column(s) {extra} in events", column=extra[0],
@@ -138,7 +141,8 @@ def _infer_type(series: pl.Series) -> ColumnType:
 def conform(raw: RawTable, kind: str, schema: StoreSchema) -> pl.DataFrame:
     """Cast the source to the table's columns (missing optional ones become null)."""
     columns = table_columns(schema, kind)
-    missing = [c for c in REQUIRED[kind] if c not in raw.frame.columns]
+    missing = [c for c in REQUIRED[kind] if c not in raw.frame.columns
+               and not (kind == "events" and c == ITEM_ID and QUERY in raw.frame.columns)]  # searches alone
     if missing:
         raise IngestError(raw.source, f"missing required column(s) {missing}", column=missing[0],
                           expected=f"columns {list(REQUIRED[kind])}; found {raw.frame.columns}")
@@ -149,18 +153,50 @@ def conform(raw: RawTable, kind: str, schema: StoreSchema) -> pl.DataFrame:
         else:
             out[name] = pl.Series(name, [None] * raw.frame.height, dtype=column_type.polars)
     frame = pl.DataFrame(out)
+    if kind == "events":
+        return _conform_events(raw, frame, schema)
     for name in REQUIRED[kind]:
         _reject_nulls(raw, frame, name)
-    if kind == "events":
-        frame = frame.with_columns(
-            pl.col("event_type").fill_null(schema.default_event_type),
-            pl.col("value").fill_null(1.0),
-        )
-        _check_event_types(raw, frame, schema)
-    else:
-        frame = frame.with_columns(pl.col(VALID_FROM).fill_null(_EPOCH))
-        _reject_duplicate_ids(raw, frame, USER_ID if kind == "users" else ITEM_ID)
+    frame = frame.with_columns(pl.col(VALID_FROM).fill_null(_EPOCH))
+    _reject_duplicate_ids(raw, frame, USER_ID if kind == "users" else ITEM_ID)
     return frame
+
+
+def _conform_events(raw: RawTable, frame: pl.DataFrame, schema: StoreSchema) -> pl.DataFrame:
+    """Events with a ``query`` column: a row with query text and no item is a search event
+    (``event_type`` empty or ``search``); every other row needs an item as always. The frame
+    returned keeps ``query`` (null on item events), so the writer can route searches."""
+    query = _cast(raw, QUERY, ColumnType.string) if QUERY in raw.frame.columns else pl.Series(
+        QUERY, [None] * frame.height, dtype=pl.String)
+    query = query.str.strip_chars()
+    query = pl.select(pl.when(query != "").then(query)).to_series().alias(QUERY)
+    is_search = query.is_not_null()
+    frame = frame.with_columns(query)
+    item_given = frame[ITEM_ID].is_not_null() & (frame[ITEM_ID].str.strip_chars() != "")
+    _reject_where(raw, is_search & item_given, ITEM_ID, "a search event (a row with a query) names an item",
+                  "an empty item_id beside a query (a search), or no query (an event with an item)")
+    typed = frame["event_type"].is_not_null() & (frame["event_type"].str.strip_chars() != "")
+    _reject_where(raw, is_search & typed & (frame["event_type"] != SEARCH_EVENT), "event_type",
+                  "a row with a query has another event type", f"{SEARCH_EVENT!r} or empty for a search event")
+    _reject_where(raw, ~is_search & (frame["event_type"] == SEARCH_EVENT) & ~item_given, QUERY,
+                  "a search event has no query text", "the text the user searched for")
+    for name in REQUIRED["events"]:
+        _reject_nulls(raw, frame, name, only=None if name != ITEM_ID else ~is_search)
+    frame = frame.with_columns(
+        pl.when(is_search).then(pl.lit(SEARCH_EVENT)).otherwise(
+            pl.col("event_type").fill_null(schema.default_event_type)).alias("event_type"),
+        pl.col("value").fill_null(1.0),
+    )
+    _check_event_types(raw, frame, schema, only=~is_search)
+    return frame
+
+
+def _reject_where(raw: RawTable, bad: pl.Series, column: str, problem: str, expected: str) -> None:
+    """An :class:`IngestError` at the first row where ``bad`` holds."""
+    if bad.any():
+        index = int(bad.arg_max())  # type: ignore[arg-type]  # None only for an empty series; it has a True
+        raise IngestError(raw.source, problem, row=raw.row_number(index), row_label=raw.row_label,
+                          column=column, expected=expected)
 
 
 def _cast(raw: RawTable, name: str, column_type: ColumnType) -> pl.Series:
@@ -218,10 +254,13 @@ def _reject_failed_casts(raw: RawTable, name: str, before: pl.Series, after: pl.
                           expected=_EXPECTED[column_type])
 
 
-def _reject_nulls(raw: RawTable, frame: pl.DataFrame, name: str) -> None:
+def _reject_nulls(raw: RawTable, frame: pl.DataFrame, name: str, only: pl.Series | None = None) -> None:
+    """An error at the first row (among ``only``'s, when given) whose ``name`` is empty."""
     nulls = frame[name].is_null()
     if frame[name].dtype == pl.String:
         nulls = nulls | (frame[name].str.strip_chars() == "")
+    if only is not None:
+        nulls = nulls & only
     if nulls.any():
         index = int(nulls.arg_max())  # type: ignore[arg-type]  # None only for an empty series; it has a True
         raise IngestError(raw.source, "required value is empty", row=raw.row_number(index),
@@ -240,10 +279,11 @@ def _reject_duplicate_ids(raw: RawTable, frame: pl.DataFrame, id_column: str) ->
                           expected="each id once per file (add a valid_from column for attribute history)")
 
 
-def _check_event_types(raw: RawTable, frame: pl.DataFrame, schema: StoreSchema) -> None:
+def _check_event_types(raw: RawTable, frame: pl.DataFrame, schema: StoreSchema, only: pl.Series) -> None:
+    """Event types outside the domain's list are refused (searches, ``only``'s complement, aside)."""
     if schema.event_types is None:
         return
-    unknown = ~frame["event_type"].is_in(schema.event_types)
+    unknown = ~frame["event_type"].is_in(schema.event_types) & only
     if unknown.any():
         index = int(unknown.arg_max())  # type: ignore[arg-type]  # None only for an empty series; it has a True
         raise IngestError(raw.source, f"unknown event type {frame['event_type'][index]!r}",

@@ -30,7 +30,8 @@ def test_export_writes_numbered_complete_versions(filled: FeatureStore, tmp_path
     first = filled.export_snapshot(tmp_path / "snaps")
     second = filled.export_snapshot(tmp_path / "snaps")
     assert (first.version, second.version) == (1, 2)
-    assert first.counts == {"users": 3, "items": 4, "events": 6, "item_vectors": 4, "histories": 3, "seen": 3}
+    assert first.counts == {"users": 3, "items": 4, "events": 6, "item_vectors": 4, "histories": 3, "seen": 3,
+                            "searches": 0, "query_vectors": 0}
     assert [s.version for s in list_snapshots(tmp_path / "snaps")] == [1, 2]
     events = pl.read_parquet(Path(first.path) / "events.parquet")
     assert events.height == 6 and "seq" in events.columns

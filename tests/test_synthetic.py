@@ -132,7 +132,7 @@ def test_synthetic_data_lives_beside_its_helpers(tmp_path):
     data = generated("ecommerce")
     assert isinstance(data, syn.SyntheticData)
     paths = data.write(tmp_path / "out")
-    assert sorted(paths) == ["events", "items", "users"]
+    assert sorted(paths) == ["events", "items", "searches", "users"]  # ecommerce shoppers search
     for kind, path in paths.items():
         assert path == tmp_path / "out" / f"{kind}.parquet"
         assert pl.read_parquet(path).equals(getattr(data, kind))

@@ -29,7 +29,8 @@ def generate(domain: str, users: int, items: int, events: int, seed: int, out: s
 
     Users have latent tastes, items have popularity skew and text that carries their
     category, events are time-ordered and of the domain's types. Writes users.parquet,
-    items.parquet and events.parquet into OUT, ready for `recengine store ingest OUT`.
+    items.parquet and events.parquet (and searches.parquet, for domains whose users search:
+    ecommerce) into OUT, ready for `recengine store ingest OUT`.
     Generators that stream (ecommerce) write events in blocks of users as they make them, so
     memory stays flat however many events are asked for; each block is in time order.
     """
@@ -44,7 +45,8 @@ def generate(domain: str, users: int, items: int, events: int, seed: int, out: s
             paths = generated.write(out)
     elapsed = time.perf_counter() - started
     sizes = generated.sizes()  # counted while writing: a streamed generator's events are not kept
+    searches = f" (and {sizes['searches']:,} searches)" if "searches" in sizes else ""
     console.print(
-        f"Wrote {sizes['users']:,} users, {sizes['items']:,} items and {sizes['events']:,} events to "
+        f"Wrote {sizes['users']:,} users, {sizes['items']:,} items and {sizes['events']:,} events{searches} to "
         f"[bold]{out}[/] in {elapsed:.1f}s ({', '.join(p.name for p in paths.values())})."
     )

@@ -35,13 +35,16 @@ def build(store_path: str, name: str, fields: str | None, encoder: str, batch_si
           whiten_dim: int | None, pca_dim: int | None, no_transform: bool) -> None:
     """Embed item text with a pretrained model and store the vectors (resumable).
 
+    The store's search queries are embedded into the same set by the same model (and
+    transform), for user towers that read what users searched for (``model.searches``).
+
     Without --whiten/--pca/--no-transform a set keeps its saved transform: new items go
     through it, and --rebuild refits it on the whole catalogue.
     """
     from recengine.errors import ConfigError
     from recengine.feature_store import FeatureStore
     from recengine.plugin_manager import get_plugin_manager
-    from recengine.vectors import build_text_vectors
+    from recengine.vectors import build_query_vectors, build_text_vectors
 
     with friendly_errors():
         transform = _transform_option(whiten_dim, pca_dim, no_transform)
@@ -59,9 +62,14 @@ def build(store_path: str, name: str, fields: str | None, encoder: str, batch_si
                     store, embed, chosen, name, rebuild=rebuild,
                     progress=lambda current, total: bar.update(task, completed=current, total=total),
                     encoder=encoder, transform=transform)
+                queries = build_query_vectors(
+                    store, embed, name,
+                    progress=lambda current, total: bar.update(task, completed=current, total=total))
             saved = store.vector_transform(name)
     console.print(f"Embedded {done:,} item(s) into vector set [bold]{name}[/] "
                   f"({before:,} already had one).")
+    if queries:
+        console.print(f"Embedded {queries:,} new search quer{'y' if queries == 1 else 'ies'} into the same space.")
     if saved is not None:
         console.print(f"Vectors go through {saved.kind} from {saved.input_dim} to {saved.dim} dimensions, "
                       f"fitted on {saved.fitted_items:,} item(s) at {saved.fitted_at:%Y-%m-%d %H:%M} UTC.")

@@ -19,7 +19,7 @@ import numpy as np
 
 from recengine.bundle import Bundle
 from recengine.data import build_interactions
-from recengine.dataset import merged_event_weights, reads_event_times
+from recengine.dataset import merged_event_weights, needs_event_times
 from recengine.errors import DataError
 from recengine.eval_sample import sample_user_ids, subset_eval_set
 from recengine.evaluate import model_scorer, popularity_scorer, rank_eval_set, training_catalogue
@@ -62,7 +62,7 @@ def _interactions(bundle: Bundle, split: Any, protocol: str) -> Interactions:
     return build_interactions(split, bundle.users, bundle.items, protocol,
                               merged_event_weights(config, domain_event_weights(config)),
                               config.train.weight_by_value, config.model.max_history,
-                              with_times=reads_event_times(config))
+                              with_times=needs_event_times(config))
 
 
 def _history_lengths(interactions: Interactions, users: np.ndarray) -> np.ndarray:

@@ -4,6 +4,10 @@ Shoppers have a taste over product categories that leans by age band and gender.
 belong to a brand of their category and are Zipf-popular inside it. Views come in sessions
 that stay in one category; carts follow views of the same product minutes later and
 purchases follow carts, both more often for products of the shopper's favourite categories.
+Some views come from a search a few minutes earlier that names the product ("wireless
+headphones", "Norvex headphones"), so a search foreshadows the view and the cart and purchase
+that may follow; a share of searches are about something else (noise). The searches
+(``searches.parquet``) are what a model that reads queries can learn from.
 """
 
 from __future__ import annotations
@@ -152,6 +156,9 @@ CART_RATE = 0.3  # carts per view
 PURCHASE_RATE = 0.4  # purchases per cart
 STICKINESS = 0.6  # chance a view stays in the previous view's category
 CHUNK_EVENTS = 1_000_000  # views made (and written) at a time: peak memory follows this, not the event count
+SEARCH_RATE = 0.1  # views that a search for the product came before
+SEARCH_NOISE = 0.25  # searches for a random other product instead (the shopper browsed, or changed their mind)
+SEARCH_LEAD_US = 5 * syn.US_PER_MINUTE  # mean time from the search to the view
 
 
 LANGUAGES = ("en", "zh")  # the catalogue's text: English, or Chinese (ecommerce_zh), word for word
@@ -180,9 +187,10 @@ def generate_zh(users: int, items: int, events: int, seed: int) -> SyntheticData
 
 
 def _build(users: int, items: int, events: int, seed: int, chunk_events: int,
-           sink: syn.EventSink, language: str = "en") -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any]]:
+           sink: syn.EventSink,
+           language: str = "en") -> tuple[pl.DataFrame, pl.DataFrame, dict[str, Any], pl.DataFrame]:
     """The users, then the events block by block into ``sink``, then the items (their creation
-    times depend on every event): the draws of :func:`generate`."""
+    times depend on every event) and the searches: the draws of :func:`generate`."""
     rng = np.random.default_rng(seed)
     names = list(CATEGORIES)
 
@@ -222,11 +230,14 @@ def _build(users: int, items: int, events: int, seed: int, chunk_events: int,
     purchases = syn.apportion(n_purchase, carts)
     item_ids = syn.make_ids("i", items)
     first = None
+    search_rng = np.random.default_rng([seed, 1])  # its own stream: every other draw is as without searches
+    searched: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for (start, stop), block_carts, block_purchases in zip(blocks, carts, purchases):
         user, item, kind, value, ts = _funnel(rng, counts[start:stop], tastes[start:stop], category, sampler,
                                               int(block_carts), int(block_purchases))
         first = syn.first_event_times(items, item, ts, first)
         sink(syn.events_frame(user_ids, item_ids, user + start, item, EVENT_TYPES, kind, value, ts))
+        searched.append(_searches_before_views(search_rng, user + start, item, kind, ts, items))
 
     # Most products predate the span; new arrivals appear in it, never after their first event.
     planned = np.where(
@@ -242,7 +253,8 @@ def _build(users: int, items: int, events: int, seed: int, chunk_events: int,
     price = np.floor(price) + 0.99
     words = CATEGORIES_BY_LANGUAGE[language]
     shown = [words[name][0] for name in names]  # the category's name in the catalogue's language
-    items_frame = _items_text(rng, category, pl.Series(brand_names).gather(brand), language).select(
+    text = _items_text(rng, category, pl.Series(brand_names).gather(brand), language)
+    items_frame = text.select(
         item_id=item_ids,
         title="title",
         created_at=syn.datetimes(created),
@@ -253,7 +265,32 @@ def _build(users: int, items: int, events: int, seed: int, chunk_events: int,
     )
     truth = {"user_category_taste": tastes, "item_category": category, "item_appeal": popularity,
              "categories": shown}
-    return users_frame, items_frame, truth
+    return users_frame, items_frame, truth, _search_frame(search_rng, searched, text, user_ids, language)
+
+
+def _searches_before_views(rng: np.random.Generator, user: np.ndarray, item: np.ndarray, kind: np.ndarray,
+                           ts: np.ndarray, items: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(user, searched product, time) of one block's searches: a share of its views had a search
+    for the product minutes before (a random other product, for the noisy ones)."""
+    views = np.flatnonzero((kind == 0) & (rng.random(kind.size) < SEARCH_RATE))
+    lead = syn.truncated_exponential(rng, SEARCH_LEAD_US, ts[views] - syn.START_US).astype(np.int64)
+    target = np.where(rng.random(views.size) < SEARCH_NOISE, rng.integers(0, items, views.size), item[views])
+    return user[views], target, ts[views] - lead
+
+
+def _search_frame(rng: np.random.Generator, searched: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
+                  text: pl.DataFrame, user_ids: pl.Series, language: str) -> pl.DataFrame:
+    """The searches as events rows (user_id, query, ts) in time order: the product's adjective and
+    noun ("wireless headphones"), or its brand and noun ("Norvex headphones"), as shoppers type them."""
+    user, item, ts = (np.concatenate(parts) for parts in zip(*searched))
+    order = np.argsort(ts, kind="stable")
+    user, item, ts = user[order], item[order], ts[order]
+    by_brand = rng.random(item.size) < 0.3
+    picked = text[item]
+    first = pl.Series(np.where(by_brand, picked["brand"].to_numpy(), picked["adjective"].to_numpy()))
+    separator = "" if language == "zh" else " "
+    query = first + separator + picked["noun"]
+    return pl.DataFrame({"user_id": user_ids.gather(user), "query": query, "ts": syn.datetimes(ts)})
 
 
 def _funnel(rng: np.random.Generator, counts: np.ndarray, tastes: np.ndarray, category: np.ndarray,

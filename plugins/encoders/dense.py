@@ -3,12 +3,14 @@
 Inputs it can use, each switchable: the entity's id embedding; categorical fields
 (list fields such as genres are mean-pooled); numeric fields; item vector sets (through a
 learned projection, so pretrained text vectors sit beside the id embedding); and, for
-users, the mean of their history items' representations.
+users, the mean of their history items' representations and, with ``model.searches``, the
+pooled vector of their recent searches (one more vector input, ``vec:searches``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -69,6 +71,11 @@ class DenseEncoder(Encoder):
         # A linear layer on top adds nothing it could express and measurably slows and hurts
         # optimisation (ml-100k P-gen softmax MF: valid NDCG@10 0.229 with it vs 0.249 without).
         self.mlp = nn.Identity() if ids_only else nn.Sequential(*layers, nn.Linear(width, context.dim))
+
+    @classmethod
+    def reads_vector_inputs(cls, params: dict[str, Any]) -> bool:
+        """With ``use_features`` (the default) every vector input gets its own projection."""
+        return bool(params.get("use_features", True))
 
     @property
     def uses_history(self) -> bool:

@@ -51,7 +51,8 @@ class PopularityFallback(Ranker):
 
     def rank(self, candidates: Candidates, context: RankContext) -> Candidates:
         k = self.config.k or context.k
-        cold = self.config.everyone or not context.known_user or len(context.history) == 0
+        cold = self.config.everyone or not context.known_user or (
+            len(context.history) == 0 and not context.recent_searches)  # a searching newcomer is no cold user
         if not cold and (not self.config.top_up or len(candidates) >= k):
             return candidates
         skip = [np.asarray(context.exclude, dtype=np.int64)]
