@@ -2,8 +2,9 @@
 
 The store stays the system of record; the overlay is a bounded cache of what it already holds
 durably, merged with the published snapshot on every request: each user's recent live events
-(appended to the snapshot's history, and to what exclude-seen hides) and users' posted
-attributes. Posted items go to the catalogue instead (``Recommender.add_items``).
+(appended to the snapshot's history, and to what exclude-seen hides), their searches (for a
+user tower that reads them) and users' posted attributes. Posted items go to the catalogue
+instead (``Recommender.add_items``).
 A publish folds the log into a snapshot; the replica then loads it with a fresh overlay that
 starts at the snapshot's ``live_seq`` and catches up from the writer before it swaps.
 """
@@ -19,6 +20,7 @@ from typing import Any
 import polars as pl
 
 from recengine.feature_store.live_log import LiveChange
+from recengine.feature_store.schema import QUERY
 
 MAX_EVENTS_PER_USER = 200  # a user's live events kept (the newest); the snapshot keeps the rest
 MAX_USERS = 200_000  # users with live events kept (least recently active dropped first)
@@ -60,6 +62,7 @@ class LiveOverlay:
         self.max_users = max_users
         self._events: OrderedDict[str, LiveEvents] = OrderedDict()
         self._attributes: dict[str, dict[str, Any]] = {}
+        self._searches: OrderedDict[str, tuple[list[str], list[datetime]]] = OrderedDict()
         self._lock = threading.Lock()
         self.last_applied_at: datetime | None = None
 
@@ -88,7 +91,12 @@ class LiveOverlay:
 
     def _add_events(self, frame: pl.DataFrame) -> set[str]:
         """A batch's events, grouped by user first: each user's lists are copied once per
-        batch, not once per event (columns read as Python lists: no polars query per batch)."""
+        batch, not once per event (columns read as Python lists: no polars query per batch).
+        Search rows (a ``query``, no item) go to the user's live searches instead."""
+        searched: set[str] = set()
+        if QUERY in frame.columns:
+            searched = self._add_searches(frame.filter(pl.col(QUERY).is_not_null()))
+            frame = frame.filter(pl.col(QUERY).is_null())
         by_user: dict[str, tuple[list[str], list[str], list[datetime]]] = {}
         columns = (frame.get_column(name).to_list() for name in ("user_id", "item_id", "event_type", "ts"))
         for user_id, item_id, event_type, ts in zip(*columns, strict=True):
@@ -102,7 +110,23 @@ class LiveOverlay:
             self._events.move_to_end(user_id)
         while len(self._events) > self.max_users:
             self._events.popitem(last=False)
-        return set(by_user)
+        return set(by_user) | searched
+
+    def _add_searches(self, frame: pl.DataFrame) -> set[str]:
+        """Searches posted after the snapshot, the newest ``max_events_per_user`` per user."""
+        columns = (frame.get_column(name).to_list() for name in ("user_id", QUERY, "ts"))
+        for user_id, query, ts in zip(*columns, strict=True):
+            queries, times = self._searches.get(user_id, ([], []))
+            self._searches[user_id] = ((queries + [query])[-self.max_events_per_user:],
+                                       (times + [ts])[-self.max_events_per_user:])  # new lists: readers see pairs
+            self._searches.move_to_end(user_id)
+        while len(self._searches) > self.max_users:
+            self._searches.popitem(last=False)
+        return set(frame.get_column("user_id").to_list())
+
+    def searches(self, user_id: str) -> tuple[list[str], list[datetime]]:
+        """The user's live searches (queries and times, oldest first); empty lists for none."""
+        return self._searches.get(user_id, ([], []))
 
     def events(self, user_id: str) -> LiveEvents | None:
         return self._events.get(user_id)

@@ -558,12 +558,15 @@ class Recommender:
     # -- recent searches (model.searches) ------------------------------------------------
     def recent_searches(self, user_id: str, user_index: int, at: int) -> PooledSearches:
         """What the user tower pools for ``user_id`` at epoch seconds ``at``: the snapshot's
-        recent searches (the bundle's training searches without a snapshot)."""
+        recent searches and those posted since (the bundle's training searches without either)."""
         settings = self.bundle.config.model.searches
         assert settings is not None and self.model.search_log is not None
         log = self.model.search_log
-        if self.online is not None:
-            queries, stamps = self.online.searches(user_id)
+        if self.online is not None or self.live is not None:
+            queries, stamps = self.online.searches(user_id) if self.online is not None else ([], [])
+            if self.live is not None:  # searches posted since the snapshot follow its own
+                posted, posted_at = self.live.searches(user_id)
+                queries, stamps = queries + posted, stamps + posted_at
             times = epoch_seconds(stamps) if stamps else np.zeros(0, dtype=np.int64)
         else:
             queries, times = log.of_user(user_index) if user_index else ([], np.zeros(0, dtype=np.int64))

@@ -37,6 +37,11 @@ def split_searches(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]:
     return events.filter(~is_search).drop(QUERY), events.filter(is_search).select(COLUMNS)
 
 
+def has_searches(events: pl.DataFrame) -> bool:
+    """Whether a conformed events frame holds search rows."""
+    return QUERY in events.columns and events[QUERY].is_not_null().any()
+
+
 def insert_searches(con: duckdb.DuckDBPyConnection, rows: pl.DataFrame) -> int:
     """Append the searches not already stored (same user, query and time), in ``rows``' order;
     returns how many were added."""

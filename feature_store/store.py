@@ -279,6 +279,8 @@ class FeatureStore:
             run(con, "INSERT INTO ingests VALUES (?, ?, ?, ?, now()::TIMESTAMP)",
                 [item.raw.source, kind, item.frame.height, added])
         written = frame.drop("_row") if kind == "events" else frame
+        if live and searched is not None and searched.height:  # logged beside the events, for the replicas
+            written = pl.concat([written, searched], how="diagonal_relaxed")
         return IngestResult(item.raw.source, kind, item.frame.height, added, created), written
 
     def _keep_stored_values(self, kind: str, frame: pl.DataFrame) -> pl.DataFrame:
@@ -411,7 +413,8 @@ class FeatureStore:
             try:
                 with _disk_full_is_store_error(self.path, "nothing of these batches was stored"), self.transaction():
                     events = {i: s for i, s in staged.items() if s[0].kind == "events"
-                              and (batches[i].create_users, batches[i].create_items) == (True, False)}
+                              and (batches[i].create_users, batches[i].create_items) == (True, False)
+                              and not searches.has_searches(s[0].frame)}  # searches go their own way (_write)
                     ids = [e for _, event_ids in events.values() for e in event_ids if e is not None]
                     if len(set(ids)) < len(ids):  # a batch retried within its group: one by one, each sees the last
                         events = {}

@@ -29,6 +29,7 @@ from recengine.feature_store import FeatureStore
 from recengine.feature_store.errors import IngestError
 from recengine.feature_store.live_log import LiveAck, LiveBatch
 from recengine.feature_store.snapshot import read_manifest
+from recengine.live_overlay import LiveOverlay
 from recengine.live_writer import StoreWriter
 from recengine.serve.service import RecommendService
 from tests.conftest import domain_in_process
@@ -111,13 +112,17 @@ def _store_cases(live: Live) -> dict[str, tuple[LiveBatch, int | None, str | Non
                                            3, "ts"),
         "one unknown item among good ones": (LiveBatch("events", good[:4] + [event(user, "no-such-item")] + good[4:]),
                                              4, "item_id"),
+        "search naming an item": (LiveBatch("events", good[:2] + [event(user, item, query="red shoes")]), 2,
+                                  "item_id"),
+        "search without text": (LiveBatch("events", [{"user_id": user, "event_type": "search"}]), 0, "query"),
     }
 
 
 STORE_CASES = ["unknown event type", "bad timestamp", "unknown item", "value not a number", "object as a value",
                "list of objects", "price not a number", "age not an integer", "column the schema lacks",
                "event column the schema lacks", "event id twice", "event id not a string", "no records",
-               "not a record", "one bad record among good ones", "one unknown item among good ones"]
+               "not a record", "one bad record among good ones", "one unknown item among good ones",
+               "search naming an item", "search without text"]
 
 
 @pytest.mark.parametrize("case", STORE_CASES)
@@ -129,6 +134,41 @@ def test_writer_refuses_a_bad_batch_and_stores_nothing(live: Live, case: str) ->
     assert (answer.row, answer.column) == (record, field), str(answer)
     assert_same_contents(before, everything(live.writer.store))
     assert live.writer.live_state().seq == seq
+
+
+def test_posted_searches_are_stored_logged_for_replicas_and_idempotent(live: Live) -> None:
+    user, newcomer = live.users[2], "searching-visitor"
+    batch = LiveBatch("events", [event(user, live.item(3), event_id="s-1"),
+                                 {"user_id": user, "query": "wireless headphones", "event_id": "s-2"},
+                                 {"user_id": newcomer, "query": " trail tent ", "event_type": "search",
+                                  "event_id": "s-3"}])
+    ack = live.writer.append(batch, timeout=30)
+    assert isinstance(ack, LiveAck) and ack.accepted == 3, ack
+    stored = live.writer.store.searches([user, newcomer])
+    assert sorted(stored["query"].to_list()) == ["trail tent", "wireless headphones"]
+    assert events_of(live.writer.store, user)["item_id"].to_list()[-1] == live.item(3)
+    again = live.writer.append(batch, timeout=30)  # a retry: nothing twice
+    assert isinstance(again, LiveAck) and again.duplicates == 3
+    assert live.writer.store.searches([user, newcomer]).height == 2
+    overlay = LiveOverlay()
+    overlay.apply(live.writer.store.changes_since(ack.seq - 1))
+    assert overlay.searches(newcomer)[0] == ["trail tent"]
+    assert overlay.searches(user)[0] == ["wireless headphones"]
+    assert live.item(3) in (overlay.events(user).items if overlay.events(user) else [])
+
+
+def test_searches_over_http_are_accepted_and_bad_ones_refused_with_a_reason(live: Live) -> None:
+    url = f"/{DOMAIN}/events"
+    user = live.users[3]
+    ok = live.post(url, {"events": [{"user_id": user, "query": "organic olive oil"}]})
+    assert ok.status_code == 200, ok.text
+    assert "organic olive oil" in live.writer.store.searches([user])["query"].to_list()
+    for record, reason in (({"user_id": user}, "names an item_id, or (a search) a query"),
+                           ({"user_id": user, "item_id": live.item(0), "query": "x"}, "not both"),
+                           ({"user_id": user, "query": "x", "event_type": "view"}, "has event_type 'search'"),
+                           ({"user_id": user, "query": "x" * 2000}, "at most 1024")):
+        refused = live.post(url, {"events": [record]})
+        assert refused.status_code == 422 and reason in refused.text, (record, refused.text)
 
 
 def test_unknown_item_is_created_only_when_asked(live: Live) -> None:

@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from recengine.feature_store.schema import ColumnType
+from recengine.feature_store.schema import SEARCH_EVENT, ColumnType
 
 MAX_K = 100
 MAX_ID_CHARS = 256  # user ids, item ids, string filter values
@@ -201,13 +201,22 @@ JsonScalar = Annotated[str, StringConstraints(strict=True, max_length=4_096)] | 
 FieldValue = JsonScalar | Annotated[list[JsonScalar | None], Field(max_length=256)] | None
 
 
+MAX_QUERY_CHARS = 1_024  # a search event's query text
+
+
 class EventRecord(BaseModel):
+    """An event with an item, or a search: a ``query`` and no item (``event_type`` ``search``)."""
+
     model_config = ConfigDict(extra="forbid", strict=True)
 
     user_id: Identifier
-    item_id: Identifier
+    item_id: Identifier | None = Field(None, description="The item the event is about (every event but a search).")
+    query: Annotated[str, StringConstraints(strict=True, strip_whitespace=True, min_length=1,
+                                            max_length=MAX_QUERY_CHARS)] | None = Field(
+        None, description="What the user searched for: a search event names a query and no item.")
     event_type: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_COLUMN_CHARS)] | None = (
-        Field(None, description="One of the domain's event types (default: its default type)."))
+        Field(None, description="One of the domain's event types (default: its default type); 'search' or "
+                                "nothing for a search."))
     value: StrictFloat | StrictInt | None = Field(None, description="A rating, watch fraction... (default 1).")
     ts: Annotated[str, StringConstraints(strict=True, max_length=64)] | StrictInt | StrictFloat | None = Field(
         None, description="When it happened: ISO 8601 or Unix seconds/milliseconds (default: server time).")
@@ -216,6 +225,16 @@ class EventRecord(BaseModel):
     request_id: Annotated[str, StringConstraints(strict=True, min_length=1, max_length=MAX_ID_CHARS)] | None = Field(
         None, description="The request_id of the /recommend answer that showed this item, if it came from one: "
                           "attributes the event to that answer in online metrics.")
+
+
+    @model_validator(mode="after")
+    def _an_item_or_a_query(self) -> EventRecord:
+        if (self.item_id is None) == (self.query is None):
+            raise ValueError("an event names an item_id, or (a search) a query, not both and not neither")
+        if self.query is not None and self.event_type not in (None, SEARCH_EVENT):
+            raise ValueError(f"a search event (a query) has event_type {SEARCH_EVENT!r} or none, "
+                             f"not {self.event_type!r}")
+        return self
 
 
 class EventsBatch(BaseModel):
@@ -299,7 +318,7 @@ def domain_write_models(domain: str) -> tuple[type[EventsBatch], type[ItemsBatch
         return EventsBatch, ItemsBatch, UsersBatch
     events: type[EventsBatch] = EventsBatch
     if schema.event_types:
-        kinds = Literal[tuple(schema.event_types)]  # type: ignore[valid-type]
+        kinds = Literal[tuple(dict.fromkeys([*schema.event_types, SEARCH_EVENT]))]  # type: ignore[valid-type]
         described = f"One of {schema.event_types} (default {schema.default_event_type})."
         record = create_model("DomainEventRecord", __base__=EventRecord,
                               event_type=(kinds | None, Field(None, description=described)))  # type: ignore[arg-type]

@@ -156,7 +156,7 @@ CART_RATE = 0.3  # carts per view
 PURCHASE_RATE = 0.4  # purchases per cart
 STICKINESS = 0.6  # chance a view stays in the previous view's category
 CHUNK_EVENTS = 1_000_000  # views made (and written) at a time: peak memory follows this, not the event count
-SEARCH_RATE = 0.1  # views that a search for the product came before
+SEARCH_RATE = 0.25  # views that a search for the product came before (a quarter of product views)
 SEARCH_NOISE = 0.25  # searches for a random other product instead (the shopper browsed, or changed their mind)
 SEARCH_LEAD_US = 5 * syn.US_PER_MINUTE  # mean time from the search to the view
 
