@@ -124,14 +124,15 @@ class PooledSearches:
 def pool_recent(queries: list[str], times: np.ndarray, vectors: dict[str, np.ndarray], at: int, dim: int,
                 last: int, max_age_seconds: int | None) -> PooledSearches:
     """What a request pools, the way :meth:`SearchLog.pool` does for training: the ``last``
-    searches strictly before ``at`` (epoch seconds) and within the age limit whose query has a
-    vector (a query the store has not embedded yet is skipped), averaged. ``queries`` and
-    ``times`` are one user's searches, oldest first."""
+    searches made by ``at`` (epoch seconds; a search in the request's own second counts, it was
+    typed before the request was answered) and within the age limit whose query has a vector
+    (one without is skipped), averaged. ``queries`` and ``times`` are one user's searches,
+    oldest first."""
     counted: list[str] = []
     for query, moment in zip(reversed(queries), reversed(np.asarray(times, dtype=np.int64).tolist())):
         if len(counted) == last:
             break
-        if moment >= at or (max_age_seconds is not None and moment < at - max_age_seconds):
+        if moment > at or (max_age_seconds is not None and moment < at - max_age_seconds):
             continue
         if query in vectors:
             counted.append(query)

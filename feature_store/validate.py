@@ -144,8 +144,9 @@ def conform(raw: RawTable, kind: str, schema: StoreSchema) -> pl.DataFrame:
     missing = [c for c in REQUIRED[kind] if c not in raw.frame.columns
                and not (kind == "events" and c == ITEM_ID and QUERY in raw.frame.columns)]  # searches alone
     if missing:
+        searches = f" (or {QUERY!r} in place of item_id, for search events)" if kind == "events" else ""
         raise IngestError(raw.source, f"missing required column(s) {missing}", column=missing[0],
-                          expected=f"columns {list(REQUIRED[kind])}; found {raw.frame.columns}")
+                          expected=f"columns {list(REQUIRED[kind])}{searches}; found {raw.frame.columns}")
     out: dict[str, pl.Series] = {}
     for name, column_type in columns.items():
         if name in raw.frame.columns:

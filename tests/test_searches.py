@@ -17,6 +17,9 @@ from recengine.config import PipelineConfig, validate_components
 from recengine.errors import ConfigError, DataError
 from recengine.feature_store import FeatureStore
 from recengine.feature_store.errors import IngestError
+from recengine.feature_store.live_log import LiveBatch
+from recengine.live_overlay import LiveOverlay
+from recengine.recommender import Recommender
 from recengine.plugins.domains import ecommerce
 from recengine.searches import SearchLog, pool_recent
 
@@ -107,10 +110,11 @@ def test_pooling_counts_only_the_last_searches_strictly_before_the_prediction() 
 def test_serving_pools_as_training_does() -> None:
     log = _log(last=2, max_age=25)
     queries, times = log.of_user(1)
-    for at in (5, 10, 21, 31, 50, 1000):
-        served = pool_recent(queries, times, log.vector_lookup(), at, log.dim, log.last, log.max_age_seconds)
+    for at in (5, 10, 21, 31, 50, 1000):  # a request counts searches up to its own second; training strictly before
+        served = pool_recent(queries, times, log.vector_lookup(), at - 1, log.dim, log.last, log.max_age_seconds - 1)
         np.testing.assert_allclose(served.vector, log.pool(np.array([1]), np.array([at]))[0])
         assert served.queries == [q for q, _ in log.recent(1, at)]
+    assert pool_recent(queries, times, log.vector_lookup(), 30, log.dim, 1, None).queries == ["c"]
 
 
 def test_the_ecommerce_generator_searches_for_products_before_viewing_them() -> None:
@@ -162,7 +166,8 @@ last = 3
 max_age_days = 3650
 [train]
 mode = "pairs"
-epochs = 2
+epochs = 8
+lr = 0.005
 """
 
 
@@ -177,8 +182,8 @@ def test_cli_trains_on_searches_and_cites_them_in_reasons(tmp_path: Path) -> Non
         assert result.exit_code == 0, (args, result.output)
         return result.output
 
-    assert "searches)" in run("data", "generate", "--domain", "ecommerce", "--users", "300", "--items", "200",
-                              "--events", "6000", "--seed", "2", "--out", str(data))
+    assert "searches)" in run("data", "generate", "--domain", "ecommerce", "--users", "600", "--items", "200",
+                              "--events", "15000", "--seed", "2", "--out", str(data))
     run("store", "init", "--domain", "ecommerce", "--store", store)
     run("store", "ingest", str(data), "--store", store)
     early = runner.invoke(cli, ["train", "--store", store, "--models", models, "--config", str(config)])
@@ -188,17 +193,37 @@ def test_cli_trains_on_searches_and_cites_them_in_reasons(tmp_path: Path) -> Non
         assert not opened.unembedded_queries("text")
     run("train", "--store", store, "--models", models, "--config", str(config))
 
-    # a brand-new shopper who only searched: the tower reads the search, and the reasons cite it
+    # a brand-new shopper who only searched, for what shoppers here search most ("<adjective> <noun>"):
+    # the tower reads the search (no popularity fallback), the list follows it, the reasons cite it
+    searched = pl.read_parquet(data / "searches.parquet")["query"]
+    query = next(q for q in searched.value_counts(sort=True)["query"].to_list() if q.split()[0][0].islower())
+    noun = query.split(" ", 1)[1]
     with FeatureStore(store) as opened:
-        opened.ingest(pl.DataFrame({"user_id": ["newcomer"], "query": ["wireless headphones"],
-                                    "ts": [datetime(2026, 11, 30)]}), "events", create_missing=True)
+        opened.ingest(pl.DataFrame({"user_id": ["newcomer"], "query": [query], "ts": [datetime(2026, 11, 30)]}),
+                      "events", create_missing=True)
         opened.publish()
     output = run("recommend", "--user", "newcomer", "-k", "5", "--models", models, "--json")
     recommended = json.loads(output)
     assert len(recommended) == 5
-    cited = [r for r in recommended if 'because you searched for "wireless headphones"' in r["reasons"]]
-    assert cited and all("headphones" in r["title"].lower() or "earbuds" in r["title"].lower() for r in cited)
     assert not any("popular" in " ".join(r["reasons"]) for r in recommended)  # scored, not the fallback
+    assert noun in recommended[0]["title"], (query, recommended)
+    cited = [r for r in recommended if f'because you searched for "{query}"' in r["reasons"]]
+    assert cited and all(noun in r["title"] for r in cited), (query, recommended)
+
+    # serving: a search posted after the snapshot (the HTTP path) reaches the replica's overlay at once,
+    # and a query nobody typed before is embedded on the fly by the set's text model
+    recommender = Recommender.load("searching", models)
+    recommender.live = LiveOverlay(recommender.online.data.live_seq if recommender.online else 0)
+    fresh = f"{query.split()[0]} {noun} for my sister"
+    with FeatureStore(store) as opened:
+        assert fresh not in opened.read_query_vectors("text")[0]
+        changes: list = []
+        opened.append_live([LiveBatch("events", [{"user_id": "walk-in", "query": fresh}])], logged=changes)
+    assert recommender.recommend("walk-in", 5).fallback  # the overlay has not seen it yet: nothing to go on
+    recommender.live.apply(changes)
+    served = recommender.recommend("walk-in", 5)
+    assert not served.fallback and noun in served[0].title, served
+    assert any(f'because you searched for "{fresh}"' in r.reasons for r in served)
 
 
 def test_training_refuses_queries_the_vector_set_lacks(tmp_path: Path) -> None:
