@@ -16,7 +16,7 @@ import numpy as np
 
 from recengine.bundle import Bundle
 from recengine.data import build_interactions
-from recengine.dataset import merged_event_weights, needs_event_times
+from recengine.dataset import attach_searches, merged_event_weights, needs_event_times
 from recengine.errors import DataError
 from recengine.evaluate import evaluate_scorer, model_scorer
 from recengine.metrics import paired_test
@@ -68,21 +68,24 @@ def per_user_metric(bundle: Bundle, split: Any, protocol: str, metric: str = MET
     return {user: float(v) for user, v in zip(bundle.users.decode(test.users), values) if user}
 
 
-def ranking_split(bundle: Bundle, store_path: str | Path, purpose: str) -> tuple[str, Any]:
+def ranking_split(bundle: Bundle, store_path: str | Path, purpose: str,
+                  also: tuple[Bundle, ...] = ()) -> tuple[str, Any]:
     """``bundle``'s protocol and its split of the store (protocol, split seed, fold), for ``purpose``
-    ("retrain compares ranking models"); a rating-protocol bundle has no ranking to judge."""
+    ("retrain compares ranking models"); a rating-protocol bundle has no ranking to judge. It and
+    the bundles ``also`` judged on that split get the store's current searches (``attach_searches``)."""
     config = bundle.config
     protocol = config.train.protocol
     if protocol == "rating":
         raise DataError(f"{purpose}; a rating-protocol bundle has no per-user ranking metrics")
     with readable_store(store_path) as store:
         split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
+        attach_searches(store, bundle, *also)
     return protocol, split
 
 
 def compare_bundles(new: Bundle, old: Bundle, store_path: str | Path, metric: str = METRIC) -> Comparison:
     """``new`` against ``old`` on ``new``'s split (its protocol and split seed) of the store."""
-    protocol, split = ranking_split(new, store_path, "retrain compares ranking models")
+    protocol, split = ranking_split(new, store_path, "retrain compares ranking models", also=(old,))
     ours, theirs = per_user_metric(new, split, protocol, metric), per_user_metric(old, split, protocol, metric)
     shared = sorted(set(ours) & set(theirs))
     if len(shared) < 2:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import polars as pl
 
@@ -96,6 +98,15 @@ def required_vectors(config: PipelineConfig) -> list[str]:
     encoder = get_plugin_manager().get("encoders", ref.name)
     needed = encoder.required_vectors(ref.params)
     return list(dict.fromkeys([*config.model.item_vectors, *needed]))
+
+
+def attach_searches(store: FeatureStore, *bundles: Any) -> None:
+    """Give each bundle whose model reads searches the store's current search log (by its own
+    user ids), so a re-evaluation on the store's data pools the searches the store holds now,
+    not only those it trained with."""
+    for bundle in bundles:
+        if bundle.model.reads_searches:
+            bundle.model.search_log = load_search_log(store, bundle.config, bundle.users)
 
 
 def needs_event_times(config: PipelineConfig) -> bool:

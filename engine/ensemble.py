@@ -110,7 +110,7 @@ def evaluate_ensemble(first: Bundle, second: Bundle, store_path: str | Path, met
             raise DataError(f"{first.path.name} and {second.path.name} index their {kind} differently (trained on "
                             f"different data): blend bundles trained on the same store")
     config = first.config
-    protocol, split = ranking_split(first, store_path, "an ensemble blends rankings")
+    protocol, split = ranking_split(first, store_path, "an ensemble blends rankings", also=(second,))
     interactions = build_interactions(
         split, first.users, first.items, protocol, merged_event_weights(config, domain_event_weights(config)),
         config.train.weight_by_value, max(config.model.max_history, second.config.model.max_history),

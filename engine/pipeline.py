@@ -15,7 +15,7 @@ import numpy as np
 from recengine.bundle import Bundle, save_bundle
 from recengine.config import PipelineConfig, validate_components
 from recengine.data import build_interactions
-from recengine.dataset import PreparedData, merged_event_weights, needs_event_times, prepare
+from recengine.dataset import PreparedData, attach_searches, merged_event_weights, needs_event_times, prepare
 from recengine.disk_space import disk_full_is_engine_error
 from recengine.eval_sample import sampled_for_test
 from recengine.evaluate import evaluate_interactions, run_metrics
@@ -107,6 +107,7 @@ def evaluate_bundle(bundle: Bundle, store_path: str | Path, protocol: str | None
     protocol = protocol or config.train.protocol
     with readable_store(store_path) as store:
         split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
+        attach_searches(store, bundle)
     interactions = build_interactions(split, bundle.users, bundle.items, protocol,
                                       merged_event_weights(config, domain_event_weights(config)),
                                       config.train.weight_by_value, config.model.max_history,

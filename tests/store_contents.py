@@ -8,7 +8,8 @@ import polars as pl
 
 from recengine.feature_store import FeatureStore
 
-TABLES = ("store_meta", "users", "items", "events", "searches", "item_vectors", "query_vectors", "vector_sets", "ingests")
+TABLES = ("store_meta", "users", "items", "events", "searches", "item_vectors", "query_vectors", "vector_sets",
+          "ingests")
 
 
 def contents(store: FeatureStore | str | Path) -> dict[str, pl.DataFrame]:

@@ -19,8 +19,8 @@ from recengine.feature_store import FeatureStore
 from recengine.feature_store.errors import IngestError
 from recengine.feature_store.live_log import LiveBatch
 from recengine.live_overlay import LiveOverlay
-from recengine.recommender import Recommender
 from recengine.plugins.domains import ecommerce
+from recengine.recommender import Recommender
 from recengine.searches import SearchLog, pool_recent
 
 MIXED = pl.DataFrame({

@@ -19,7 +19,7 @@ import numpy as np
 
 from recengine.bundle import Bundle
 from recengine.data import build_interactions
-from recengine.dataset import merged_event_weights, needs_event_times
+from recengine.dataset import attach_searches, merged_event_weights, needs_event_times
 from recengine.errors import DataError
 from recengine.eval_sample import sample_user_ids, subset_eval_set
 from recengine.evaluate import model_scorer, popularity_scorer, rank_eval_set, training_catalogue
@@ -155,6 +155,7 @@ def collect(bundles: Sequence[tuple[str, Bundle]], store_path: str | Path, *, pr
         raise DataError(f"{first_label} uses the rating protocol: a report ranks items (pass --protocol seq or gen)")
     with readable_store(store_path) as store:
         split = store.split(protocol, seed=config.train.split_seed, fold=config.train.fold, folds=config.train.folds)
+        attach_searches(store, *(bundle for _, bundle in bundles))
     runs, notes = [], []
     first_interactions = _interactions(first_bundle, split, protocol)
     all_users = len(first_interactions.test)
