@@ -46,7 +46,8 @@ def prepare(store: FeatureStore, config: PipelineConfig, event_weights: dict[str
 def load_search_log(store: FeatureStore, config: PipelineConfig, users: IdMap) -> SearchLog | None:
     """The store's searches as ``config.model.searches`` reads them (None when it reads none):
     every search of a known user, with its query's vector from the configured set. A searched
-    query without a vector there is a ``DataError`` that says how to embed it."""
+    query the set has no vector for yet is embedded here by the set's text model; a set whose
+    vectors came from elsewhere (no model to embed with) makes that a ``DataError``."""
     settings = config.model.searches
     if settings is None:
         return None
@@ -55,11 +56,15 @@ def load_search_log(store: FeatureStore, config: PipelineConfig, users: IdMap) -
                                  [settings.vectors])["n"][0] == 0:
         raise ConfigError(f"model.searches.vectors: the store has no vector set {settings.vectors!r}; build it "
                           f"with `recengine vectors build --vector {settings.vectors}` (it embeds the queries too)")
+    source = store.vector_sources().get(settings.vectors) or {}
+    transform = store.vector_transform(settings.vectors)
     missing = store.unembedded_queries(settings.vectors)
-    if missing:
-        raise DataError(f"{len(missing)} searched quer{'y has' if len(missing) == 1 else 'ies have'} no vector in "
-                        f"set {settings.vectors!r} (e.g. {missing[:3]}); embed them with "
-                        f"`recengine vectors build --vector {settings.vectors}`")
+    if missing:  # typed since the last `vectors build` (posted while serving, say): embedded here alike
+        if not source.get("encoder"):
+            raise DataError(f"{len(missing)} searched quer{'y has' if len(missing) == 1 else 'ies have'} no vector in "
+                            f"set {settings.vectors!r} (e.g. {missing[:3]}), whose vectors came from elsewhere: "
+                            f"embed the set with `recengine vectors build --vector {settings.vectors}`")
+        queries, matrix = _with_embedded(queries, matrix, missing, source["encoder"], transform)
     rows = store.searches()
     dense = users.encode(rows["user_id"])
     known = dense > 0
@@ -68,10 +73,23 @@ def load_search_log(store: FeatureStore, config: PipelineConfig, users: IdMap) -
     times = rows["ts"].dt.epoch("s").to_numpy().astype(np.int64)
     order = np.lexsort((np.arange(rows.height)[known], times[known], dense[known]))  # stable within a second
     age = None if settings.max_age_days is None else int(settings.max_age_days * 86_400)
-    source = store.vector_sources().get(settings.vectors) or {}
     return SearchLog(dense[known][order], times[known][order], query_index[known][order], queries,
                      np.asarray(matrix, dtype=np.float32), settings.last, age,
-                     encoder=source.get("encoder"), transform=store.vector_transform(settings.vectors))
+                     encoder=source.get("encoder"), transform=transform)
+
+
+def _with_embedded(queries: list[str], matrix: np.ndarray, missing: list[str], encoder: str,
+                   transform: Any) -> tuple[list[str], np.ndarray]:
+    """The stored query vectors plus ``missing`` ones embedded now, as ``vectors build`` would
+    (the set's encoder, then its transform); nothing is written (the store may be read-only)."""
+    from recengine.plugin_manager import get_plugin_manager
+
+    embedded = get_plugin_manager().get("encoders", encoder).embed_texts(missing)
+    if transform is not None:
+        embedded = transform.apply(embedded)
+    stored = np.asarray(matrix, dtype=np.float32).reshape(len(queries), -1) if queries else \
+        np.zeros((0, embedded.shape[1]), dtype=np.float32)
+    return queries + missing, np.concatenate([stored, np.asarray(embedded, dtype=np.float32)])
 
 
 def merged_event_weights(config: PipelineConfig, domain_weights: dict[str, float] | None = None) -> dict[str, float]:

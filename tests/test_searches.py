@@ -225,6 +225,13 @@ def test_cli_trains_on_searches_and_cites_them_in_reasons(tmp_path: Path) -> Non
     assert not served.fallback and noun in served[0].title, served
     assert any(f'because you searched for "{fresh}"' in r.reasons for r in served)
 
+    # re-evaluating on the store pools its searches now, the never-embedded query embedded on the way
+    with_searches = json.loads((Path(models) / "searching" / "1" / "metrics.json").read_text())["test"]["ndcg@10"]
+    evaluated = tmp_path / "evaluated.json"
+    run("evaluate", "searching", "--store", store, "--models", models, "--out", str(evaluated))
+    metrics = json.loads(evaluated.read_text())
+    assert metrics["test"]["ndcg@10"] == pytest.approx(with_searches, abs=1e-6)  # the test users' searches as trained
+
 
 def test_training_refuses_queries_the_vector_set_lacks(tmp_path: Path) -> None:
     from recengine.dataset import load_search_log

@@ -85,8 +85,8 @@ def metrics_table(metrics: dict[str, Any], title: str) -> Table:
         columns += [("test_unmasked", "model (unmasked)"), ("popularity_unmasked", "popularity (unmasked)")]
     for _, label in columns:
         table.add_column(label, justify="right")
-    for metric in metrics["test"]:
-        table.add_row(metric, *(f"{metrics[key][metric]:.4f}" for key, _ in columns))
+    for metric in metrics["test"]:  # a column may lack a metric (P-seq's unmasked view has no GAUC): blank there
+        table.add_row(metric, *(f"{metrics[key][metric]:.4f}" if metric in metrics[key] else "" for key, _ in columns))
     return table
 
 
