@@ -241,7 +241,7 @@ def combine(paths: list[Path], out: Path) -> None:
     if merged["winner"] is None:
         raise SystemExit("cannot combine: no file holds the seed-0 run that chooses the winner")
     for part in parts[1:]:
-        if part["data"] != merged["data"] or merged["winner"] not in (part["candidates"] or [part["winner"]]):
+        if _same_data(part) != _same_data(merged) or merged["winner"] not in (part["candidates"] or [part["winner"]]):
             raise SystemExit(f"cannot combine: other data, or no runs of the winner {merged['winner']!r}, in a part")
         for label, by_seed in part["runs"].items():
             merged["runs"].setdefault(label, {}).update(by_seed)
@@ -254,6 +254,11 @@ def combine(paths: list[Path], out: Path) -> None:
     merged["tests"] = tests_of(merged)
     out.write_text(json.dumps(merged, indent=1))
     report(merged)
+
+
+def _same_data(result: dict[str, Any]) -> dict[str, Any]:
+    """What must match for two runs to be joined: the data, not how long its embedding took."""
+    return {key: value for key, value in result["data"].items() if key != "embedding_seconds"}
 
 
 def report(result: dict[str, Any]) -> None:

@@ -102,8 +102,8 @@ def _targets_table(data: Mapping[str, Any]) -> str:
 
 
 def _headline(data: Mapping[str, Any]) -> tuple[Headline, ...]:
-    """The best pipeline of each protocol beside popularity, with the first target its figure decides."""
-    out = []
+    """One row: the best pipeline of each protocol beside popularity, with the first target its figure decides."""
+    figures, ours, baselines, targets = [], [], [], []
     for protocol, label in (("gen", "P-gen NDCG@10"), ("seq", "P-seq NDCG@10 (masked)")):
         ranked = _by_protocol(data, protocol)
         if not ranked:
@@ -113,11 +113,15 @@ def _headline(data: Mapping[str, Any]) -> tuple[Headline, ...]:
         value = s["test"]["ndcg@10"][0]
         target = next((t for t in data["targets"] if t["target"].startswith(f"P-{protocol}")
                        and abs(t["value"] - value) < 1e-9), None)
-        shown = "—" if target is None else (
-            f"> {target['threshold']:.4f} ({target['target'].split('>')[-1].strip()}): {verdict(target['met'])}")
-        out.append(Headline("quality (ml-100k)", f"{label}, best pipeline ({name})", f"{value:.4f}",
-                            f"popularity {s['popularity']['ndcg@10'][0]:.4f}", shown))
-    return tuple(out)
+        figures.append(f"{label} ({name})")
+        ours.append(f"{value:.4f}")
+        baselines.append(f"{s['popularity']['ndcg@10'][0]:.4f}")
+        targets.append("—" if target is None else (
+            f"> {target['threshold']:.4f} ({target['target'].split('>')[-1].strip()}): {verdict(target['met'])}"))
+    if not figures:
+        return ()
+    return (Headline("quality (ml-100k)", "; ".join(figures) + ", best pipeline of each", "; ".join(ours),
+                     "popularity " + "; ".join(baselines), "; ".join(targets)),)
 
 
 def render(data: Mapping[str, Any]) -> Section:
