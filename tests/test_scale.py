@@ -50,7 +50,10 @@ def test_generator_memory_stays_flat_as_events_grow(tmp_path: Path) -> None:
 def test_streamed_events_equal_the_frames_and_keep_the_funnel(tmp_path: Path) -> None:
     data = ecommerce.generate(2_000, 1_000, 60_000, 3, chunk_events=5_000)
     paths = data.write(tmp_path)
-    assert data.sizes() == {"users": 2_000, "items": 1_000, "events": 60_000}
+    sizes = data.sizes()
+    assert {k: sizes[k] for k in ("users", "items", "events")} == {"users": 2_000, "items": 1_000, "events": 60_000}
+    assert data.searches is not None and sizes["searches"] == data.searches.height > 0  # shoppers search too
+    assert pl.read_parquet(paths["searches"]).equals(data.searches)
     written = pl.read_parquet(paths["events"])
     assert pq.ParquetFile(paths["events"]).num_row_groups > 5  # one (or more) per block
     assert not (tmp_path / "events.parquet.partial").exists()

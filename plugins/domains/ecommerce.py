@@ -275,7 +275,8 @@ def _searches_before_views(rng: np.random.Generator, user: np.ndarray, item: np.
     views = np.flatnonzero((kind == 0) & (rng.random(kind.size) < SEARCH_RATE))
     lead = syn.truncated_exponential(rng, SEARCH_LEAD_US, ts[views] - syn.START_US).astype(np.int64)
     target = np.where(rng.random(views.size) < SEARCH_NOISE, rng.integers(0, items, views.size), item[views])
-    return user[views], target, ts[views] - lead
+    # compact (16 bytes a search): kept across blocks until the items' words exist
+    return user[views].astype(np.int32), target.astype(np.int32), ts[views] - lead
 
 
 def _search_frame(rng: np.random.Generator, searched: list[tuple[np.ndarray, np.ndarray, np.ndarray]],
@@ -284,13 +285,16 @@ def _search_frame(rng: np.random.Generator, searched: list[tuple[np.ndarray, np.
     noun ("wireless headphones"), or its brand and noun ("Norvex headphones"), as shoppers type them."""
     user, item, ts = (np.concatenate(parts) for parts in zip(*searched))
     order = np.argsort(ts, kind="stable")
-    user, item, ts = user[order], item[order], ts[order]
-    by_brand = rng.random(item.size) < 0.3
-    picked = text[item]
-    first = pl.Series(np.where(by_brand, picked["brand"].to_numpy(), picked["adjective"].to_numpy()))
+    rows = pl.DataFrame({"user": user[order], "item": item[order], "ts": ts[order],
+                         "by_brand": rng.random(item.size) < 0.3})
+    words = text.select("brand", "adjective", "noun").with_row_index("item").with_columns(pl.col("item").cast(pl.Int32))
     separator = "" if language == "zh" else " "
-    query = first + separator + picked["noun"]
-    return pl.DataFrame({"user_id": user_ids.gather(user), "query": query, "ts": syn.datetimes(ts)})
+    picked = rows.join(words, on="item", how="left", maintain_order="left")  # polars strings: no Python objects
+    return picked.select(
+        user_id=user_ids.gather(picked["user"]),
+        query=pl.concat_str(pl.when("by_brand").then("brand").otherwise("adjective"), "noun", separator=separator),
+        ts=pl.col("ts").cast(pl.Datetime("us")),
+    )
 
 
 def _funnel(rng: np.random.Generator, counts: np.ndarray, tastes: np.ndarray, category: np.ndarray,
