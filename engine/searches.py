@@ -14,9 +14,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
-from recengine.feature_store.vector_transforms import VectorTransform
+if TYPE_CHECKING:  # the training loop imports this module where no DuckDB is installed
+    from recengine.feature_store.vector_transforms import VectorTransform
 
 __all__ = ["SEARCH_FEATURE", "PooledSearches", "SearchLog", "pool_recent"]
 
