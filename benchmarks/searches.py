@@ -208,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if winner is not None:
         result["tests"] = tests_of(result)
-    args.out.write_text(json.dumps(result, indent=1))
+    write_result(result, args.out)
     if winner is not None:
         report(result)
     else:
@@ -252,8 +252,19 @@ def combine(paths: list[Path], out: Path) -> None:
                                 "seeds": sorted({seed for runs in part["runs"].values() for seed in runs})}
                                for part in parts]
     merged["tests"] = tests_of(merged)
-    out.write_text(json.dumps(merged, indent=1))
+    write_result(merged, out)
     report(merged)
+
+
+def write_result(result: dict[str, Any], path: Path) -> None:
+    """The result as indented JSON, its long per-user arrays one line each (rounded to 1e-6)."""
+    arrays = {"per_user": {label: {seed: [round(v, 6) for v in values] for seed, values in by_seed.items()}
+                           for label, by_seed in result["per_user"].items()},
+              "recent_search_users": result["recent_search_users"]}
+    text = json.dumps({**result, **{key: f"@{key}@" for key in arrays}}, indent=1)
+    for key, value in arrays.items():
+        text = text.replace(f'"@{key}@"', json.dumps(value, separators=(",", ":")))
+    path.write_text(text + "\n")
 
 
 def _same_data(result: dict[str, Any]) -> dict[str, Any]:
