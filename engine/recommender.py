@@ -570,8 +570,11 @@ class Recommender:
             times = epoch_seconds(stamps) if stamps else np.zeros(0, dtype=np.int64)
         else:
             queries, times = log.of_user(user_index) if user_index else ([], np.zeros(0, dtype=np.int64))
-        recent = queries[-log.last * 4:]  # the ones that can count (a few may be after the request's time)
-        return pool_recent(queries, times, self._query_vectors(recent), at, log.dim, log.last, log.max_age_seconds)
+        counted = np.asarray(times, dtype=np.int64) <= at
+        if log.max_age_seconds is not None:
+            counted &= np.asarray(times, dtype=np.int64) >= at - log.max_age_seconds
+        window = [query for query, keep in zip(queries, counted.tolist()) if keep][-log.last:]  # what can count
+        return pool_recent(queries, times, self._query_vectors(window), at, log.dim, log.last, log.max_age_seconds)
 
     def _query_vectors(self, queries: list[str]) -> dict[str, np.ndarray]:
         """Vectors of ``queries``: the snapshot's, the bundle's, or embedded now by the text model
@@ -600,15 +603,17 @@ class Recommender:
     def _embed_queries(self, queries: list[str], encoder: str, transform: Any) -> dict[str, np.ndarray]:
         """Embed new query texts as ``vectors build`` would (the encoder, then the set's transform),
         remembering the newest MAX_EMBEDDED_QUERIES."""
-        embedded = get_plugin_manager().get("encoders", encoder).embed_texts(queries)
-        if transform is not None:
-            embedded = transform.apply(embedded)
-        for query, vector in zip(queries, np.asarray(embedded, dtype=np.float32)):
-            self._embedded_queries[query] = vector
-            self._embedded_queries.move_to_end(query)
-        while len(self._embedded_queries) > MAX_EMBEDDED_QUERIES:
-            self._embedded_queries.popitem(last=False)
-        return {query: self._embedded_queries[query] for query in queries}
+        with self._lock:  # one torch forward at a time per process; the cache changes under it alone
+            embedded = get_plugin_manager().get("encoders", encoder).embed_texts(queries)
+            if transform is not None:
+                embedded = transform.apply(embedded)
+            vectors = dict(zip(queries, np.asarray(embedded, dtype=np.float32)))
+            for query, vector in vectors.items():
+                self._embedded_queries[query] = vector
+                self._embedded_queries.move_to_end(query)
+            while len(self._embedded_queries) > MAX_EMBEDDED_QUERIES:
+                self._embedded_queries.popitem(last=False)
+        return vectors
 
     def _search_reasons(self, items: np.ndarray, searched: PooledSearches) -> list[list[str]]:
         """``because you searched for "…"`` for each item whose text is close to a counted query
