@@ -108,11 +108,6 @@ class SearchLog:
         """Query text → vector, for serving from this log (no snapshot)."""
         return dict(zip(self.queries, self.query_vectors))
 
-    @classmethod
-    def empty(cls, dim: int, last: int = 5) -> SearchLog:
-        zeros = np.zeros(0, dtype=np.int64)
-        return cls(zeros, zeros, zeros, [], np.zeros((0, dim), dtype=np.float32), last)
-
 
 @dataclass(frozen=True)
 class PooledSearches:
