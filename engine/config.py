@@ -89,6 +89,12 @@ class TrainConfig(Strict):
         None, ge=1, description="Compute the full softmax over chunks of this many items with a streaming "
                                 "logsumexp (the same loss and gradients), so memory is bounded by positions x chunk "
                                 "instead of positions x catalogue; full softmax only (negatives = 0, no in-batch).")
+    exclude_seen: bool = Field(
+        False, description="Softmax objective: no training position's softmax has among its negatives an item its "
+                           "user interacted with before it (sequence mode: the window's earlier items; pairs mode: "
+                           "the history), as the exclude-seen ranker hides them at serving; the target itself "
+                           "stays a candidate. Aims the loss at the masked ranking; unmasked rankings of seen items "
+                           "are left untrained.")
     trim_padding: bool = Field(
         True, description="Sequence mode with a padding-invariant user encoder (transformer, hstu): cut each batch "
                           "to its longest window, so all-padding columns cost nothing (the same outputs; only "
@@ -141,9 +147,9 @@ class TrainConfig(Strict):
         """Option combinations that would be silently meaningless are refused with the reason."""
         sampled = self.negatives > 0
         if self.objective != "softmax" and (self.in_batch_negatives or self.normalize or self.softmax_chunk
-                                            or self.sampling == "shared"):
-            raise ValueError(f"sampling = 'shared', in_batch_negatives, normalize and softmax_chunk are options of "
-                             f"the softmax objective, not {self.objective!r}")
+                                            or self.sampling == "shared" or self.exclude_seen):
+            raise ValueError(f"sampling = 'shared', in_batch_negatives, normalize, softmax_chunk and exclude_seen are "
+                             f"options of the softmax objective, not {self.objective!r}")
         if self.sampler == "popularity" and not sampled:
             raise ValueError("sampler = 'popularity' draws sampled negatives: set negatives > 0")
         if self.softmax_chunk is not None and (sampled or self.in_batch_negatives):

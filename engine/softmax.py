@@ -13,6 +13,9 @@ L2-normalised, see ``TrainConfig.normalize``), then the logQ correction.
   drawn and embedded for every position; ``shared``: [S], embedded once and scored against
   every position with one ``score_all``) and, with ``in_batch``, the step's distinct
   targets. A negative equal to the position's own target (an accidental hit) is masked.
+- seen items (``SeenItems``, ``TrainConfig.exclude_seen``): the items a position's user already
+  interacted with before it are no candidates of its softmax (its own target always is), as
+  a ranker that hides seen items leaves them out at serving.
 - logQ correction (Yi et al. 2019; TF's ``sampled_softmax_loss``): each candidate's logit,
   the target's included, minus log Q(i), Q(i) the expected count of item i among the step's
   candidates: S·q(i) for S negatives drawn with replacement from q, plus 1-(1-p(i))^P for
@@ -115,16 +118,77 @@ class CandidateCounts:
         return torch.log(expected.clamp(min=1e-30))
 
 
+#: Above this many [rows x catalogue] entries, shared candidates are matched against the windows
+#: directly ([rows x window x candidates]) instead of through a dense first-seen table.
+DENSE_SEEN_LIMIT = 1 << 25
+
+
+class SeenItems:
+    """Which candidates each training position's user had already interacted with.
+
+    ``windows`` [B, W] holds each row's items (0 = padding); position p belongs to row
+    ``rows[p]`` and has seen that row's items at columns ``<= steps[p]`` (sequence mode: the
+    window up to and including its input; pairs mode: the whole history, steps = W - 1).
+    """
+
+    def __init__(self, windows: Tensor, rows: Tensor, steps: Tensor, num_items: int) -> None:
+        self.windows, self.rows, self.steps, self.num_items = windows, rows, steps, num_items
+        self._first: Tensor | None = None
+
+    @classmethod
+    def of_histories(cls, histories: Tensor, num_items: int) -> SeenItems:
+        """Pairs mode: each row is one position that has seen its whole history."""
+        rows = torch.arange(histories.shape[0], device=histories.device)
+        return cls(histories, rows, torch.full_like(rows, histories.shape[1] - 1), num_items)
+
+    def _first_seen(self) -> Tensor:
+        """[B, N+1]: the first column of each item in each window (W where it never occurs)."""
+        if self._first is None:
+            width = self.windows.shape[1]
+            columns = torch.arange(width, device=self.windows.device).expand_as(self.windows)
+            columns = torch.where(self.windows > 0, columns, width)  # padding never counts as seen
+            first = torch.full((self.windows.shape[0], self.num_items + 1), width, dtype=torch.int32,
+                               device=self.windows.device)
+            self._first = first.scatter_reduce(1, self.windows.long(), columns.int(), reduce="amin")
+        return self._first
+
+    def mask(self, ids: Tensor | None = None) -> Tensor:
+        """Bool [P, C]: seen candidates; ``ids`` None = every item 0..N, [C] shared, [P, C] per position."""
+        steps = self.steps.unsqueeze(1)
+        if ids is None:
+            return self._first_seen()[self.rows] <= steps
+        if ids.dim() == 2:
+            return self._first_seen()[self.rows.unsqueeze(1), ids] <= steps
+        if self.windows.shape[0] * (self.num_items + 1) <= DENSE_SEEN_LIMIT or self._first is not None:
+            return self._first_seen()[self.rows][:, ids] <= steps
+        width = self.windows.shape[1]
+        matches = self.windows.unsqueeze(2) == ids.view(1, 1, -1)  # [B, W, C]
+        columns = torch.arange(width, device=ids.device).view(1, -1, 1)
+        first = torch.where(matches, columns, width).amin(dim=1)  # [B, C]
+        return first[self.rows] <= steps
+
+
+def _exclude(logits: Tensor, seen: SeenItems | None, ids: Tensor | None, targets: Tensor) -> Tensor:
+    """``logits`` with the positions' seen candidates (never their own target) at -inf."""
+    if seen is None:
+        return logits
+    candidates = torch.arange(logits.shape[1], device=logits.device).unsqueeze(0) if ids is None else ids
+    if candidates.dim() == 1:
+        candidates = candidates.unsqueeze(0)
+    hidden = seen.mask(ids) & (candidates != targets.unsqueeze(1))
+    return logits.masked_fill(hidden, float("-inf"))
+
+
 def full_softmax_loss(interactor: Interactor, user: Encoded, item_matrix: Tensor, targets: Tensor,
-                      temperature: Tensor | float = 1.0) -> Tensor:
+                      temperature: Tensor | float = 1.0, seen: SeenItems | None = None) -> Tensor:
     """Per-position cross-entropy of the target against every item of ``item_matrix`` [N+1, d]."""
     logits = interactor.score_all(user, item_matrix).float() / temperature
     logits[:, 0] = float("-inf")
-    return F.cross_entropy(logits, targets, reduction="none")
+    return F.cross_entropy(_exclude(logits, seen, None, targets), targets, reduction="none")
 
 
 def chunked_full_softmax_loss(interactor: Interactor, user: Encoded, item_matrix: Tensor, targets: Tensor,
-                              chunk: int, temperature: Tensor | float = 1.0) -> Tensor:
+                              chunk: int, temperature: Tensor | float = 1.0, seen: SeenItems | None = None) -> Tensor:
     """The full softmax's per-position loss with at most [P, chunk] scores alive at once.
 
     Pass 1 (no graph) streams the logsumexp over chunks. The loss is then
@@ -133,8 +197,11 @@ def chunked_full_softmax_loss(interactor: Interactor, user: Encoded, item_matrix
     checkpointed (its scores recomputed in the backward pass), keeping memory bounded.
     """
     def chunk_logits(vector: Tensor, sequence: Tensor | None, mask: Tensor | None, items: Tensor,
-                     scale: Tensor | float) -> Tensor:
-        return interactor.score_all(Encoded(vector, sequence, mask), items).float() / scale
+                     scale: Tensor | float, start: int) -> Tensor:
+        logits = interactor.score_all(Encoded(vector, sequence, mask), items).float() / scale
+        if seen is None:
+            return logits
+        return _exclude(logits, seen, torch.arange(start, start + items.shape[0], device=items.device), targets)
 
     starts = range(1, item_matrix.shape[0], chunk)  # from item 1: the padding item is never a candidate
     with torch.no_grad():
@@ -142,7 +209,7 @@ def chunked_full_softmax_loss(interactor: Interactor, user: Encoded, item_matrix
         running_sum = torch.zeros(targets.shape[0], device=targets.device)
         for start in starts:
             logits = chunk_logits(user.vector, user.sequence, user.mask, item_matrix[start:start + chunk],
-                                  temperature)
+                                  temperature, start)
             new_max = torch.maximum(running_max, logits.max(dim=1).values)
             running_sum = running_sum * torch.exp(running_max - new_max) + torch.exp(
                 logits - new_max.unsqueeze(1)).sum(1)
@@ -150,13 +217,13 @@ def chunked_full_softmax_loss(interactor: Interactor, user: Encoded, item_matrix
         lse = running_max + torch.log(running_sum)
 
     def chunk_mass(vector: Tensor, sequence: Tensor | None, mask: Tensor | None, items: Tensor,
-                   scale: Tensor | float) -> Tensor:
-        return torch.exp(chunk_logits(vector, sequence, mask, items, scale) - lse.unsqueeze(1)).sum(1)
+                   scale: Tensor | float, start: int) -> Tensor:
+        return torch.exp(chunk_logits(vector, sequence, mask, items, scale, start) - lse.unsqueeze(1)).sum(1)
 
     mass = torch.zeros_like(lse)
     for start in starts:
         mass = mass + checkpoint(chunk_mass, user.vector, user.sequence, user.mask, item_matrix[start:start + chunk],
-                                 temperature, use_reentrant=False)
+                                 temperature, start, use_reentrant=False)
     target_logit = interactor.score(user, item_matrix[targets]).float() / temperature
     return lse + (mass - mass.detach()) - target_logit
 
@@ -164,12 +231,13 @@ def chunked_full_softmax_loss(interactor: Interactor, user: Encoded, item_matrix
 def sampled_softmax_loss(interactor: Interactor, user: Encoded, targets: Tensor, target_vectors: Tensor,
                          negatives: Tensor | None, negative_vectors: Tensor | None, *, in_batch: Tensor | None = None,
                          in_batch_vectors: Tensor | None = None, counts: CandidateCounts | None = None,
-                         temperature: Tensor | float = 1.0) -> Tensor:
+                         temperature: Tensor | float = 1.0, seen: SeenItems | None = None) -> Tensor:
     """Per-position cross-entropy of the target (column 0) against sampled and in-batch negatives.
 
     ``negatives``: [P, S] per-row (``negative_vectors`` [P, S, d]) or [S] shared ([S, d]);
     ``in_batch``: [U] distinct targets of the step ([U, d]); ``counts``: the logQ correction
-    (None: none). Accidental hits (a negative equal to the position's target) are masked.
+    (None: none). Accidental hits (a negative equal to the position's target) are masked, and
+    with ``seen`` the candidates each position's user had already interacted with.
     """
     def scaled(logits: Tensor, ids: Tensor) -> Tensor:
         logits = logits.float()
@@ -191,5 +259,7 @@ def sampled_softmax_loss(interactor: Interactor, user: Encoded, targets: Tensor,
         else:  # shared: one matrix product against every position
             logits = scaled(interactor.score_all(user, vectors), ids)
             hits = ids.unsqueeze(0) == targets.unsqueeze(1)
+        if seen is not None:
+            hits = hits | seen.mask(ids)
         columns.append(logits.masked_fill(hits, float("-inf")))
     return F.cross_entropy(torch.cat(columns, dim=1), torch.zeros_like(targets), reduction="none")

@@ -34,6 +34,7 @@ from recengine.searches import SEARCH_FEATURE, SearchLog
 from recengine.softmax import (
     CandidateCounts,
     NegativeSampler,
+    SeenItems,
     Temperature,
     chunked_full_softmax_loss,
     full_softmax_loss,
@@ -259,7 +260,8 @@ class LossModule(torch.nn.Module):
             return _weighted_mean((predicted - values) ** 2, weights)
         if settings.objective == "bpr":
             return _bpr_loss(model, user, items, weights, settings.negatives, self.generator)
-        return _weighted_mean(self.softmax_loss(user, items), weights)
+        seen = SeenItems.of_histories(history, model.num_items) if settings.exclude_seen else None
+        return _weighted_mean(self.softmax_loss(user, items, seen), weights)
 
     def _sequence_step(self, batch: tuple) -> torch.Tensor:
         owners, inputs, targets, weights, *times = (torch.as_tensor(x, device=self.model.device) for x in batch)
@@ -267,17 +269,22 @@ class LossModule(torch.nn.Module):
         real = targets > 0
         assert encoded.sequence is not None  # train() runs mode "sequence" only with a sequence encoder
         flat_user = type(encoded)(vector=encoded.sequence[real])
-        return _weighted_mean(self.softmax_loss(flat_user, targets[real]), weights[real])
+        seen = None
+        if self.config.train.exclude_seen:
+            rows, steps = real.nonzero(as_tuple=True)  # row-major, as the boolean index above
+            seen = SeenItems(inputs, rows, steps, self.model.num_items)
+        return _weighted_mean(self.softmax_loss(flat_user, targets[real], seen), weights[real])
 
-    def softmax_loss(self, user: Encoded, targets: torch.Tensor) -> torch.Tensor:
-        """Per-position cross-entropy of ``targets`` [P] under the configured softmax recipe."""
+    def softmax_loss(self, user: Encoded, targets: torch.Tensor, seen: SeenItems | None = None) -> torch.Tensor:
+        """Per-position cross-entropy of ``targets`` [P] under the configured softmax recipe; ``seen``:
+        the items each position's user had interacted with, left out of its negatives."""
         model, settings, temperature = self.model, self.config.train, self.temperature()
         if settings.negatives == 0 and not settings.in_batch_negatives:
             items = model.item_matrix()
             if settings.softmax_chunk:
                 return chunked_full_softmax_loss(model.interactor, user, items, targets, settings.softmax_chunk,
-                                                 temperature)
-            return full_softmax_loss(model.interactor, user, items, targets, temperature)
+                                                 temperature, seen)
+            return full_softmax_loss(model.interactor, user, items, targets, temperature, seen)
         negatives = negative_vectors = in_batch = in_batch_vectors = None
         if settings.negatives:
             shape = (settings.negatives,) if settings.sampling == "shared" else (targets.shape[0], settings.negatives)
@@ -291,7 +298,7 @@ class LossModule(torch.nn.Module):
             counts = CandidateCounts(self.sampler, settings.negatives, self.frequency, targets.shape[0])
         return sampled_softmax_loss(model.interactor, user, targets, model.embed_items(targets), negatives,
                                     negative_vectors, in_batch=in_batch, in_batch_vectors=in_batch_vectors,
-                                    counts=counts, temperature=temperature)
+                                    counts=counts, temperature=temperature, seen=seen)
 
 
 def _times(extra: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:
