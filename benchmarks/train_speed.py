@@ -51,7 +51,8 @@ the JSON; a plain run likewise keeps theirs):
 - ``recipes``: MovieLens-100k, P-seq, the tuned ``sasrec`` pipeline of
   ``benchmarks/quality.py`` with the same epochs for every option: today's full softmax
   beside the chunked full softmax, per-row and shared sampled negatives, in-batch negatives
-  with logQ, and cosine logits with a temperature (validation and test NDCG@10, samples/s).
+  with logQ, cosine logits with a temperature, and seen items left out of the softmax
+  (``exclude_seen``) (validation and test NDCG@10, samples/s).
 """
 
 from __future__ import annotations
@@ -186,6 +187,7 @@ RECIPE_RUNS: dict[str, dict[str, Any]] = {
     "shared + popularity sampler + logQ": {"train.negatives": 100, "train.sampling": "shared",
                                            "train.sampler": "popularity"},
     "full softmax, cosine / learnt temperature": {"train.normalize": True, "train.temperature": "learn"},
+    "full softmax without seen items": {"train.exclude_seen": True},
 }
 POSITIONS_TARGET = 10.0  # × the per-row positions/s, at equal or better validation NDCG@10
 
@@ -202,7 +204,7 @@ def recipe_run(label: str, config: PipelineConfig, data: PreparedData) -> dict[s
         "label": label, "settings": {k: v for k, v in config.train.model_dump().items()
                                      if k in ("negatives", "sampling", "in_batch_negatives", "sampler",
                                               "logq_correction", "normalize", "temperature", "softmax_chunk",
-                                              "trim_padding", "length_buckets")},
+                                              "trim_padding", "length_buckets", "exclude_seen")},
         "epochs": len(history), "best_epoch": result.best_epoch, "wall_seconds": wall,
         "samples_per_second_median": statistics.median(h["samples_per_second"] for h in steady),
         "samples_per_second": [h["samples_per_second"] for h in history],

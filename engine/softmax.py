@@ -27,6 +27,7 @@ L2-normalised, see ``TrainConfig.normalize``), then the logQ correction.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -230,14 +231,21 @@ def chunked_full_softmax_loss(interactor: Interactor, user: Encoded, item_matrix
 
 def sampled_softmax_loss(interactor: Interactor, user: Encoded, targets: Tensor, target_vectors: Tensor,
                          negatives: Tensor | None, negative_vectors: Tensor | None, *, in_batch: Tensor | None = None,
-                         in_batch_vectors: Tensor | None = None, counts: CandidateCounts | None = None,
-                         temperature: Tensor | float = 1.0, seen: SeenItems | None = None) -> Tensor:
-    """Per-position cross-entropy of the target (column 0) against sampled and in-batch negatives.
+                         in_batch_vectors: Tensor | None = None, in_batch_columns: Tensor | None = None,
+                         counts: CandidateCounts | None = None, temperature: Tensor | float = 1.0,
+                         seen: SeenItems | None = None) -> Tensor:
+    """Per-position cross-entropy of the target against sampled and in-batch negatives.
 
     ``negatives``: [P, S] per-row (``negative_vectors`` [P, S, d]) or [S] shared ([S, d]);
     ``in_batch``: [U] distinct targets of the step ([U, d]); ``counts``: the logQ correction
     (None: none). Accidental hits (a negative equal to the position's target) are masked, and
     with ``seen`` the candidates each position's user had already interacted with.
+
+    ``in_batch_columns`` [P] (each target's column in ``in_batch``, ``torch.unique``'s inverse)
+    takes the fast path with shared negatives: the shared and in-batch candidates are scored in
+    one product and the target's own in-batch column is its positive, so no target column is
+    scored apart and no [P, candidates] block is concatenated: the same loss, at most of a
+    step's cost when the candidates number in the thousands.
     """
     def scaled(logits: Tensor, ids: Tensor) -> Tensor:
         logits = logits.float()
@@ -247,6 +255,9 @@ def sampled_softmax_loss(interactor: Interactor, user: Encoded, targets: Tensor,
             logits = logits - counts.log_expected(ids)
         return logits
 
+    if in_batch is not None and in_batch_columns is not None and (negatives is None or negatives.dim() == 1):
+        return _shared_with_in_batch(interactor, user, targets, negatives, negative_vectors, in_batch,
+                                     in_batch_vectors, in_batch_columns, scaled, seen)
     columns = [scaled(interactor.score(user, target_vectors), targets).unsqueeze(1)]
     blocks = [(negatives, negative_vectors)] if negatives is not None else []
     if in_batch is not None:
@@ -260,6 +271,30 @@ def sampled_softmax_loss(interactor: Interactor, user: Encoded, targets: Tensor,
             logits = scaled(interactor.score_all(user, vectors), ids)
             hits = ids.unsqueeze(0) == targets.unsqueeze(1)
         if seen is not None:
-            hits = hits | seen.mask(ids)
+            hits |= seen.mask(ids)
         columns.append(logits.masked_fill(hits, float("-inf")))
     return F.cross_entropy(torch.cat(columns, dim=1), torch.zeros_like(targets), reduction="none")
+
+
+def _shared_with_in_batch(interactor: Interactor, user: Encoded, targets: Tensor, negatives: Tensor | None,
+                          negative_vectors: Tensor | None, in_batch: Tensor, in_batch_vectors: Tensor | None,
+                          in_batch_columns: Tensor, scaled: Callable[[Tensor, Tensor], Tensor],
+                          seen: SeenItems | None) -> Tensor:
+    """``sampled_softmax_loss`` with shared negatives (or none) and in-batch ones, in one block:
+    candidates [S shared | U in-batch], each position's positive at S + its in-batch column."""
+    assert in_batch_vectors is not None
+    shared = 0 if negatives is None else negatives.shape[0]
+    ids = in_batch if negatives is None else torch.cat([negatives, in_batch])
+    vectors = in_batch_vectors if negative_vectors is None else torch.cat([negative_vectors, in_batch_vectors])
+    scores = interactor.score_all(user, vectors)
+    logits = scaled(scores, ids)
+    if logits is scores:  # unscaled and uncorrected: the interactor's output may be saved for its backward
+        logits = logits.clone()
+    positives = shared + in_batch_columns
+    if negatives is not None:  # accidental hits; the in-batch block holds each target once, as its positive
+        logits[:, :shared].masked_fill_(negatives.unsqueeze(0) == targets.unsqueeze(1), float("-inf"))
+    if seen is not None:
+        hidden = seen.mask(ids)
+        hidden[torch.arange(targets.shape[0], device=targets.device), positives] = False
+        logits.masked_fill_(hidden, float("-inf"))
+    return F.cross_entropy(logits, positives, reduction="none")

@@ -290,15 +290,20 @@ class LossModule(torch.nn.Module):
             shape = (settings.negatives,) if settings.sampling == "shared" else (targets.shape[0], settings.negatives)
             negatives = self.sampler.draw(shape, self.generator)
             negative_vectors = model.embed_items(negatives)
+        in_batch_columns = None
         if settings.in_batch_negatives:
-            in_batch = torch.unique(targets)
+            in_batch, in_batch_columns = torch.unique(targets, return_inverse=True)
             in_batch_vectors = model.embed_items(in_batch)
         counts = None
         if settings.logq_correction:
             counts = CandidateCounts(self.sampler, settings.negatives, self.frequency, targets.shape[0])
-        return sampled_softmax_loss(model.interactor, user, targets, model.embed_items(targets), negatives,
+        # each target is embedded once: among the in-batch candidates when they are on
+        target_vectors = model.embed_items(targets) if in_batch_vectors is None else in_batch_vectors[
+            in_batch_columns]
+        return sampled_softmax_loss(model.interactor, user, targets, target_vectors, negatives,
                                     negative_vectors, in_batch=in_batch, in_batch_vectors=in_batch_vectors,
-                                    counts=counts, temperature=temperature, seen=seen)
+                                    in_batch_columns=in_batch_columns, counts=counts, temperature=temperature,
+                                    seen=seen)
 
 
 def _times(extra: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor] | None:

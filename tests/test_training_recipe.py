@@ -31,6 +31,7 @@ from recengine.plugins.interactors.dot import DotInteractor
 from recengine.softmax import (
     CandidateCounts,
     NegativeSampler,
+    SeenItems,
     chunked_full_softmax_loss,
     full_softmax_loss,
     sampled_softmax_loss,
@@ -360,3 +361,49 @@ def test_cutting_the_padding_trains_the_same_model(data: PreparedData) -> None:
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     for name, value in results[0].model.state_dict().items():
         torch.testing.assert_close(results[1].model.state_dict()[name], value, rtol=1e-3, atol=1e-5)
+
+
+def test_a_block_whose_every_candidate_is_masked_adds_nothing_and_stays_finite() -> None:
+    """All positions share one target: the in-batch block is that target alone, masked in every row."""
+    dim = 4
+    dot = DotInteractor(InteractorContext(dim))
+    user = Encoded(vector=torch.randn(3, dim, generator=torch.Generator().manual_seed(0)).requires_grad_())
+    table = torch.randn(10, dim, generator=torch.Generator().manual_seed(1)).requires_grad_()
+    targets, negatives = torch.tensor([4, 4, 4]), torch.tensor([1, 2, 7])
+    with_block = sampled_softmax_loss(dot, user, targets, table[targets], negatives, table[negatives],
+                                      in_batch=torch.tensor([4]), in_batch_vectors=table[torch.tensor([4])])
+    without = sampled_softmax_loss(dot, user, targets, table[targets], negatives, table[negatives])
+    torch.testing.assert_close(with_block, without)
+    with_block.sum().backward()
+    assert torch.isfinite(user.vector.grad).all() and torch.isfinite(table.grad).all()
+
+
+@pytest.mark.parametrize("shared", [0, 7])
+@pytest.mark.parametrize("with_seen", [False, True])
+def test_shared_and_in_batch_in_one_block_give_the_concatenated_loss(shared: int, with_seen: bool) -> None:
+    """The fast path (in_batch_columns: one product, the target's in-batch column as its positive)
+    equals the general one (a target column beside masked blocks) in value and gradient."""
+    dim, items = 6, 30
+    targets = torch.tensor([3, 9, 3, 14, 27, 9, 1, 14])
+    in_batch, columns = torch.unique(targets, return_inverse=True)
+    negatives = torch.tensor([3, 5, 9, 11, 22, 5, 30])[:shared] if shared else None
+    sampler = NegativeSampler(items, np.arange(items + 1.0), 0.75)
+    frequency = torch.bincount(targets, minlength=items + 1).float() / targets.numel()
+    counts = CandidateCounts(sampler, shared, frequency, targets.numel())
+    windows = torch.tensor([[0, 3, 5, 9, 2], [1, 14, 22, 27, 30]])
+    seen = SeenItems(windows, torch.tensor([0, 0, 0, 0, 1, 1, 1, 1]), torch.tensor([0, 1, 3, 4, 1, 2, 3, 4]),
+                     items) if with_seen else None
+    results = []
+    for fast in (False, True):
+        user = Encoded(vector=torch.randn(targets.numel(), dim, generator=torch.Generator().manual_seed(0))
+                       .requires_grad_())
+        table = torch.randn(items + 1, dim, generator=torch.Generator().manual_seed(1)).requires_grad_()
+        temperature = torch.tensor(0.3, requires_grad=True)
+        loss = sampled_softmax_loss(
+            DotInteractor(InteractorContext(dim)), user, targets, table[targets], negatives,
+            table[negatives] if negatives is not None else None, in_batch=in_batch, in_batch_vectors=table[in_batch],
+            in_batch_columns=columns if fast else None, counts=counts, temperature=temperature, seen=seen)
+        (loss * torch.arange(1.0, targets.numel() + 1)).sum().backward()
+        results.append((loss.detach(), user.vector.grad, table.grad, temperature.grad))
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-5)
