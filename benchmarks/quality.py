@@ -410,8 +410,8 @@ def named_comparisons(records: dict[str, dict[str, Any]]) -> list[dict[str, Any]
     out = []
     for name, record in records.items():
         for other in PIPELINES[name].paired_with:
-            if "per_user_first_seed" not in records.get(other, {}):
-                continue
+            if "per_user_first_seed" not in records.get(other, {}) or "per_user_first_seed" not in record:
+                continue  # one of the two was kept from an earlier file (--merge): no per-user values
             for convention in ("masked", "unmasked") if record["protocol"] == "seq" else ("masked",):
                 out.append({
                     "protocol": record["protocol"], "convention": convention, "a": name, "b": other,
