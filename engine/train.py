@@ -440,6 +440,10 @@ def train(config: PipelineConfig, data: PreparedData, *, checkpoint_dir: str | P
     if mode == "sequence" and not model.user_encoder.produces_sequence:
         raise ConfigError(f"mode 'sequence' needs a sequence user encoder, not {config.model.user_encoder.name!r}")
     history_length = config.model.max_history if model.user_encoder.uses_history else 0
+    if settings.exclude_seen and mode == "pairs" and not history_length:
+        raise ConfigError(f"train.exclude_seen leaves each pair's history out of its negatives, and the user encoder "
+                          f"{config.model.user_encoder.name!r} reads no history (a dense one reads it with "
+                          f"use_history = true): nothing would be excluded")
     trim = settings.trim_padding and model.user_encoder.padding_invariant
     times = None
     if model.reads_event_times:

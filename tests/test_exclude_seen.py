@@ -110,3 +110,37 @@ def test_a_seen_sampled_negative_scores_as_if_absent(shape: str) -> None:
 def test_exclude_seen_is_an_option_of_the_softmax_objective() -> None:
     with pytest.raises(ConfigError, match="options of the softmax objective"):
         PipelineConfig(name="x").with_overrides({"train.objective": "bpr", "train.exclude_seen": True})
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory):
+    from tests.conftest import generated_shop
+
+    return generated_shop(tmp_path_factory.mktemp("seen"), 80, 60, 3_000, 3)
+
+
+def _pairs(shop, **user: bool):
+    from recengine.dataset import prepare
+    from recengine.feature_store import FeatureStore
+
+    config = PipelineConfig(name="x").with_overrides({
+        "model.user_encoder": {"name": "dense", "params": {"use_features": False, **user}}, "train.mode": "pairs",
+        "train.exclude_seen": True, "train.epochs": 3, "train.patience": 3, "train.lr": 5e-3, "train.device": "cpu"})
+    with FeatureStore(shop, read_only=True) as store:
+        return config, prepare(store, config)
+
+
+def test_pairs_mode_trains_without_the_history_in_the_negatives(shop) -> None:
+    from recengine.train import train
+
+    config, data = _pairs(shop, use_history=True)
+    losses = [h["loss"] for h in train(config, data, progress=False).history]
+    assert losses[-1] < losses[0], losses
+
+
+def test_pairs_mode_without_a_history_refuses_rather_than_excluding_nothing(shop) -> None:
+    from recengine.train import train
+
+    config, data = _pairs(shop)
+    with pytest.raises(ConfigError, match="reads no history"):
+        train(config, data, progress=False)
