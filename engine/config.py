@@ -92,9 +92,9 @@ class TrainConfig(Strict):
     exclude_seen: bool = Field(
         False, description="Softmax objective: no training position's softmax has among its negatives an item its "
                            "user interacted with before it (sequence mode: the window's earlier items; pairs mode: "
-                           "the history), as the exclude-seen ranker hides them at serving; the target itself "
-                           "stays a candidate. Aims the loss at the masked ranking; unmasked rankings of seen items "
-                           "are left untrained.")
+                           "the history, which the user tower must read), as the exclude-seen ranker hides them at "
+                           "serving; the target itself stays a candidate. Aims the loss at the masked ranking; "
+                           "unmasked rankings of seen items are left untrained.")
     trim_padding: bool = Field(
         True, description="Sequence mode with a padding-invariant user encoder (transformer, hstu): cut each batch "
                           "to its longest window, so all-padding columns cost nothing (the same outputs; only "
