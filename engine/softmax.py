@@ -158,15 +158,22 @@ class SeenItems:
         steps = self.steps.unsqueeze(1)
         if ids is None:
             return self._first_seen()[self.rows] <= steps
+        dense = self.windows.shape[0] * (self.num_items + 1) <= DENSE_SEEN_LIMIT or self._first is not None
         if ids.dim() == 2:
-            return self._first_seen()[self.rows.unsqueeze(1), ids] <= steps
-        if self.windows.shape[0] * (self.num_items + 1) <= DENSE_SEEN_LIMIT or self._first is not None:
+            if dense:
+                return self._first_seen()[self.rows.unsqueeze(1), ids] <= steps
+            return self._first_match(self.windows[self.rows], ids) <= steps  # [P, W] against [P, C]
+        if dense:
             return self._first_seen()[self.rows][:, ids] <= steps
-        width = self.windows.shape[1]
-        matches = self.windows.unsqueeze(2) == ids.view(1, 1, -1)  # [B, W, C]
-        columns = torch.arange(width, device=ids.device).view(1, -1, 1)
-        first = torch.where(matches, columns, width).amin(dim=1)  # [B, C]
-        return first[self.rows] <= steps
+        return self._first_match(self.windows, ids.unsqueeze(0).expand(self.windows.shape[0], -1))[self.rows] <= steps
+
+    @staticmethod
+    def _first_match(windows: Tensor, ids: Tensor) -> Tensor:
+        """[R, C]: the first column of ``windows`` [R, W] holding each of ``ids`` [R, C] (W where none does)."""
+        width = windows.shape[1]
+        matches = (windows.unsqueeze(1) == ids.unsqueeze(2)) & (windows.unsqueeze(1) > 0)  # [R, C, W]
+        columns = torch.arange(width, device=ids.device).view(1, 1, -1)
+        return torch.where(matches, columns, width).amin(dim=2)
 
 
 def _exclude(logits: Tensor, seen: SeenItems | None, ids: Tensor | None, targets: Tensor) -> Tensor:
