@@ -107,6 +107,15 @@ class Pipeline:
             {"train.protocol": self.protocol, "train.split_seed": 2020, "train.seed": seed, **self.overrides})
 
 
+#: The tuned SASRec-class pipeline (see its ``tuning``), the base of its variants.
+SASREC: dict[str, Any] = {
+    "model.user_encoder": {"name": "transformer", "params": {"layers": 2, "heads": 2, "dropout": 0.2}},
+    "model.item_encoder": _dense(use_features=False),
+    "model.interactor": {"name": "dot", "params": {}},
+    "model.max_history": 50, "train.mode": "sequence",
+    "train.objective": "softmax", "train.negatives": 0, "train.lr": 1e-2, "train.batch_size": 64,
+    "train.epochs": 100, "train.patience": 5, "train.max_minutes": 4.0}
+
 # Time caps (train.max_minutes; checked after each epoch, so a run can pass its cap by one epoch)
 # add up to about 36 minutes for 3 seeds x all pipelines.
 PIPELINES: dict[str, Pipeline] = {
@@ -181,13 +190,7 @@ PIPELINES: dict[str, Pipeline] = {
         }),
     # ---------------------------------------------------------------- P-seq
     "sasrec": Pipeline(
-        "seq", "transformer+dot, sequence mode (SASRec-class)",
-        {"model.user_encoder": {"name": "transformer", "params": {"layers": 2, "heads": 2, "dropout": 0.2}},
-         "model.item_encoder": _dense(use_features=False),
-         "model.interactor": {"name": "dot", "params": {}},
-         "model.max_history": 50, "train.mode": "sequence",
-         "train.objective": "softmax", "train.negatives": 0, "train.lr": 1e-2, "train.batch_size": 64,
-         "train.epochs": 100, "train.patience": 5, "train.max_minutes": 4.0},
+        "seq", "transformer+dot, sequence mode (SASRec-class)", SASREC,
         tuning={
             "item tower": "a plain id embedding: valid 0.1197, test 0.1096 masked / 0.0651 unmasked (seed 0) vs "
                           "0.1213 / 0.0975 / 0.0562 with a linear layer on top of it",
@@ -204,12 +207,7 @@ PIPELINES: dict[str, Pipeline] = {
         }),
     "sasrec-seen": Pipeline(
         "seq", "sasrec with seen items left out of its softmax (train.exclude_seen) and max_history 100",
-        {"model.user_encoder": {"name": "transformer", "params": {"layers": 2, "heads": 2, "dropout": 0.2}},
-         "model.item_encoder": _dense(use_features=False),
-         "model.interactor": {"name": "dot", "params": {}},
-         "model.max_history": 100, "train.mode": "sequence",
-         "train.objective": "softmax", "train.negatives": 0, "train.exclude_seen": True, "train.lr": 1e-2,
-         "train.batch_size": 64, "train.epochs": 100, "train.patience": 5, "train.max_minutes": 8.0},
+        {**SASREC, "model.max_history": 100, "train.exclude_seen": True, "train.max_minutes": 8.0},
         paired_with=("sasrec",),
         tuning={
             "start": "sasrec's tuned settings (seed 0, no time cap: valid 0.1197, test 0.1096 masked / 0.0651 "
