@@ -215,7 +215,8 @@ class Recommender:
         self.reads_searches = bool(self.model.reads_searches)
         self._bundle_query_vectors: dict[str, np.ndarray] | None = None
         self._embedded_queries: OrderedDict[str, np.ndarray] = OrderedDict()  # queries embedded while serving
-        self._search_item_vectors: np.ndarray | None = None  # [N+1, d] items in the searches' text space
+        # items in the searches' text space by dense index ([N+1, d], with spare rows for posted items)
+        self._search_item_vectors: np.ndarray | None = None
         # whether the request's time can change an answer (else a response notes it was unused)
         self.reads_request_time = (self.reads_event_times or self.reads_searches
                                    or any(ranker.reads_request_time for ranker in self.rankers))
@@ -632,8 +633,15 @@ class Recommender:
     def _search_space_items(self) -> np.ndarray | None:
         """The catalogue's items in the searches' vector set, L2-normalised, by dense index
         (zeros for items without a vector); None when neither the snapshot nor the bundle has it."""
-        if self._search_item_vectors is not None and self._search_item_vectors.shape[0] == self.catalog.size + 1:
-            return self._search_item_vectors
+        rows = self.catalog.size + 1
+        cached = self._search_item_vectors
+        if cached is not None and cached.shape[0] >= rows:
+            return cached[:rows]
+        if cached is not None:  # items posted since: no vector in the set until the next publish, so zeros
+            grown = np.zeros((max(rows, 2 * cached.shape[0]), cached.shape[1]), dtype=np.float32)
+            grown[:cached.shape[0]] = cached  # room to spare: posts in a row copy the matrix once, not each time
+            self._search_item_vectors = grown
+            return grown[:rows]
         settings = self.bundle.config.model.searches
         assert settings is not None
         ids: list[str] | None = None

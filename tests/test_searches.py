@@ -224,6 +224,14 @@ def test_cli_trains_on_searches_and_cites_them_in_reasons(tmp_path: Path) -> Non
     served = recommender.recommend("walk-in", 5)
     assert not served.fallback and noun in served[0].title, served
     assert any(f'because you searched for "{fresh}"' in r.reasons for r in served)
+    # items posted while serving (no vector in the set yet) leave the searched-for items and reasons as they were
+    with FeatureStore(store, read_only=True) as opened:
+        template = opened.latest("items").head(1)
+    for n in range(3):
+        assert recommender.add_items(template.with_columns(pl.lit(f"posted-{n}").alias("item_id"))) == 1
+        after = recommender.recommend("walk-in", 5)
+        assert [r.item_id for r in after] == [r.item_id for r in served]
+        assert [r.reasons for r in after] == [r.reasons for r in served]
 
     # re-evaluating on the store pools its searches now, the never-embedded query embedded on the way
     with_searches = json.loads((Path(models) / "searching" / "1" / "metrics.json").read_text())["test"]["ndcg@10"]
