@@ -119,8 +119,9 @@ class CandidateCounts:
         return torch.log(expected.clamp(min=1e-30))
 
 
-#: Above this many [rows x catalogue] entries, shared candidates are matched against the windows
-#: directly ([rows x window x candidates]) instead of through a dense first-seen table.
+#: Above this many [rows x catalogue] entries, sampled candidates (shared or per row) are matched
+#: against the windows directly ([rows x candidates x window]) instead of through a dense
+#: first-seen table; the full softmax, which scores the whole catalogue anyway, always uses it.
 DENSE_SEEN_LIMIT = 1 << 25
 
 
@@ -251,8 +252,8 @@ def sampled_softmax_loss(interactor: Interactor, user: Encoded, targets: Tensor,
     ``in_batch_columns`` [P] (each target's column in ``in_batch``, ``torch.unique``'s inverse)
     takes the fast path with shared negatives: the shared and in-batch candidates are scored in
     one product and the target's own in-batch column is its positive, so no target column is
-    scored apart and no [P, candidates] block is concatenated: the same loss, at most of a
-    step's cost when the candidates number in the thousands.
+    scored apart and no [P, candidates] block is concatenated: the same loss and gradients,
+    at a fraction of the bookkeeping when the candidates number in the thousands.
     """
     def scaled(logits: Tensor, ids: Tensor) -> Tensor:
         logits = logits.float()
