@@ -56,7 +56,7 @@ from recengine.live_overlay import LiveOverlay
 from recengine.plugin_manager import get_plugin_manager
 from recengine.ranking import check_filter
 from recengine.retrieval import CALIBRATION_QUERIES, IVF_MIN_ITEMS, RetrievalIndex, build_index, grow_index
-from recengine.searches import PooledSearches, pool_recent
+from recengine.searches import PooledSearches, countable_searches, pool_queries
 from recengine.training_data import pad_histories
 from recengine.user_vectors import UserVectors
 
@@ -571,11 +571,8 @@ class Recommender:
             times = epoch_seconds(stamps) if stamps else np.zeros(0, dtype=np.int64)
         else:
             queries, times = log.of_user(user_index) if user_index else ([], np.zeros(0, dtype=np.int64))
-        counted = np.asarray(times, dtype=np.int64) <= at
-        if log.max_age_seconds is not None:
-            counted &= np.asarray(times, dtype=np.int64) >= at - log.max_age_seconds
-        window = [query for query, keep in zip(queries, counted.tolist()) if keep][-log.last:]  # what can count
-        return pool_recent(queries, times, self._query_vectors(window), at, log.dim, log.last, log.max_age_seconds)
+        window = countable_searches(queries, times, at, log.last, log.max_age_seconds)  # only these are looked up
+        return pool_queries(window, self._query_vectors(window), log.dim)
 
     def _query_vectors(self, queries: list[str]) -> dict[str, np.ndarray]:
         """Vectors of ``queries``: the snapshot's, the bundle's, or embedded now by the text model

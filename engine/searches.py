@@ -20,7 +20,7 @@ import numpy as np
 if TYPE_CHECKING:  # the training loop imports this module where no DuckDB is installed
     from recengine.feature_store.vector_transforms import VectorTransform
 
-__all__ = ["SEARCH_FEATURE", "PooledSearches", "SearchLog", "pool_recent"]
+__all__ = ["SEARCH_FEATURE", "PooledSearches", "SearchLog", "countable_searches", "pool_queries", "pool_recent"]
 
 SEARCH_FEATURE = "searches"  # the user tower's vector input: batch key ``vec:searches``
 
@@ -118,22 +118,31 @@ class PooledSearches:
     vectors: np.ndarray  # [len(queries), d]: each counted query's vector, for reasons
 
 
-def pool_recent(queries: list[str], times: np.ndarray, vectors: dict[str, np.ndarray], at: int, dim: int,
-                last: int, max_age_seconds: int | None) -> PooledSearches:
-    """What a request pools, the way :meth:`SearchLog.pool` does for training: the ``last``
-    searches made by ``at`` (epoch seconds; a search in the request's own second counts, it was
-    typed before the request was answered) and within the age limit whose query has a vector
-    (one without is skipped), averaged. ``queries`` and ``times`` are one user's searches,
-    oldest first."""
-    counted: list[str] = []
-    for query, moment in zip(reversed(queries), reversed(np.asarray(times, dtype=np.int64).tolist())):
-        if len(counted) == last:
-            break
-        if moment > at or (max_age_seconds is not None and moment < at - max_age_seconds):
-            continue
-        if query in vectors:
-            counted.append(query)
+def countable_searches(queries: list[str], times: np.ndarray, at: int, last: int,
+                       max_age_seconds: int | None) -> list[str]:
+    """The searches a request at ``at`` (epoch seconds) pools, oldest first: the ``last`` made
+    by ``at`` (a search in the request's own second counts, it was typed before the request was
+    answered) and within the age limit, as :meth:`SearchLog.pool` counts them for training.
+    ``queries`` and ``times`` are one user's searches, oldest first."""
+    moments = np.asarray(times, dtype=np.int64)
+    counted = moments <= at
+    if max_age_seconds is not None:
+        counted &= moments >= at - max_age_seconds
+    return [query for query, keep in zip(queries, counted.tolist()) if keep][-last:] if last else []
+
+
+def pool_queries(window: list[str], vectors: dict[str, np.ndarray], dim: int) -> PooledSearches:
+    """The mean vector of the ``window``'s queries (oldest first) that have one (a query without
+    is skipped), with the queries newest first."""
+    counted = [query for query in reversed(window) if query in vectors]
     if not counted:
         return PooledSearches(np.zeros(dim, dtype=np.float32), [], np.zeros((0, dim), dtype=np.float32))
     matrix = np.stack([vectors[q] for q in counted]).astype(np.float32)
     return PooledSearches(matrix.mean(axis=0), counted, matrix)
+
+
+def pool_recent(queries: list[str], times: np.ndarray, vectors: dict[str, np.ndarray], at: int, dim: int,
+                last: int, max_age_seconds: int | None) -> PooledSearches:
+    """What a request pools, the way :meth:`SearchLog.pool` does for training: the countable
+    searches (:func:`countable_searches`) averaged over those with a vector."""
+    return pool_queries(countable_searches(queries, times, at, last, max_age_seconds), vectors, dim)

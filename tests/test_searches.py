@@ -115,6 +115,8 @@ def test_serving_pools_as_training_does() -> None:
         np.testing.assert_allclose(served.vector, log.pool(np.array([1]), np.array([at]))[0])
         assert served.queries == [q for q, _ in log.recent(1, at)]
     assert pool_recent(queries, times, log.vector_lookup(), 30, log.dim, 1, None).queries == ["c"]
+    without_c = {q: v for q, v in log.vector_lookup().items() if q != "c"}  # a query with no vector is skipped
+    assert pool_recent(queries, times, without_c, 30, log.dim, 2, None).queries == ["b"]
 
 
 def test_the_ecommerce_generator_searches_for_products_before_viewing_them() -> None:
