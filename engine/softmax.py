@@ -164,8 +164,8 @@ class SeenItems:
             if dense:
                 return self._first_seen()[self.rows.unsqueeze(1), ids] <= steps
             return self._first_match(self.windows[self.rows], ids) <= steps  # [P, W] against [P, C]
-        if dense:
-            return self._first_seen()[self.rows][:, ids] <= steps
+        if dense:  # columns first: [B, C], then one row per position (never [P, catalogue])
+            return self._first_seen()[:, ids][self.rows] <= steps
         return self._first_match(self.windows, ids.unsqueeze(0).expand(self.windows.shape[0], -1))[self.rows] <= steps
 
     @staticmethod
