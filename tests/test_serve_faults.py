@@ -134,6 +134,20 @@ def burst(url: str, count: int) -> list[tuple[int, str, float, str]]:
     return asyncio.run(all_at_once())
 
 
+def wait_for_a_failure(outcomes: list[Outcome], deadline: float) -> float | None:
+    """Seconds from the kill to the first failed request the load saw after it (None: none before
+    ``deadline``). The proxy's router drops a replica once a request to it fails, so from then on
+    new requests go to the survivors; before it, a request may still be routed to the dead one
+    (under load that can take longer than any fixed pause)."""
+    while time.monotonic() < deadline:
+        ended = (o.started + o.latency_s for o in list(outcomes) if o.status != 200)
+        failed = [end for end in ended if end >= 0]
+        if failed:
+            return min(failed)
+        time.sleep(0.02)
+    return None
+
+
 def kill_one_replica_under_load(url: str, project: Path, replicas: int) -> dict[str, Any]:
     """Serve the domain with ``replicas``, kill one under load, and measure the damage."""
     from ray import serve
@@ -154,6 +168,8 @@ def kill_one_replica_under_load(url: str, project: Path, replicas: int) -> dict[
         kill_time.append(time.monotonic())
         os.kill(pids[0], signal.SIGKILL)
         time.sleep(0.2)  # the process is gone: /health must now be answered by a survivor or a new replica
+        # with a survivor, the burst tests routing after the death is known; alone, the empty deployment
+        noticed_s = (wait_for_a_failure(outcomes, kill_time[0] + REQUEST_TIMEOUT_S / 2) if replicas > 1 else None)
         # more requests at once than a proxy queues: with no live replica, those over the queue get 503 at once
         flood = burst(url, MAX_QUEUED_REQUESTS + 8)
         health = wait_for(url, f"/{DOMAIN}/health", kill_time[0] + RECOVERY_LIMIT_S)
@@ -190,6 +206,7 @@ def kill_one_replica_under_load(url: str, project: Path, replicas: int) -> dict[
         "burst_longest_503_s": round(max((t for code, _, t, _ in flood if code == 503), default=0.0), 3),
         "burst_longest_overloaded_s": round(max((t for *_, t, code in flood if code == "overloaded"), default=0.0),
                                             3),
+        "first_failure_after_s": None if noticed_s is None else round(noticed_s, 3),
         "health_200_after_s": round(health_back_s, 2),
         "health_status": health.json()["status"],
         "replica_replaced_after_s": round(replaced_s, 2),
@@ -234,8 +251,8 @@ def test_with_two_replicas_the_survivor_keeps_serving(serve_url: str, project: P
     report(figures, tmp_path)
     assert_never_a_hang(figures)
     assert figures["served_after_kill"] > 20, figures
-    # the survivor answers the burst; only requests the proxy had already routed to the dead
-    # replica fail (500 at once, or at the timeout when its death is noticed late: /health's 503)
+    # once the proxy has seen the dead replica fail a request, the survivor answers the burst; only
+    # requests already routed to the dead one fail (500 at once, or /health's 503 at the timeout)
     burst_statuses = figures["burst_right_after_kill"]
     assert burst_statuses.get("200 application/json", 0) >= 0.9 * (MAX_QUEUED_REQUESTS + 8), figures
     assert set(figures["burst_by_code"]) <= {"", "replica_failed", "timeout"}, figures
