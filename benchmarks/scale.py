@@ -158,7 +158,8 @@ def _short(arg: str) -> str:
 
 # -- configs --------------------------------------------------------------------------------
 def pipeline_config(kind: str, args: argparse.Namespace, sizes: dict[str, int]) -> dict[str, Any]:
-    """The dense or the sequential pipeline, one epoch, sampled shared negatives, sampled validation and test."""
+    """The dense or the sequential pipeline (``sequential-buckets``: its batches grouped by window length),
+    one epoch, sampled shared negatives, sampled validation and test."""
     train = {"protocol": "seq", "epochs": 1, "objective": "softmax", "negatives": args.negatives,
              "sampling": "shared", "valid_users": sizes["train_eval_users"], "test_users": sizes["train_eval_users"],
              "threads": args.threads, "device": "cpu", "seed": 0}
@@ -172,7 +173,9 @@ def pipeline_config(kind: str, args: argparse.Namespace, sizes: dict[str, int]) 
         model = {"dim": args.dim, "max_history": args.history, "item_encoder": item, "interactor": {"name": "dot"},
                  "user_encoder": {"name": "transformer", "params": {"layers": 2, "heads": 2, "dropout": 0.2}}}
         train |= {"mode": "sequence", "batch_size": args.sequence_batch}
-        name = f"{DOMAIN}-sequential"
+        name = f"{DOMAIN}-{kind}"
+        if kind == "sequential-buckets":
+            train["length_buckets"] = args.length_buckets
     return {"name": name, "domain": DOMAIN, "model": model, "train": train, "ranking": {"rankers": RANKERS}}
 
 
@@ -338,8 +341,11 @@ def _skipped(name: str, why: str) -> dict[str, Any]:
 
 #: The stages in order, by the name ``--stages`` takes and the name the results file shows.
 STAGES = {"generate": "generate", "ingest": "ingest", "publish": "publish", "train-dense": "train dense",
-          "train-sequential": "train sequential", "evaluate": "evaluate", "replica": "replica in-process",
-          "http": "serve over HTTP"}
+          "train-sequential": "train sequential", "train-sequential-buckets": "train sequential, length buckets",
+          "evaluate": "evaluate", "replica": "replica in-process", "http": "serve over HTTP"}
+#: The training pipelines by kind (``pipeline_config``) and their stages' names.
+TRAININGS = {"dense": "train dense", "sequential": "train sequential",
+             "sequential-buckets": "train sequential, length buckets"}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -388,8 +394,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                             capture_output=True).returncode == 0
     ok = ok and stage("ingest", [cli, "store", "ingest", "--store", str(paths["store"]), str(paths["data"])], events)
     published = ok and stage("publish", [cli, "store", "publish", "--store", str(paths["store"])], events)
-    for kind in ("dense", "sequential"):
-        name = f"train {kind}"
+    for kind, name in TRAININGS.items():
         if not published:
             stages.append(_skipped(name, "no published store"))
             continue
@@ -458,9 +463,11 @@ def assemble(args: argparse.Namespace, sizes: dict[str, int], stages: list[dict[
     """The results file: sizes, stages, training and serving figures, and each target's verdict."""
     peaks = [s["peak_rss_gib"] for s in stages if "peak_rss_gib" in s]
     all_ran = all(s.get("ok") for s in stages)
-    ratio = None
+    ratio = bucketed = None
     if "dense" in training and "sequential" in training:
         ratio = training["sequential"]["s_per_million_events"] / training["dense"]["s_per_million_events"]
+    if "dense" in training and "sequential-buckets" in training:
+        bucketed = training["sequential-buckets"]["s_per_million_events"] / training["dense"]["s_per_million_events"]
     p99 = serving.get("in_process", {}).get("p99_ms")
     targets = {
         "memory_gib_max": MEMORY_TARGET_GIB, "peak_rss_gib": max(peaks) if peaks else None,
@@ -468,6 +475,8 @@ def assemble(args: argparse.Namespace, sizes: dict[str, int], stages: list[dict[
         "sequential_per_event_ratio_max": RATIO_TARGET,
         "sequential_per_event_ratio": None if ratio is None else round(ratio, 3),
         "ratio_met": None if ratio is None else ratio <= RATIO_TARGET,
+        "bucketed_per_event_ratio": None if bucketed is None else round(bucketed, 3),
+        "bucketed_ratio_met": None if bucketed is None else bucketed <= RATIO_TARGET,
         "in_process_p99_ms_max": P99_TARGET_MS, "in_process_p99_ms": p99,
         "p99_met": None if p99 is None else p99 <= P99_TARGET_MS,
     }
@@ -478,7 +487,7 @@ def assemble(args: argparse.Namespace, sizes: dict[str, int], stages: list[dict[
         "config": {"domain": DOMAIN, **sizes, "torch_threads": args.threads, "dim": args.dim,
                    "max_history": args.history,
                    "negatives": args.negatives, "sampling": "shared", "dense_batch": args.dense_batch,
-                   "sequence_batch": args.sequence_batch, "epochs": 1},
+                   "sequence_batch": args.sequence_batch, "length_buckets": args.length_buckets, "epochs": 1},
         "stages": stages, "training": training, "serving": serving, "targets": targets,
         "all_stages_ok": all_ran, "total_seconds": round(total_s, 1),
     }
@@ -510,6 +519,8 @@ def print_table(result: dict[str, Any]) -> None:
     console.print(f"peak RSS {t['peak_rss_gib']} GiB (target <= {t['memory_gib_max']}): {verdict[t['memory_met']]}")
     console.print(f"sequential / dense seconds per event {t['sequential_per_event_ratio']} (target <= "
                   f"{t['sequential_per_event_ratio_max']}): {verdict[t['ratio_met']]}")
+    if t.get("bucketed_per_event_ratio") is not None:
+        console.print(f"  with length buckets {t['bucketed_per_event_ratio']}: {verdict[t['bucketed_ratio_met']]}")
     console.print(f"in-process p99 {t['in_process_p99_ms']} ms (target <= {t['in_process_p99_ms_max']}): "
                   f"{verdict[t['p99_met']]}")
 
@@ -532,6 +543,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--negatives", type=int, default=256, help="shared sampled negatives per step")
     parser.add_argument("--dense-batch", type=int, default=1024, help="events per step of the dense pipeline")
     parser.add_argument("--sequence-batch", type=int, default=128, help="sequence windows per step")
+    parser.add_argument("--length-buckets", type=int, default=50,
+                        help="train.length_buckets of the bucketed sequential run (batches per length-sorted pool)")
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--stage-timeout", type=float, default=1800.0, help="seconds before a stage is killed")
     parser.add_argument("--stages", default=",".join(STAGES), type=lambda text: text.split(","),
