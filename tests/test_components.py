@@ -139,6 +139,26 @@ def test_attention_weights_are_a_softmax_over_real_history(manager: PluginManage
     assert torch.all(weights[0] == 0)  # the user without history attends to nothing
 
 
+@pytest.mark.parametrize("include_pooled", [True, False])
+def test_attention_scores_the_shared_catalogue_as_it_scores_candidates(manager: PluginManager,
+                                                                       include_pooled: bool) -> None:
+    """``score_all`` projects each item once and never builds [B, items, d]: the same scores and
+    the same gradients as scoring the catalogue as every user's candidates, padding users too."""
+    attention_class = manager.get("interactors", "attention")
+    attention = attention_class(InteractorContext(DIM), attention_class.Config(include_pooled=include_pooled,
+                                                                                chunk=3))
+    user = _build_encoder(manager, "transformer", "user").eval()(_batch(4))  # user 0 has no history
+    catalogue = torch.randn(ITEMS + 1, DIM, requires_grad=True)
+    shared = attention.score_all(user, catalogue)
+    per_user = attention.score(user, catalogue.unsqueeze(0).expand(4, -1, -1))
+    torch.testing.assert_close(shared, per_user, atol=1e-5, rtol=1e-5)
+    weights = torch.randn_like(shared)
+    parameters = [catalogue, *attention.parameters()]
+    for got, want in zip(torch.autograd.grad((shared * weights).sum(), parameters, retain_graph=True),
+                         torch.autograd.grad((per_user * weights).sum(), parameters)):
+        torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+
+
 def test_component_configs_reject_bad_parameters(manager: PluginManager) -> None:
     for family in ("encoders", "interactors", "rankers"):
         for name in manager.names(family):

@@ -61,12 +61,23 @@ class AttentionInteractor(Interactor):
         return self._score(user, items)
 
     def score_all(self, user: Encoded, item_matrix: Tensor) -> Tensor:
-        batch = user.vector.shape[0]
-        blocks = [
-            self._score(user, block.unsqueeze(0).expand(batch, -1, -1))
-            for block in item_matrix.split(self.config.chunk)
-        ]
-        return torch.cat(blocks, dim=1)
+        """The same scores as ``score`` on every item, computed for items shared by the batch:
+        each item is projected once (not once per user), and ``interest · item`` is summed as
+        Σ_l weight_l (history_l · item), so no [B, items, d] tensor is built, only [B, chunk, L]."""
+        if user.sequence is None or user.mask is None:
+            raise ValueError("the attention interactor needs a sequence: use the transformer encoder, "
+                             "or the dense encoder with use_history=true")
+        keys = self.key(user.sequence)  # [B, L, d]
+        blocks = []
+        for block in item_matrix.split(self.config.chunk):
+            logits = torch.einsum("kd,bld->bkl", self.query(block), keys) / math.sqrt(block.shape[-1])
+            logits = logits.masked_fill(~user.mask.unsqueeze(1), float("-inf"))
+            weights = torch.nan_to_num(torch.softmax(logits, dim=-1))  # a user without history attends to nothing
+            scores = (weights * torch.einsum("bld,kd->bkl", user.sequence, block)).sum(-1)
+            if self.config.include_pooled:
+                scores = scores + user.vector @ block.T
+            blocks.append(scores)
+        return torch.cat(blocks, dim=1) if blocks else user.vector.new_zeros(user.vector.shape[0], 0)
 
     def explain(self, user: Encoded, items: Tensor) -> Tensor:
         return self._weights(user, items if items.dim() == 3 else items.unsqueeze(1))
