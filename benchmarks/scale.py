@@ -339,13 +339,13 @@ def _skipped(name: str, why: str) -> dict[str, Any]:
     return {"stage": name, "ok": False, "skipped": True, "error": why}
 
 
-#: The stages in order, by the name ``--stages`` takes and the name the results file shows.
-STAGES = {"generate": "generate", "ingest": "ingest", "publish": "publish", "train-dense": "train dense",
-          "train-sequential": "train sequential", "train-sequential-buckets": "train sequential, length buckets",
-          "evaluate": "evaluate", "replica": "replica in-process", "http": "serve over HTTP"}
 #: The training pipelines by kind (``pipeline_config``) and their stages' names.
 TRAININGS = {"dense": "train dense", "sequential": "train sequential",
              "sequential-buckets": "train sequential, length buckets"}
+#: The stages in order, by the name ``--stages`` takes and the name the results file shows.
+STAGES = {"generate": "generate", "ingest": "ingest", "publish": "publish",
+          **{f"train-{kind}": name for kind, name in TRAININGS.items()},
+          "evaluate": "evaluate", "replica": "replica in-process", "http": "serve over HTTP"}
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:

@@ -39,18 +39,15 @@ class AttentionInteractor(Interactor):
 
     def _weights(self, user: Encoded, items: Tensor) -> Tensor:
         """softmax(QKᵀ/√d) over real history items: [B, K, L] for items [B, K, d]."""
-        if user.sequence is None or user.mask is None:
-            raise ValueError("the attention interactor needs a sequence: use the transformer encoder, "
-                             "or the dense encoder with use_history=true")
-        logits = self.query(items) @ self.key(user.sequence).transpose(1, 2) / math.sqrt(items.shape[-1])
-        logits = logits.masked_fill(~user.mask.unsqueeze(1), float("-inf"))
+        sequence, mask = _history(user)
+        logits = self.query(items) @ self.key(sequence).transpose(1, 2) / math.sqrt(items.shape[-1])
+        logits = logits.masked_fill(~mask.unsqueeze(1), float("-inf"))
         weights = torch.softmax(logits, dim=-1)
         return torch.nan_to_num(weights)  # a user without history attends to nothing
 
     def _score(self, user: Encoded, items: Tensor) -> Tensor:
         weights = self._weights(user, items)
-        assert user.sequence is not None  # _weights refuses a user without one
-        interest = weights @ user.sequence  # [B, K, d]
+        interest = weights @ _history(user)[0]  # [B, K, d]
         if self.config.include_pooled:
             interest = interest + user.vector.unsqueeze(1)
         return (interest * items).sum(-1)
@@ -64,16 +61,14 @@ class AttentionInteractor(Interactor):
         """The same scores as ``score`` on every item, computed for items shared by the batch:
         each item is projected once (not once per user), and ``interest · item`` is summed as
         Σ_l weight_l (history_l · item), so no [B, items, d] tensor is built, only [B, chunk, L]."""
-        if user.sequence is None or user.mask is None:
-            raise ValueError("the attention interactor needs a sequence: use the transformer encoder, "
-                             "or the dense encoder with use_history=true")
-        keys = self.key(user.sequence)  # [B, L, d]
+        sequence, mask = _history(user)
+        keys = self.key(sequence)  # [B, L, d]
         blocks = []
         for block in item_matrix.split(self.config.chunk):
             logits = torch.einsum("kd,bld->bkl", self.query(block), keys) / math.sqrt(block.shape[-1])
-            logits = logits.masked_fill(~user.mask.unsqueeze(1), float("-inf"))
+            logits = logits.masked_fill(~mask.unsqueeze(1), float("-inf"))
             weights = torch.nan_to_num(torch.softmax(logits, dim=-1))  # a user without history attends to nothing
-            scores = (weights * torch.einsum("bld,kd->bkl", user.sequence, block)).sum(-1)
+            scores = (weights * torch.einsum("bld,kd->bkl", sequence, block)).sum(-1)
             if self.config.include_pooled:
                 scores = scores + user.vector @ block.T
             blocks.append(scores)
@@ -81,6 +76,14 @@ class AttentionInteractor(Interactor):
 
     def explain(self, user: Encoded, items: Tensor) -> Tensor:
         return self._weights(user, items if items.dim() == 3 else items.unsqueeze(1))
+
+
+def _history(user: Encoded) -> tuple[Tensor, Tensor]:
+    """The user's history sequence [B, L, d] and its real-item mask [B, L], or a clear error."""
+    if user.sequence is None or user.mask is None:
+        raise ValueError("the attention interactor needs a sequence: use the transformer encoder, "
+                         "or the dense encoder with use_history=true")
+    return user.sequence, user.mask
 
 
 @hookimpl
