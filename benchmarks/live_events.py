@@ -483,7 +483,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--parts", default="1,2,3",
                         help="which parts to run, comma-separated (1 events/s, 2 ack → visible, 3 recommend "
                              "while writes stream)")
-    parser.add_argument("--quick", action="store_true", help="10k items, 4 s per run, 30 samples (a smoke run)")
+    parser.add_argument("--quick", action="store_true", help="10k items, 4 s per level, 30 samples (a smoke run)")
     parser.add_argument("--json", type=Path, default=None, help="write the figures to this file")
     args = parser.parse_args()
     if args.quick:

@@ -187,12 +187,12 @@ def answered(response: httpx.Response) -> Any:
     return response.json()
 
 
-def settled(client: httpx.Client, path: str, deadline_s: float = 60.0) -> httpx.Response:
+def settled(client: httpx.Client, path: str, deadline_s: float = 60.0, **params: Any) -> httpx.Response:
     """GET ``path``, asked again while the server answers "retry later" (408 timeout, 503
     overloaded or restarting), as its error says a client should: on a loaded machine the
     test's own reference request must not stand in for the page's answer."""
     deadline = time.monotonic() + deadline_s
-    while (response := client.get(path)).status_code in (408, 503) and time.monotonic() < deadline:
+    while (response := client.get(path, params=params)).status_code in (408, 503) and time.monotonic() < deadline:
         time.sleep(0.5)
     return response
 
@@ -249,7 +249,7 @@ def test_a_users_history_and_recommendations_with_reasons_are_shown(served: Serv
         assert writer.post("/events", json={"events": views}).status_code == 200
     with served.client() as client:
         expected = recommended(client, {"user_id": user})
-        history = answered(client.get(f"/users/{quote(user)}/history", params={"limit": 20}))["events"]
+        history = answered(settled(client, f"/users/{quote(user)}/history", limit=20))["events"]
         model = answered(settled(client, "/model"))
         experiment = settled(client, "/experiment")
         online = settled(client, "/online")
