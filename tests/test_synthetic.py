@@ -255,6 +255,23 @@ def test_news_clicks_follow_publication_closely():
     assert (data.events["value"] > 0).all()
 
 
+def test_news_truth_names_the_story_each_reader_follows():
+    data = generated("news")
+    truth = data.truth
+    assert (pl.Series(truth["topics"]).gather(truth["item_topic"]) == data.items["topic"]).all()
+    row = {item: r for r, item in enumerate(data.items["item_id"].to_list())}
+    reader = {user: r for r, user in enumerate(data.users["user_id"].to_list())}
+    items = np.array([row[i] for i in data.events["item_id"].to_list()])
+    users = np.array([reader[u] for u in data.events["user_id"].to_list()])
+    topic = truth["item_topic"][items]
+    on_story = truth["reader_story"][users, topic] == truth["item_story"][items]
+    # a visit follows the reader's story with chance story_following when a fresh article of it exists
+    # (else it reads any of the topic): well above the 1 in STORIES that chance gives (0.40 at this size)
+    assert 1 / news.STORIES + 0.1 < on_story.mean() < truth["story_following"] + 1 / news.STORIES
+    assert truth["user_topic_taste"].shape == (data.users.height, len(truth["topics"]))
+    np.testing.assert_allclose(truth["user_topic_taste"].sum(axis=1), 1.0, rtol=1e-6)
+
+
 def test_video_completion_reflects_taste():
     data = generated("video")
     genre = data.items.select("item_id", genre=pl.col("genres").list.first())

@@ -205,6 +205,27 @@ def test_news_readers_follow_stories_that_only_the_text_names() -> None:
     assert top_story_share(story) > top_story_share(shuffled) + 0.1
 
 
+def test_news_ceilings_rank_cold_articles_by_the_truth(tmp_path: Path) -> None:
+    """benchmarks/cold_start.py's ceilings: knowing each reader's story beats knowing the topic, which beats chance."""
+    from benchmarks import cold_start
+    from recengine.evaluate import random_scorer
+    from recengine.pipeline import prepare_training
+
+    data = news.generate(1500, 3000, 30_000, 5)  # 900 articles would leave few fresh ones per story
+    paths = data.write(tmp_path / "data")
+    store = tmp_path / "news.duckdb"
+    with FeatureStore(store, schema=news.SCHEMA) as fs:
+        fs.ingest_paths([paths["users"], paths["items"], paths["events"]])
+    ctx = cold_start.Context(store, tmp_path / "models", 1, None, domain="news")
+    ceiling = cold_start.news_ceilings(ctx, data)
+    prepared, _ = prepare_training(store, cold_start.config_for(ctx, cold_start.PROTOCOLS["news"],
+                                                                {"name": "dense", "params": {}}, None, 0, "chance"))
+    chance = evaluate_scorer(random_scorer(len(prepared.items)), prepared.interactions.test, (10,), True)
+    assert ceiling["topic_and_story"]["ndcg"] > 1.2 * ceiling["topic"]["ndcg"] > 1.2 * chance["ndcg@10"], ceiling
+    following = list(ceiling["story_following_by_topic"].values())
+    assert len(following) == len(news.TOPICS) and all(0.0 <= f <= news.STORY_FOLLOWING + 0.05 for f in following)
+
+
 def test_text_fusion_trains_serves_and_beats_attributes_on_cold_articles(newsroom: Path) -> None:
     store = newsroom / "store.duckdb"
 

@@ -15,7 +15,7 @@ def _first(proto: Mapping[str, Any]) -> str:
     return str(proto["winner_seeds"][0])
 
 
-def _variants_table(proto: Mapping[str, Any]) -> str:
+def _variants_table(proto: Mapping[str, Any], ceiling: Mapping[str, Any] | None = None) -> str:
     first, metric = _first(proto), proto["metric"]
     rows = []
     for label, by_seed in proto["runs"].items():
@@ -35,6 +35,10 @@ def _variants_table(proto: Mapping[str, Any]) -> str:
     for name in ("popularity", "random"):
         if name in base:
             rows.append([f"{name} (same run)", "", f"{base[name]['hit']:.4f}", f"{base[name]['ndcg']:.4f}", "", "", ""])
+    for key, what in (("topic", "topic"), ("topic_and_story", "topic and story")):
+        if ceiling is not None:  # ranked by the generator's own click chances, which no tower sees
+            rows.append([f"ceiling: the generator's truth, knowing the {what}", "", f"{ceiling[key]['hit']:.4f}",
+                         f"{ceiling[key]['ndcg']:.4f}", "", "", ""])
     return table(["item tower", "valid NDCG@10", "test HR@10", "test NDCG@10", f"Δ {metric} vs baseline, paired",
                   "epochs", "run s"], rows, "lrrrlrr")
 
@@ -49,6 +53,18 @@ def _seeds_line(proto: Mapping[str, Any]) -> str:
             f"Δ {paired['mean_diff']:+.4f} (95% CI {paired['ci_low']:+.4f} to {paired['ci_high']:+.4f}), "
             f"Wilcoxon p = {pvalue(paired['wilcoxon_pvalue'])} (n = {paired['n']:.0f}). Target — "
             f"{target['rule']}: {verdict(target['met'])}.")
+
+
+def _ceiling_line(proto: Mapping[str, Any], ceiling: Mapping[str, Any]) -> str:
+    """What the news data allows: the truth's rankings against the towers that learn them."""
+    means, winner = proto["seed_means"], proto["winner"]
+    story, topic = ceiling["topic_and_story"]["ndcg"], ceiling["topic"]["ndcg"]
+    return (f"Ceilings (the generator's click chances rank each reader's cold articles; neither knows an article's "
+            f"hidden appeal or the visit's time, which no tower sees either): knowing the topic {topic:.4f}, which "
+            f"{BASELINE} reaches to {means[BASELINE]['ndcg'][0] / topic:.0%}; knowing topic and story {story:.4f} "
+            f"({times(ceiling['ratio'], 2)} the topic's), which {winner} reaches to "
+            f"{means[winner]['ndcg'][0] / story:.0%}. A perfect text tower would be "
+            f"{times(story / means[BASELINE]['ndcg'][0], 2)} the measured {BASELINE} tower.")
 
 
 def _embedding(emb: Mapping[str, Any], what: str) -> str:
@@ -81,7 +97,16 @@ def _headline(data: Mapping[str, Any]) -> tuple[Headline, ...]:
         f"(p = {pvalue(cold['paired_winner_seed_mean']['wilcoxon_pvalue'])}); "
         f"ids + topic {news_means[BASELINE]['ndcg'][0]:.4f} ({times(news['target']['ratio_winner_seed_mean'], 1)})",
         f"above ids + genres, p < 0.05: {verdict(cold['target']['met'])}; "
-        f"news ≥ 2×: {verdict(news['target']['met'])}"),)
+        f"news ≥ 2×: {verdict(news['target']['met'])}{_ceiling_note(data)}"),)
+
+
+def _ceiling_note(data: Mapping[str, Any]) -> str:
+    ceiling = data.get("news", {}).get("ceiling")
+    news = _protocol(data, "news P-cold")
+    if ceiling is None or news is None:
+        return ""
+    best = ceiling["topic_and_story"]["ndcg"] / news["seed_means"][BASELINE]["ndcg"][0]
+    return f" (the data's ceiling: {times(best, 2)})"
 
 
 def render(data: Mapping[str, Any]) -> Section:
@@ -99,8 +124,11 @@ def render(data: Mapping[str, Any]) -> Section:
     if "embedding" in data:
         parts.append(_embedding(data["embedding"], "ml-100k text embedding"))
     for proto in data["protocols"]:
+        ceiling = data.get("news", {}).get("ceiling") if proto["label"] == "news P-cold" else None
         parts += [f"**{proto['label']}** (user tower {proto['user_encoder']['name']}; paired metric "
-                  f"{proto['metric']})", _variants_table(proto), _seeds_line(proto)]
+                  f"{proto['metric']})", _variants_table(proto, ceiling), _seeds_line(proto)]
+        if ceiling is not None:
+            parts.append(_ceiling_line(proto, ceiling))
     if "news" in data:
         news = data["news"]
         sizes = news["sizes"]

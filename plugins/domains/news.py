@@ -150,8 +150,9 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
     item = _fresh_articles(rng, by_topic, published, wanted, ts)
     # a reader's story of topic t: (offset + t * stride) mod STORIES, a different one per topic
     offset, stride = rng.integers(0, STORIES, size=users), rng.integers(1, STORIES, size=users)
+    reader_story = (offset[:, None] + np.arange(len(names))[None, :] * stride[:, None]) % STORIES  # [users, topics]
     follows = rng.random(events) < STORY_FOLLOWING
-    followed = wanted * STORIES + (offset[user] + wanted * stride[user]) % STORIES
+    followed = wanted * STORIES + reader_story[user, wanted]
     in_story = _fresh_articles(rng, by_story, published, followed[follows], ts[follows], fallback=False)
     item[np.flatnonzero(follows)[in_story >= 0]] = in_story[in_story >= 0]  # none fresh: any of the topic
     affinity = tastes[user, topic[item]] * len(names)
@@ -168,7 +169,12 @@ def generate(users: int, items: int, events: int, seed: int) -> SyntheticData:
         body="body",
         topic=pl.Series(names).gather(topic),
     )
-    return SyntheticData(users=users_frame, items=items_frame, events=events_frame)
+    truth = {  # rows in the frames' order; what a model must learn, for simulators and ceilings
+        "user_topic_taste": tastes, "item_topic": topic, "item_story": story, "item_appeal": weights,
+        "reader_story": reader_story,
+        "topics": names, "story_following": STORY_FOLLOWING,
+    }
+    return SyntheticData(users=users_frame, items=items_frame, events=events_frame, truth=truth)
 
 
 def _fresh_articles(
