@@ -25,6 +25,7 @@ from recengine.online.routing import Answer, Arms
 from recengine.online.routing import answer as answer_in_experiment
 from recengine.online.schemas import ArmSpec, ExperimentReport, ExperimentSpec, OnlineSummary
 from recengine.recommender import Recommender, Request
+from recengine.serve.coalesce import Coalescer
 from recengine.serve.live import AppliedSignal, Follower, LiveLog, WriterUnavailable
 from recengine.serve.metrics import metrics_for
 from recengine.serve.schemas import (
@@ -97,6 +98,7 @@ class RecommendService:
         self._arms: Arms | None = None  # the running experiment's recommenders
         self._experiment_key: tuple[str, str | None] | None = None  # (id, stopped_at) last followed
         self._recorded_experiment: dict[str, Any] | None = None  # as the log reported it at catch-up
+        self._reports: Coalescer[Any] = Coalescer()  # /experiment and /online under load: shared computations
         self.impressions: ImpressionLog | None = None
         if config is not None:
             self.configure(config)
@@ -267,17 +269,24 @@ class RecommendService:
 
     async def experiment_report(self, k: int = 10, window_hours: float | None = None) -> ExperimentReport:
         """The running (else latest) experiment's figures, from the logged data; 404 if none ran."""
-        await asyncio.to_thread(self._flush_impressions)
-        raw = await asyncio.to_thread(self._writer_log().call, "experiment_report", self.domain, None, k,
-                                      window_hours)
+        raw = await self._report("experiment_report", self.domain, None, k, window_hours)
         return ExperimentReport.model_validate(raw)
 
     async def online_summary(self, hours: float = 24.0, k: int = 10,
                              window_hours: float | None = None) -> OnlineSummary:
-        await asyncio.to_thread(self._flush_impressions)
-        raw = await asyncio.to_thread(self._writer_log().call, "online_figures", self.domain, hours, k,
-                                      window_hours)
+        raw = await self._report("online_figures", self.domain, hours, k, window_hours)
         return OnlineSummary.model_validate(raw)
+
+    async def _report(self, method: str, *args: Any) -> Any:
+        """The writer's ``method(*args)`` after this replica's impressions are flushed; concurrent
+        asks for the same report share one computation that starts after each of them."""
+        log = self._writer_log()
+
+        async def compute() -> Any:
+            await asyncio.to_thread(self._flush_impressions)
+            return await asyncio.to_thread(log.call, method, *args)
+
+        return await self._reports.run((method, *args), compute)
 
     async def start_experiment(self, spec: ExperimentSpec) -> ExperimentSpec:
         """Record ``spec`` (arms resolved against this domain's models); every replica follows."""
