@@ -41,6 +41,7 @@ DEFAULT_PLUGINS: tuple[str, ...] = (
     "recengine.plugins.encoders.hstu",
     "recengine.plugins.encoders.ease",
     "recengine.plugins.encoders.text",
+    "recengine.plugins.encoders.text_multilingual",
     "recengine.plugins.interactors.dot",
     "recengine.plugins.interactors.attention",
     "recengine.plugins.domains.ecommerce",

@@ -21,7 +21,7 @@ def manager() -> PluginManager:
 
 
 def test_builtins_register_every_family(manager: PluginManager) -> None:
-    assert manager.names("encoders") == ["dense", "ease", "hstu", "text", "transformer"]
+    assert manager.names("encoders") == ["dense", "ease", "hstu", "text", "text-multilingual", "transformer"]
     assert manager.names("interactors") == ["attention", "dot"]
     assert manager.names("rankers") == [
         "diversity", "exclude-seen", "freshness", "friends-of-friends", "popularity-fallback", "topk",
@@ -32,7 +32,7 @@ def test_builtins_register_every_family(manager: PluginManager) -> None:
 
 def test_unknown_component_lists_known_names(manager: PluginManager) -> None:
     with pytest.raises(UnknownComponentError,
-                       match="unknown encoder 'gru'; known encoders: dense, ease, hstu, text, transformer"):
+                       match="unknown encoder 'gru'; known encoders: dense, ease, hstu, text, text-multilingual, transformer"):
         manager.get("encoders", "gru")
 
 
@@ -67,7 +67,8 @@ def test_broken_plugins_are_reported_not_fatal(manager: PluginManager) -> None:
     assert "RuntimeError: boom in register" in first.error
     assert "encoder 'dense' is already registered by recengine.plugins.encoders.dense" in second.error
     # all or nothing: the name it did own ("dense-copy") is not registered either
-    assert manager.names("encoders") == ["dense", "ease", "hstu", "text", "transformer"]  # the built-ins still work
+    built_ins = ["dense", "ease", "hstu", "text", "text-multilingual", "transformer"]
+    assert manager.names("encoders") == built_ins  # the built-ins still work
 
 
 @pytest.mark.parametrize("family, arguments, expected", [
