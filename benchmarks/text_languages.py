@@ -1,6 +1,6 @@
 """Does a text model understand a Chinese catalogue? A bilingual check of both bundled models.
 
-Run ``python benchmarks/text_languages.py`` (about two minutes). The e-commerce generator makes the
+Run ``python benchmarks/text_languages.py`` (about three minutes). The e-commerce generator makes the
 same catalogue in English and in Chinese from one seed (``--language zh``: the same products,
 word for word), so every Chinese title has a known English counterpart (titles without their
 model codes, "S280", which both languages share and would match by themselves). For each model
